@@ -1,0 +1,62 @@
+"""Arms: each is a `conf/arm/<name>.yaml` whose `name` picks a training function here.
+
+A training function takes an `ArmContext` and returns the trained `Policy`. It starts from
+`ctx.new_policy()` (a fresh copy of the base), may evaluate on held-out problems during
+training with `ctx.evaluate`, and may add to `ctx.offline` the fixed first attempts it trained
+on, so that the final evaluation's mismatch probe compares them with the policy's own.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from selfcorrect.evaluate import OfflineAttempts, evaluate_policy
+from selfcorrect.policy import Policy, Sampling
+from selfcorrect.tasks.base import Task
+from selfcorrect.tracking import Tracker
+
+# arm name -> "module:function"; imported on first use
+ARMS: dict[str, str] = {
+    "base": "selfcorrect.arms.base:train",
+}
+
+
+@dataclass
+class ArmContext:
+    cfg: DictConfig
+    task: Task
+    base: Policy  # frozen: the reference policy for KL terms and the source of offline attempts
+    base_path: str | Path
+    run_dir: Path
+    tracker: Tracker
+    offline: list[OfflineAttempts] = field(default_factory=list)
+
+    @property
+    def seed(self) -> int:
+        return int(self.cfg.seed)
+
+    def new_policy(self) -> Policy:
+        """A fresh, trainable copy of the base policy."""
+        return Policy.load(self.base_path, self.task, batch_size=self.base.batch_size, dtype=self.cfg.model.get("dtype", "float32"))
+
+    def evaluate(self, policy: Policy, step: int, split: str = "val", offline: list[OfflineAttempts] | None = None) -> dict:
+        """Greedy two-turn metrics on `eval.n_monitor` held-out problems, plus the mismatch probe
+        on `offline` (default: every set in `ctx.offline`), logged under `split/`."""
+        problems = self.task.problems(split, self.cfg.eval.n_monitor, seed=self.cfg.eval.problem_seed)
+        sampling = Sampling(0.0, self.cfg.eval.max_new_tokens)
+        offline = self.offline if offline is None else offline
+        metrics = evaluate_policy(policy, problems, sampling, seed=self.seed, offline=offline).metrics
+        self.tracker.log(metrics, step=step, prefix=f"{split}/")
+        return metrics
+
+
+def get_arm(name: str) -> Callable[[ArmContext], Policy]:
+    if name not in ARMS:
+        raise ValueError(f"unknown arm {name!r}; known arms: {sorted(ARMS)}")
+    module, attr = ARMS[name].split(":")
+    return getattr(importlib.import_module(module), attr)

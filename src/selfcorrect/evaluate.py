@@ -1,0 +1,130 @@
+"""The one evaluator: two-turn greedy evaluation, the full metric set, and the mismatch probe.
+
+The mismatch probe asks how well the policy corrects *fixed, offline* first attempts (from the
+base model, or the ones an SFT arm trained on) against how well it corrects *its own fresh*
+first attempts on the same problems (paper Fig. 5). `mismatch_gap` = offline − own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from selfcorrect.metrics import correction_rate, edit_distance_ratio, summarize, summarize_probe
+from selfcorrect.policy import Episode, Policy, Sampling
+from selfcorrect.tasks.base import Problem, Task
+
+
+@dataclass
+class OfflineAttempts:
+    """Fixed first attempts for the mismatch probe, one per problem."""
+
+    label: str
+    problems: list[Problem]
+    attempts: list[str]
+
+    def __post_init__(self) -> None:
+        if len(self.problems) != len(self.attempts):
+            raise ValueError(f"offline set {self.label!r}: {len(self.attempts)} attempts for {len(self.problems)} problems")
+
+
+@dataclass
+class EvalResult:
+    metrics: dict
+    records: list[dict]
+    probe_records: dict[str, list[dict]] = field(default_factory=dict)
+
+
+def record(task: Task, ep: Episode) -> dict:
+    """Everything about one two-turn episode that any metric needs."""
+    v1, v2 = task.verify(ep.problem, ep.y1), task.verify(ep.problem, ep.y2)
+    return {
+        "id": ep.problem.id,
+        "prompt": ep.problem.prompt,
+        "answer": ep.problem.answer,
+        "y1": ep.y1,
+        "y2": ep.y2,
+        "correct1": v1.correct,
+        "correct2": v2.correct,
+        "well_formed1": v1.well_formed,
+        "well_formed2": v2.well_formed,
+        "answer1": v1.answer,
+        "answer2": v2.answer,
+        "error1": v1.error_type,
+        "error2": v2.error_type,
+        "edit_ratio": edit_distance_ratio(ep.y1, ep.y2),
+    }
+
+
+def evaluate_policy(
+    policy: Policy,
+    problems: Sequence[Problem],
+    sampling: Sampling,
+    seed: int = 0,
+    offline: Sequence[OfflineAttempts] = (),
+) -> EvalResult:
+    task = policy.task
+    episodes = policy.two_turn(problems, sampling, seed)
+    records = [record(task, ep) for ep in episodes]
+    metrics = summarize(records)
+    probe_records = {}
+    own_by_problems = {_key(problems): records}
+    for off in offline:
+        probe_eps = policy.two_turn(off.problems, sampling, seed, first_attempts=off.attempts)
+        probe = [
+            {**record(task, ep), "offline_correct1": task.verify(ep.problem, ep.y1).correct}
+            for ep in probe_eps
+        ]
+        key = _key(off.problems)
+        if key not in own_by_problems:
+            own_by_problems[key] = [record(task, ep) for ep in policy.two_turn(off.problems, sampling, seed)]
+        own = own_by_problems[key]
+        p = summarize_probe(probe)
+        own_rate = correction_rate([r["correct1"] for r in own], [r["correct2"] for r in own])
+        gap = None if p["correction_rate"] is None or own_rate is None else p["correction_rate"] - own_rate
+        metrics[f"probe/{off.label}"] = {
+            "correction_rate_offline": p["correction_rate"],
+            "correction_rate_own": own_rate,
+            "mismatch_gap": gap,
+            "n_wrong_offline": p["n_wrong"],
+            "n_wrong_own": sum(not r["correct1"] for r in own),
+            "n": p["n"],
+        }
+        probe_records[off.label] = probe
+    return EvalResult(metrics, records, probe_records)
+
+
+def write_eval(out_dir: str | Path, result: EvalResult, prefix: str = "") -> None:
+    """generations + probe JSONL first, metrics JSON last (its presence marks completeness)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out / f"{prefix}generations.jsonl", result.records)
+    for label, rows in result.probe_records.items():
+        write_jsonl(out / f"{prefix}probe_{label}.jsonl", rows)
+    write_json(out / f"{prefix}metrics.json", result.metrics)
+
+
+def write_jsonl(path: Path, rows: Sequence[dict]) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, obj) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def _key(problems: Sequence[Problem]) -> tuple[str, ...]:
+    return tuple(p.id for p in problems)

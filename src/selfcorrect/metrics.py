@@ -1,0 +1,111 @@
+"""The paper's self-correction metrics, computed from per-problem records.
+
+Every number the evaluator reports comes from `summarize(records)` over the records it also
+writes to `generations.jsonl`, so any metric can be recomputed from a finished run.
+Definitions (SCoRe §3): over ALL n problems,
+  Acc@t1, Acc@t2, Δ = Acc@t2 − Acc@t1, Δ i→c = #(wrong→right)/n, Δ c→i = #(right→wrong)/n,
+so Δ = Δ i→c − Δ c→i exactly.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+from rapidfuzz.distance import Indel
+
+EDIT_HIST_BINS = 10
+
+
+def transition_metrics(correct1: Sequence[bool], correct2: Sequence[bool]) -> dict[str, float]:
+    n = len(correct1)
+    if n == 0 or n != len(correct2):
+        raise ValueError(f"need the same non-zero number of first and second verdicts, got {n} and {len(correct2)}")
+    i2c = sum((not a) and b for a, b in zip(correct1, correct2))
+    c2i = sum(a and (not b) for a, b in zip(correct1, correct2))
+    acc1, acc2 = sum(map(bool, correct1)) / n, sum(map(bool, correct2)) / n
+    diffs = [int(b) - int(a) for a, b in zip(correct1, correct2)]
+    return {
+        "n": n,
+        "acc_t1": acc1,
+        "acc_t2": acc2,
+        "delta": acc2 - acc1,
+        "delta_i2c": i2c / n,
+        "delta_c2i": c2i / n,
+        "acc_t1_se": _se_mean([float(a) for a in correct1]),
+        "acc_t2_se": _se_mean([float(b) for b in correct2]),
+        "delta_se": _se_mean(diffs),  # paired: one difference per problem
+    }
+
+
+def correction_rate(correct1: Sequence[bool], correct2: Sequence[bool]) -> float | None:
+    """Of the problems wrong at the first attempt, the fraction right at the second."""
+    wrong = [b for a, b in zip(correct1, correct2) if not a]
+    return sum(wrong) / len(wrong) if wrong else None
+
+
+def edit_distance_ratio(y1: str, y2: str) -> float:
+    """Edit distance between the attempts divided by their total length (paper §5).
+
+    Insertions and deletions only (rapidfuzz's Indel distance), so the ratio runs from 0 for
+    identical attempts to 1 for attempts with no character in common; character-level, since
+    the paper does not say which.
+    """
+    return Indel.normalized_distance(y1, y2)
+
+
+def histogram(values: Iterable[float], bins: int = EDIT_HIST_BINS) -> list[int]:
+    """Counts over `bins` equal bins of [0, 1]; 1.0 falls in the last bin."""
+    counts = [0] * bins
+    for v in values:
+        if not 0.0 <= v <= 1.0:
+            raise ValueError(f"histogram value {v!r} is outside [0, 1]")
+        counts[min(int(v * bins), bins - 1)] += 1
+    return counts
+
+
+def summarize(records: Sequence[dict]) -> dict:
+    """All metrics of one evaluation from its per-problem records (see `evaluate.record`)."""
+    c1 = [r["correct1"] for r in records]
+    c2 = [r["correct2"] for r in records]
+    out = transition_metrics(c1, c2)
+    ratios = [r["edit_ratio"] for r in records]
+    n = len(records)
+    out.update(
+        well_formed_t1=sum(r["well_formed1"] for r in records) / n,
+        well_formed_t2=sum(r["well_formed2"] for r in records) / n,
+        edit_ratio_mean=sum(ratios) / n,
+        edit_ratio_hist=histogram(ratios),
+        no_edit_rate=sum(r["y1"] == r["y2"] for r in records) / n,
+        answer_change_rate=sum(r["answer1"] != r["answer2"] for r in records) / n,
+        correction_rate_own=correction_rate(c1, c2),
+        errors_t1=dict(Counter(_kind(r["error1"]) for r in records if r["error1"])),
+        errors_t2=dict(Counter(_kind(r["error2"]) for r in records if r["error2"])),
+        errors_fixed=dict(Counter(_kind(r["error1"]) for r in records if r["error1"] and r["correct2"])),
+    )
+    return out
+
+
+def summarize_probe(records: Sequence[dict]) -> dict:
+    """Correction rate when the policy revises fixed offline first attempts."""
+    c1 = [r["offline_correct1"] for r in records]
+    c2 = [r["correct2"] for r in records]
+    return {
+        "n": len(records),
+        "n_wrong": sum(not c for c in c1),
+        "correction_rate": correction_rate(c1, c2),
+        "c2i_rate": (sum(a and not b for a, b in zip(c1, c2)) / max(1, sum(c1))),
+    }
+
+
+def _kind(error_type: str) -> str:
+    return error_type.split("@")[0]
+
+
+def _se_mean(xs: Sequence[float]) -> float:
+    n = len(xs)
+    if n < 2:
+        return float("nan")
+    m = sum(xs) / n
+    return math.sqrt(sum((x - m) ** 2 for x in xs) / (n - 1) / n)

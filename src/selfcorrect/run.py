@@ -1,0 +1,135 @@
+"""Entry point: `python -m selfcorrect [overrides]` (or `-m` for a Hydra multirun).
+
+One run = build or load the cached base model → train the configured arm → evaluate on the
+fixed test problems → write the results beside the resolved config. The run directory holds:
+
+  config.yaml        the resolved config          run.json          status, timings, paths
+  metrics.json       all metrics (written last)    generations.jsonl every test episode
+  probe_*.jsonl      mismatch-probe episodes       history.jsonl     everything logged
+  wandb/             the wandb run (offline by default)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+import traceback
+import uuid
+from pathlib import Path
+
+import hydra
+import numpy as np
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from selfcorrect.arms import ArmContext, get_arm
+from selfcorrect.evaluate import OfflineAttempts, evaluate_policy, write_eval, write_json
+from selfcorrect.models import base_model_path, load_base_policy
+from selfcorrect.policy import Sampling
+from selfcorrect.tasks import make_task
+from selfcorrect.tracking import Tracker
+
+CONF_DIR = os.environ.get("SELFCORRECT_CONF_DIR", str(Path(__file__).resolve().parents[2] / "conf"))
+_UNIQUE = f"{os.getpid()}{uuid.uuid4().hex[:4]}"
+OmegaConf.register_new_resolver("sc.unique", lambda: _UNIQUE, replace=True)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Clear errors, naming the bad value, before any work is done."""
+
+    def positive_int(key: str) -> None:
+        v = OmegaConf.select(cfg, key)
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise ValueError(f"{key} must be a positive integer, got {v!r}")
+
+    for key in ("eval.n_problems", "eval.n_monitor", "eval.max_new_tokens", "threads"):
+        positive_int(key)
+    if not isinstance(cfg.seed, int) or cfg.seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {cfg.seed!r}")
+    if cfg.eval.probe.source not in ("base", "none"):
+        raise ValueError(f"eval.probe.source must be 'base' or 'none', got {cfg.eval.probe.source!r}")
+    get_arm(cfg.arm.name)  # unknown arm names fail here, before the base model is built
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def run(cfg: DictConfig, run_dir: Path, group: str = "single") -> dict:
+    validate(cfg)
+    if (run_dir / "metrics.json").exists():
+        raise FileExistsError(f"{run_dir} already holds a complete run; refusing to overwrite it")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    status = {"status": "running", "arm": cfg.arm.name, "seed": cfg.seed, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    write_json(run_dir / "run.json", status)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    task = make_task(cfg.task)
+    cache_dir = Path(hydra.utils.to_absolute_path(cfg.paths.cache_dir))
+    tracker = Tracker(
+        cfg.tracking, run_dir, OmegaConf.to_container(cfg, resolve=True),
+        name=f"{cfg.arm.name}-s{cfg.seed}", group=group,
+        tags=[cfg.arm.name, f"seed{cfg.seed}", cfg.task.name, cfg.model.name],
+    )
+    try:
+        base_path = base_model_path(cfg.model, task, cache_dir)
+        base = load_base_policy(cfg.model, task, cache_dir)
+        ctx = ArmContext(cfg, task, base, base_path, run_dir, tracker)
+        t_train = time.time()
+        policy = get_arm(cfg.arm.name)(ctx)
+        status["train_s"] = round(time.time() - t_train, 1)
+        if policy is not base and cfg.get("save_policy", True):
+            policy.save(run_dir / "policy")
+
+        problems = task.problems(cfg.eval.split, cfg.eval.n_problems, seed=cfg.eval.problem_seed)
+        sampling = Sampling(cfg.eval.temperature, cfg.eval.max_new_tokens)
+        offline = list(ctx.offline)
+        if cfg.eval.probe.source == "base":
+            base_first = base.two_turn(problems, sampling, seed=cfg.eval.problem_seed, n_turns=1)
+            offline.insert(0, OfflineAttempts("base", problems, [ep.y1 for ep in base_first]))
+        t_eval = time.time()
+        result = evaluate_policy(policy, problems, sampling, seed=cfg.seed, offline=offline)
+        status["eval_s"] = round(time.time() - t_eval, 1)
+        tracker.log(result.metrics, prefix=f"{cfg.eval.split}/")
+        tracker.summary(result.metrics)
+        tracker.table("generations", result.records, max_rows=cfg.tracking.table_rows)
+        status.update(status="complete", wall_s=round(time.time() - t0, 1), wandb_dir=tracker.wandb_dir, base_model=str(base_path))
+        write_eval(run_dir, result)
+        write_json(run_dir / "run.json", status)
+        tracker.finish()
+    except BaseException as e:
+        status.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+        write_json(run_dir / "run.json", status)
+        tracker.finish(exit_code=1)
+        raise
+    print(summary_line(cfg, result.metrics, run_dir), flush=True)
+    return result.metrics
+
+
+def summary_line(cfg: DictConfig, m: dict, run_dir: Path) -> str:
+    return (
+        f"[{cfg.arm.name} seed={cfg.seed}] Acc@t1={m['acc_t1']:.3f} Acc@t2={m['acc_t2']:.3f} "
+        f"Δ={m['delta']:+.3f} i→c={m['delta_i2c']:.3f} c→i={m['delta_c2i']:.3f} "
+        f"no-edit={m['no_edit_rate']:.3f} → {run_dir}"
+    )
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def main(cfg: DictConfig) -> float:
+    hc = HydraConfig.get()
+    group = Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else "single"
+    metrics = run(cfg, Path(hc.runtime.output_dir), group=group)
+    return metrics["acc_t2"]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""The embedded default task: n-digit addition written as a column-by-column scratchpad.
+
+An attempt for 357+468 reads ``78015 56112 34108>825``: one 5-character group per column,
+units first, holding the two operand digits, the carry in and the two-digit column total,
+then ``>`` and the final answer. Every step is checkable, so a wrong attempt can be put in
+an error taxonomy (the first step that departs from the correct procedure):
+
+- ``operand_copy@k``  an operand digit of column k copied wrongly
+- ``carry_drop@k``    column k ignores the carry coming from column k-1
+- ``carry_error@k``   column k takes a carry that does not exist
+- ``sum_slip@k``      column k's total is not a + b + carry
+- ``final_copy``      the scratchpad is right but the answer line is not
+- ``column_count``    wrong number of columns
+- ``malformed``       not an attempt in the scratchpad format
+
+The same bug operators write wrong attempts on purpose: the base model's pretraining mixture
+(systematic, feature-conditioned bugs) and the teacher error models of the SFT arms use them.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from selfcorrect.tasks.base import Problem, Verdict, check_split, stable_hash
+
+COLUMN_BUGS = ("operand_copy", "carry_drop", "carry_error", "sum_slip")
+FINAL_BUGS = ("final_copy",)
+ERROR_KINDS = (*COLUMN_BUGS, *FINAL_BUGS, "column_count", "malformed")
+ATTEMPT_RE = re.compile(r"^(\d{5}(?: \d{5})*)>(\d+)$")
+SPLIT_BUCKETS = {"test": (0, 10), "val": (10, 20), "train": (20, 1000)}  # per mille of problems
+
+
+@dataclass(frozen=True)
+class Column:
+    a: int
+    b: int
+    carry_in: int
+    total: int
+
+    def render(self) -> str:
+        return f"{self.a}{self.b}{self.carry_in}{self.total:02d}"
+
+
+# --- features a bug rule can condition on ---------------------------------------------------
+# Column features see (a, b, carry_in, k); final features see (answer, n_digits).
+COLUMN_FEATURES: dict[str, Callable[[int, int, int, int], bool]] = {
+    "any": lambda a, b, c, k: True,
+    "carry_in": lambda a, b, c, k: c == 1,
+    "carry_into_nine": lambda a, b, c, k: c == 1 and a + b == 9,  # the carry must cascade
+    "carry_into_high": lambda a, b, c, k: c == 1 and a + b >= 8,
+}
+# ...plus "pair:78,69": the column's two operand digits form one of the listed unordered pairs.
+FINAL_FEATURES: dict[str, Callable[[str, int], bool]] = {
+    "any": lambda ans, n: True,
+    "final_carry": lambda ans, n: len(ans) > n,
+    "inner_zero": lambda ans, n: "0" in ans[1:-1],
+}
+
+
+@dataclass(frozen=True)
+class BugRule:
+    """With probability `prob`, apply bug `kind` wherever feature `when` holds."""
+
+    kind: str
+    when: str
+    prob: float
+
+    def __post_init__(self) -> None:
+        if self.kind not in COLUMN_BUGS + FINAL_BUGS:
+            raise ValueError(f"unknown bug kind {self.kind!r}; expected one of {COLUMN_BUGS + FINAL_BUGS}")
+        features = FINAL_FEATURES if self.kind in FINAL_BUGS else COLUMN_FEATURES
+        if self.kind in COLUMN_BUGS and self.when.startswith("pair:"):
+            pairs = self.when[5:].split(",")
+            if not pairs or any(len(p) != 2 or not p.isdigit() for p in pairs):
+                raise ValueError(f"bad pair feature {self.when!r}; write it like 'pair:78,69'")
+        elif self.when not in features:
+            raise ValueError(f"unknown feature {self.when!r} for bug {self.kind!r}; expected one of {sorted(features)}")
+        if not 0.0 <= self.prob <= 1.0:
+            raise ValueError(f"bug probability must be in [0, 1], got {self.prob!r} for {self.kind}/{self.when}")
+
+
+def parse_rules(rules: Sequence) -> tuple[BugRule, ...]:
+    """Rules from config: mappings {kind, when, prob} or BugRule objects."""
+    return tuple(r if isinstance(r, BugRule) else BugRule(**dict(r)) for r in rules)
+
+
+class ArithmeticTask:
+    """n-digit addition with a column scratchpad; problems are split by a stable hash, so the
+    train, val and test problems never overlap, whatever the sampling seed."""
+
+    name = "arithmetic"
+
+    def __init__(self, n_digits: int = 3, revise_instruction: str = "[revise]", eval_seed: int = 1234):
+        if not 2 <= int(n_digits) <= 6:
+            raise ValueError(f"n_digits must be between 2 and 6, got {n_digits!r}")
+        self.n_digits = int(n_digits)
+        self.revise_instruction = revise_instruction
+        self.eval_seed = int(eval_seed)
+        self.low, self.high = 10 ** (self.n_digits - 1), 10**self.n_digits - 1
+
+    # --- problems -------------------------------------------------------------------------------
+    def make_problem(self, a: int, b: int) -> Problem:
+        for v in (a, b):
+            if not self.low <= v <= self.high:
+                raise ValueError(f"operand {v} is not a {self.n_digits}-digit number")
+        return Problem(id=f"{a}+{b}", prompt=f"{a}+{b}=", answer=str(a + b), meta={"a": a, "b": b})
+
+    @staticmethod
+    def split_of(problem_id: str) -> str:
+        bucket = stable_hash(problem_id) % 1000
+        return next(s for s, (lo, hi) in SPLIT_BUCKETS.items() if lo <= bucket < hi)
+
+    def problems(self, split: str, n: int, seed: int) -> list[Problem]:
+        """`n` distinct problems of `split`, drawn reproducibly from `seed`."""
+        check_split(split)
+        lo, hi = SPLIT_BUCKETS[split]
+        available = (self.high - self.low + 1) ** 2 * (hi - lo) // 1000
+        if not 0 < n <= available // 2:
+            raise ValueError(f"cannot draw n={n} problems from split {split!r} (about {available} exist)")
+        rng = random.Random(f"arithmetic:{self.n_digits}:{split}:{seed}")
+        seen: dict[str, Problem] = {}
+        while len(seen) < n:
+            a, b = rng.randint(self.low, self.high), rng.randint(self.low, self.high)
+            pid = f"{a}+{b}"
+            if pid not in seen and self.split_of(pid) == split:
+                seen[pid] = self.make_problem(a, b)
+        return list(seen.values())
+
+    def user_prompt(self, problem: Problem) -> str:
+        return problem.prompt
+
+    # --- writing attempts ----------------------------------------------------------------------
+    def digits(self, problem: Problem) -> list[tuple[int, int]]:
+        a, b = str(problem.meta["a"]), str(problem.meta["b"])
+        return [(int(a[-1 - k]), int(b[-1 - k])) for k in range(self.n_digits)]
+
+    def write(self, problem: Problem, column_bugs: dict[int, str] | None = None, final_bug: str | None = None) -> str:
+        """The attempt the procedure writes with the given bugs; after a bug it goes on
+        consistently from the state the bug left (so errors propagate as a person's would)."""
+        column_bugs = column_bugs or {}
+        columns, carry = [], 0
+        for k, (a, b) in enumerate(self.digits(problem)):
+            columns.append(self._column(a, b, carry, column_bugs.get(k)))
+            carry = columns[-1].total // 10
+        return self._render(columns, final_bug)
+
+    def sample(self, problem: Problem, rules: Sequence[BugRule], rng: random.Random) -> str:
+        """One attempt drawn from a bug mixture: at each column the first rule whose feature
+        holds fires with its probability (features see the procedure's own running state)."""
+        col_rules = [r for r in rules if r.kind in COLUMN_BUGS]
+        fin_rules = [r for r in rules if r.kind in FINAL_BUGS]
+        columns, carry = [], 0
+        for k, (a, b) in enumerate(self.digits(problem)):
+            bug = None
+            for r in col_rules:
+                if column_feature(r.when, a, b, carry, k) and _applicable(r.kind, carry):
+                    if rng.random() < r.prob:
+                        bug = r.kind
+                    break
+            columns.append(self._column(a, b, carry, bug))
+            carry = columns[-1].total // 10
+        final_bug = None
+        answer = self._answer(columns)
+        for r in fin_rules:
+            if FINAL_FEATURES[r.when](answer, self.n_digits):
+                if rng.random() < r.prob:
+                    final_bug = r.kind
+                break
+        return self._render(columns, final_bug)
+
+    def bug_sites(self, problem: Problem, kind: str) -> list[int]:
+        """Columns where a column bug of `kind` can occur on the correct procedure."""
+        if kind not in COLUMN_BUGS:
+            raise ValueError(f"{kind!r} is not a column bug; expected one of {COLUMN_BUGS}")
+        sites, carry = [], 0
+        for k, (a, b) in enumerate(self.digits(problem)):
+            if _applicable(kind, carry):
+                sites.append(k)
+            carry = (a + b + carry) // 10
+        return sites
+
+    def _column(self, a: int, b: int, carry: int, bug: str | None) -> Column:
+        if bug == "operand_copy":
+            a = (a + 1) % 10
+        elif bug == "carry_drop":
+            carry = 0
+        elif bug == "carry_error":
+            carry = 1
+        total = a + b + carry
+        if bug == "sum_slip":
+            total = total - 1 if total > 0 else 1
+        return Column(a, b, carry, total)
+
+    @staticmethod
+    def _answer(columns: list[Column]) -> str:
+        digits = "".join(str(c.total % 10) for c in reversed(columns))
+        return str(int(str(columns[-1].total // 10) + digits))
+
+    def _render(self, columns: list[Column], final_bug: str | None) -> str:
+        answer = self._answer(columns)
+        if final_bug == "final_copy":
+            answer = _miscopy(answer, self.n_digits)
+        return " ".join(c.render() for c in columns) + ">" + answer
+
+    # --- verifying -----------------------------------------------------------------------------
+    def verify(self, problem: Problem, completion: str) -> Verdict:
+        text = completion.strip()
+        m = ATTEMPT_RE.match(text)
+        if m is None:
+            return Verdict(False, False, None, "malformed")
+        answer = m.group(2)
+        correct = answer.lstrip("0") == problem.answer.lstrip("0")
+        return Verdict(correct, True, answer, None if correct else self.classify(problem, text))
+
+    def classify(self, problem: Problem, text: str) -> str:
+        """The first step of a well-formed, wrong attempt that departs from the procedure."""
+        m = ATTEMPT_RE.match(text)
+        if m is None:
+            return "malformed"
+        groups = m.group(1).split(" ")
+        if len(groups) != self.n_digits:
+            return "column_count"
+        columns = [Column(int(g[0]), int(g[1]), int(g[2]), int(g[3:])) for g in groups]
+        expected_carry = 0
+        for k, (col, (a, b)) in enumerate(zip(columns, self.digits(problem))):
+            if (col.a, col.b) != (a, b):
+                return f"operand_copy@{k}"
+            if col.carry_in != expected_carry:
+                return f"{'carry_drop' if expected_carry else 'carry_error'}@{k}"
+            if col.total != col.a + col.b + col.carry_in:
+                return f"sum_slip@{k}"
+            expected_carry = col.total // 10
+        if m.group(2).lstrip("0") != self._answer(columns):
+            return "final_copy"
+        # a consistent scratchpad whose answer is wrong needs a wrong column above; unreachable
+        raise AssertionError(f"unclassifiable attempt {text!r} for {problem.id}")
+
+
+def column_feature(when: str, a: int, b: int, carry: int, k: int) -> bool:
+    if when.startswith("pair:"):
+        return any({a, b} == {int(p[0]), int(p[1])} for p in when[5:].split(","))
+    return COLUMN_FEATURES[when](a, b, carry, k)
+
+
+def _applicable(kind: str, carry: int) -> bool:
+    return {"carry_drop": carry == 1, "carry_error": carry == 0}.get(kind, True)
+
+
+def _miscopy(answer: str, n_digits: int) -> str:
+    """A copying slip on the answer line: drop the leading carry digit, else swap the last two
+    digits, else change the last digit."""
+    if len(answer) > n_digits:
+        return answer[1:]
+    if len(answer) >= 2 and answer[-1] != answer[-2]:
+        return answer[:-2] + answer[-1] + answer[-2]
+    return answer[:-1] + str((int(answer[-1]) + 1) % 10)
+
+
+def perturb_random_digit(text: str, rng: random.Random) -> str:
+    """Replace one uniformly chosen digit of an attempt with a different digit."""
+    positions = [i for i, ch in enumerate(text) if ch.isdigit()]
+    if not positions:
+        raise ValueError(f"attempt {text!r} has no digit to perturb")
+    i = rng.choice(positions)
+    new = rng.choice([d for d in "0123456789" if d != text[i]])
+    return text[:i] + new + text[i + 1 :]

@@ -1,0 +1,148 @@
+"""The embedded default's base model: a tiny GPT-2 pretrained from scratch on the arithmetic task.
+
+Its pretraining corpus is two-turn traces x → y1 → [revise] → y2 in which both attempts are
+independent draws from bug mixtures (`turn1_rules`, `turn2_rules`): systematic errors that
+depend on problem features, on top of a correct procedure the model also sees. So the base
+makes stable, classifiable mistakes, holds a latent correct procedure that training can
+surface, and knows the two-turn format without any real skill at self-correction (its second
+attempt ignores the first, so Δ ≤ 0 by construction).
+
+The build is cached by a hash of everything that determines it and is bit-for-bit
+reproducible for a fixed seed (one CPU thread, seeded init and data order).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from selfcorrect.cache import artifact_facts, cached_artifact
+from selfcorrect.char_tokenizer import build_char_tokenizer
+from selfcorrect.prompts import conversation
+from selfcorrect.tasks.arithmetic import ArithmeticTask, parse_rules
+
+BUILD_VERSION = 1  # bump when the corpus or training code changes what a spec builds
+ALPHABET = "0123456789+=> "
+
+
+def base_model_spec(model_cfg: DictConfig, task: ArithmeticTask) -> dict:
+    """Everything that determines the built weights."""
+    return {
+        "version": BUILD_VERSION,
+        "task": {"n_digits": task.n_digits, "revise_instruction": task.revise_instruction},
+        "architecture": OmegaConf.to_container(model_cfg.architecture, resolve=True),
+        "pretrain": OmegaConf.to_container(model_cfg.pretrain, resolve=True),
+    }
+
+
+def build_base_model(model_cfg: DictConfig, task: ArithmeticTask, cache_dir: str | Path) -> Path:
+    """Path of the cached base model (an HF model + tokenizer directory), built if missing."""
+    if not isinstance(task, ArithmeticTask):
+        raise ValueError(f"model 'tiny_gpt2' is pretrained on the arithmetic task, not on task {task.name!r}")
+    spec = base_model_spec(model_cfg, task)
+    return cached_artifact(cache_dir, "base_models", spec, lambda out: _pretrain(spec, task, out)) / "model"
+
+
+def base_model_facts(model_dir: str | Path) -> dict:
+    return artifact_facts(Path(model_dir).parent)
+
+
+def pretraining_texts(task: ArithmeticTask, tokenizer, pre: dict, n: int, rng: random.Random) -> tuple[list[str], list[int]]:
+    """`n` two-turn traces on train-split problems, and the length of each one's prompt x."""
+    rules1, rules2 = parse_rules(pre["turn1_rules"]), parse_rules(pre["turn2_rules"])
+    problems = task.problems("train", pre["n_problems"], seed=pre["seed"])
+    texts, prompt_lens = [], []
+    template = None
+    for _ in range(n):
+        p = rng.choice(problems)
+        y1, y2 = task.sample(p, rules1, rng), task.sample(p, rules2, rng)
+        if template is None:  # render the chat template once, then fill it (same text, 50x faster)
+            template = _two_turn_template(task, tokenizer)
+        texts.append(template.format(x=p.prompt, y1=y1, y2=y2))
+        prompt_lens.append(len(p.prompt))
+    return texts, prompt_lens
+
+
+def _two_turn_template(task: ArithmeticTask, tokenizer) -> str:
+    from selfcorrect.tasks.base import Problem
+
+    marker = Problem(id="x", prompt="\x00X\x00", answer="")
+    msgs = conversation(task, marker, ["\x00A\x00"]) + [{"role": "assistant", "content": "\x00B\x00"}]
+    text = tokenizer.apply_chat_template(msgs, tokenize=False)
+    text = text.replace("{", "{{").replace("}", "}}")
+    return text.replace("\x00X\x00", "{x}").replace("\x00A\x00", "{y1}").replace("\x00B\x00", "{y2}")
+
+
+def _pretrain(spec: dict, task: ArithmeticTask, out: Path) -> dict:
+    arch, pre = spec["architecture"], spec["pretrain"]
+    t0 = time.time()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(int(pre["threads"]))
+    try:
+        tokenizer = build_char_tokenizer(ALPHABET + task.revise_instruction)
+        rng = random.Random(pre["seed"])
+        torch.manual_seed(pre["seed"])
+        n_seq = pre["steps"] * pre["batch_size"]
+        texts, prompt_lens = pretraining_texts(task, tokenizer, pre, n_seq, rng)
+        ids, labels = _tensorize(tokenizer, texts, prompt_lens)
+        if ids.shape[1] > arch["n_positions"]:
+            raise ValueError(f"traces of {ids.shape[1]} tokens exceed n_positions={arch['n_positions']}")
+        config = GPT2Config(
+            vocab_size=len(tokenizer), bos_token_id=tokenizer.eos_token_id,
+            eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+            resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, **arch,
+        )
+        model = GPT2LMHeadModel(config)
+        losses = _train(model, ids, labels, pre)
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.save_pretrained(out / "model")
+        tokenizer.save_pretrained(out / "model")
+    finally:
+        torch.set_num_threads(threads)
+    facts = {"wall_s": round(time.time() - t0, 1), "n_params": model.num_parameters(), "final_loss": losses[-1], "loss_curve": losses}
+    (out / "pretrain_log.json").write_text(json.dumps(facts))
+    return facts
+
+
+def _tensorize(tokenizer, texts: list[str], prompt_lens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ids; labels are -100 on the prompt x (random digits) and on padding."""
+    enc = tokenizer(texts, add_special_tokens=False, padding=True, padding_side="right", return_tensors="pt")
+    ids = enc.input_ids
+    labels = ids.clone()
+    labels[enc.attention_mask == 0] = -100
+    pos = torch.arange(ids.shape[1]).unsqueeze(0)
+    labels[pos < torch.tensor(prompt_lens).unsqueeze(1)] = -100  # char tokenizer: 1 token per char
+    return ids, labels
+
+
+def _train(model: GPT2LMHeadModel, ids: torch.Tensor, labels: torch.Tensor, pre: dict) -> list[float]:
+    # A plain loop over an in-memory tensor: bit-for-bit reproducible and without a trainer's
+    # per-step overhead, which would dominate steps of a few milliseconds.
+    opt = torch.optim.AdamW(model.parameters(), lr=pre["lr"], weight_decay=pre["weight_decay"], betas=(0.9, 0.98))
+    steps, bs, warmup = pre["steps"], pre["batch_size"], pre["warmup_steps"]
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
+    )
+    model.train()
+    losses, running = [], 0.0
+    for step in range(steps):
+        sl = slice(step * bs, (step + 1) * bs)
+        loss = model(input_ids=ids[sl], labels=labels[sl]).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        running += loss.item()
+        if (step + 1) % 100 == 0:
+            losses.append(round(running / 100, 4))
+            running = 0.0
+    model.eval()
+    return losses
