@@ -99,6 +99,15 @@ def summarize_probe(records: Sequence[dict]) -> dict:
     }
 
 
+def total_variation(counts_p: dict[str, float], counts_q: dict[str, float]) -> float | None:
+    """TV distance between two error-kind histograms (counts are normalised first)."""
+    zp, zq = sum(counts_p.values()), sum(counts_q.values())
+    if zp == 0 or zq == 0:
+        return None
+    kinds = set(counts_p) | set(counts_q)
+    return 0.5 * sum(abs(counts_p.get(k, 0) / zp - counts_q.get(k, 0) / zq) for k in kinds)
+
+
 def _kind(error_type: str) -> str:
     return error_type.split("@")[0]
 

@@ -28,6 +28,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from selfcorrect.arms import ArmContext, get_arm
+from selfcorrect.metrics import total_variation
 from selfcorrect.evaluate import OfflineAttempts, evaluate_policy, write_eval, write_json
 from selfcorrect.models import base_model_path, load_base_policy
 from selfcorrect.policy import Sampling
@@ -99,6 +100,10 @@ def run(cfg: DictConfig, run_dir: Path, group: str = "single") -> dict:
         t_eval = time.time()
         result = evaluate_policy(policy, problems, sampling, seed=cfg.seed, offline=offline)
         status["eval_s"] = round(time.time() - t_eval, 1)
+        if ctx.extra_metrics:
+            result.metrics["arm"] = ctx.extra_metrics
+        if ctx.offline_error_hist is not None:
+            result.metrics["offline_error_tv"] = total_variation(ctx.offline_error_hist, result.metrics["errors_t1"])
         tracker.log(result.metrics, prefix=f"{cfg.eval.split}/")
         tracker.summary(result.metrics)
         tracker.table("generations", result.records, max_rows=cfg.tracking.table_rows)

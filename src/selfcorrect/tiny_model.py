@@ -131,6 +131,7 @@ def _train(model: GPT2LMHeadModel, ids: torch.Tensor, labels: torch.Tensor, pre:
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))
     )
     model.train()
+    every = max(1, steps // 20)  # 20 points on the loss curve
     losses, running = [], 0.0
     for step in range(steps):
         sl = slice(step * bs, (step + 1) * bs)
@@ -141,8 +142,8 @@ def _train(model: GPT2LMHeadModel, ids: torch.Tensor, labels: torch.Tensor, pre:
         opt.step()
         sched.step()
         running += loss.item()
-        if (step + 1) % 100 == 0:
-            losses.append(round(running / 100, 4))
+        if (step + 1) % every == 0:
+            losses.append(round(running / every, 4))
             running = 0.0
     model.eval()
     return losses

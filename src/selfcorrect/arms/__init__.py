@@ -23,6 +23,16 @@ from selfcorrect.tracking import Tracker
 # arm name -> "module:function"; imported on first use
 ARMS: dict[str, str] = {
     "base": "selfcorrect.arms.base:train",
+    "sft_teacher": "selfcorrect.arms.sft_arms:train_sft_teacher",
+    "sft_self": "selfcorrect.arms.sft_arms:train_pair_sft",
+    "sft_self_plus": "selfcorrect.arms.sft_arms:train_pair_sft",
+    "star": "selfcorrect.arms.sft_arms:train_star",
+    "star_plus": "selfcorrect.arms.sft_arms:train_star",
+    "score": "selfcorrect.arms.rl_arms:train",
+    "score_no_stage1": "selfcorrect.arms.rl_arms:train",
+    "score_no_shaping": "selfcorrect.arms.rl_arms:train",
+    "rl_single_turn": "selfcorrect.arms.rl_arms:train",
+    "rl_multi_turn_naive": "selfcorrect.arms.rl_arms:train",
 }
 
 
@@ -35,6 +45,11 @@ class ArmContext:
     run_dir: Path
     tracker: Tracker
     offline: list[OfflineAttempts] = field(default_factory=list)
+    # merged into the final metrics.json under "arm/" (budgets, dataset sizes, ...)
+    extra_metrics: dict = field(default_factory=dict)
+    # error-kind histogram of the first attempts an arm trained on; the final evaluation
+    # reports its total-variation distance to the trained policy's own t1 errors
+    offline_error_hist: dict | None = None
 
     @property
     def seed(self) -> int:

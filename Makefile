@@ -1,0 +1,42 @@
+# selfcorrect — `make sweep` runs the embedded-default experiment, `make test` the tests.
+# Both create .venv and install what they need on a fresh machine (CPU torch wheel first).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+JOBS   ?= 2                      # sweep jobs side by side (one CPU thread each)
+SWEEP_DIR ?= outputs/sweeps/$(shell date +%Y-%m-%d_%H-%M-%S)
+# large malloc thresholds: 1.2-1.6x faster generation and ~15% faster training on this CPU
+export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296
+export WANDB_SILENT := true
+
+.PHONY: install test sweep figures bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+
+test: install
+	$(BIN)/python -m pytest
+
+LAUNCH := hydra.sweep.dir=$(SWEEP_DIR) hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)
+
+sweep: install
+	$(BIN)/python -m selfcorrect -m experiment=embedded_sweep $(LAUNCH)
+	$(BIN)/python -m selfcorrect -m experiment=embedded_dial $(LAUNCH)
+	$(BIN)/python experiments/summarize_sweep.py $(SWEEP_DIR)
+
+figures: install        # newest sweep, or SWEEP=outputs/sweeps/<stamp>
+	$(BIN)/python experiments/make_figures.py $(if $(SWEEP),--sweep $(SWEEP))
+
+bench: install
+	$(BIN)/python experiments/bench_embedded.py
+
+clean:
+	rm -rf outputs .cache/selfcorrect

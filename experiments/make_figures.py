@@ -1,0 +1,96 @@
+"""Every table and figure of the paper from one sweep directory.
+
+    python experiments/make_figures.py [--sweep outputs/sweeps/<stamp>] [--out DIR]
+
+Loads the sweep (metrics recomputed from the saved generations), writes the main table and
+the paired comparisons as Markdown + CSV, samples the inference-scaling generations for the
+chosen arms (cached in their run directories), draws every figure as PNG + PDF, and prints
+the main table and the paths at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+from selfcorrect import figures  # noqa: E402
+from selfcorrect.results import default_sweep, load_sweep  # noqa: E402
+from selfcorrect.scaling import ScalingSpec, sample_revisions  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sweep", type=Path, default=None, help="sweep directory (default: $SELFCORRECT_SWEEP, else the newest under outputs/sweeps/)")
+    p.add_argument("--out", type=Path, default=None, help="output directory (default: <sweep>/figures)")
+    p.add_argument("--allow-incomplete", action="store_true", help="analyse complete runs and list incomplete ones instead of failing")
+    p.add_argument("--n-boot", type=int, default=10_000, help="bootstrap replicates for intervals and p-values")
+    p.add_argument("--scaling-arms", default="base,sft_self,score",
+                   help="comma-separated arms whose runs get inference-scaling samples (generated once, cached); 'none' to only use caches")
+    p.add_argument("--scaling-seeds", choices=("first", "all"), default="first", help="sample the first seed of each arm, or every seed")
+    p.add_argument("--scaling-k", type=int, default=ScalingSpec.k, help="first attempts sampled per problem (max budget)")
+    p.add_argument("--scaling-turns", type=int, default=ScalingSpec.n_turns, help="attempts per sample (first + revisions)")
+    p.add_argument("--scaling-problems", type=int, default=ScalingSpec.n_problems, help="test problems used for scaling")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    sweep_dir = args.sweep or default_sweep()
+    out = args.out or sweep_dir / "figures"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        sweep = load_sweep(sweep_dir, allow_incomplete=args.allow_incomplete)
+    for w in caught:
+        print(f"WARNING: {w.message}")
+    print(f"sweep {sweep_dir}: {len(sweep.runs)} complete runs, labels {sweep.labels}")
+    if len(sweep.incomplete):
+        print("incomplete runs (not analysed):")
+        for _, r in sweep.incomplete.iterrows():
+            print(f"  - {r['run']}: {r['reason']}")
+
+    spec = ScalingSpec(k=args.scaling_k, n_turns=args.scaling_turns, n_problems=args.scaling_problems)
+    arms = [] if args.scaling_arms == "none" else [a.strip() for a in args.scaling_arms.split(",") if a.strip()]
+    for arm in arms:
+        rows = sweep.runs[sweep.runs["arm"] == arm].sort_values("seed")
+        if rows.empty:
+            print(f"[scaling] no {arm} runs in this sweep; skipped")
+            continue
+        if args.scaling_seeds == "first":
+            rows = rows[rows["seed"] == rows["seed"].min()]
+        for _, r in rows.iterrows():
+            cached = (Path(r["path"]) / spec.filename).exists()
+            print(f"[scaling] {r['run']}: {'cached' if cached else 'sampling'} {spec.filename}", flush=True)
+            sample_revisions(r["path"], spec)
+
+    out.mkdir(parents=True, exist_ok=True)
+    table = figures.main_table(sweep, n_boot=args.n_boot)
+    table.to_csv(out / "main_table.csv", index=False)
+    (out / "main_table.md").write_text(figures.table_markdown(table) + "\n")
+    comp = figures.comparisons(sweep, n_boot=args.n_boot)
+    comp.to_csv(out / "comparisons.csv", index=False)
+    (out / "comparisons.md").write_text(figures.comparisons_markdown(comp) + "\n")
+    saved, skipped = figures.draw_all(sweep, out, table=table, spec=spec)
+
+    print("\n## Main table\n")
+    print(figures.table_markdown(table))
+    if len(comp):
+        print("\n## Paired comparisons\n")
+        print(figures.comparisons_markdown(comp))
+    print("\n## Files")
+    for p in (out / "main_table.md", out / "main_table.csv", out / "comparisons.md", out / "comparisons.csv"):
+        print(f"  {p}")
+    for name, paths in saved.items():
+        print(f"  {name}: " + "  ".join(str(p) for p in paths))
+    for name, reason in skipped.items():
+        print(f"  [skipped {name}] {reason}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,430 @@
+"""The paper's tables and figures from a loaded sweep (`results.load_sweep`).
+
+Each `fig_*` function takes a `Sweep` and returns a matplotlib Figure, or raises
+`FigureSkipped` with the reason when the sweep lacks the arms or logs it needs. `FIGURES`
+lists them in order; `draw_all` saves each as PNG and PDF. Uncertainty: error bars / bands
+are ± one s.e. over seeds (over problems when a label has a single seed, as the legend says).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from selfcorrect.results import ERROR_MODEL_ORDER, TABLE_METRICS, Sweep, display_name, label_arm, label_sort_key
+from selfcorrect.scaling import ScalingSpec, load_samples, scaling_curves
+from selfcorrect.stats import mean_se
+
+METRIC_NAMES = {"acc_t1": "Acc@t1", "acc_t2": "Acc@t2", "delta": "Δ(t1,t2)", "delta_i2c": "Δ i→c", "delta_c2i": "Δ c→i"}
+RL_ARMS = ("score", "score_no_stage1", "score_no_shaping", "rl_multi_turn_naive", "rl_single_turn")
+EDIT_BINS = np.linspace(0, 1, 11)
+DPI = 130
+
+
+class FigureSkipped(Exception):
+    """The sweep lacks what a figure needs; the message says what."""
+
+
+# --- tables -------------------------------------------------------------------------------------
+def main_table(sweep: Sweep, n_boot: int = 10_000) -> pd.DataFrame:
+    """One row per label: mean, s.e. and bootstrap 95% interval of each table metric.
+    The s.e. is over seeds with 2+ seeds, over problems with one (column `se_over`)."""
+    rows = []
+    for label in sweep.labels:
+        seeds = sorted(sweep.runs.loc[sweep.runs["label"] == label, "seed"])
+        row = {"label": label, "method": display_name(label), "n_seeds": len(seeds),
+               "seeds": ",".join(map(str, seeds)), "se_over": "seeds" if len(seeds) > 1 else "problems"}
+        for m in TABLE_METRICS:
+            e = sweep.estimate(label, m, n_boot=n_boot)
+            row.update({m: e.mean, f"{m}_se": e.se, f"{m}_lo": e.lo, f"{m}_hi": e.hi})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def table_markdown(table: pd.DataFrame) -> str:
+    """The paper's table (per cent, mean ± s.e.). Written by hand: pandas needs `tabulate` for this."""
+    head = "| Method | seeds | " + " | ".join(METRIC_NAMES[m] for m in TABLE_METRICS) + " |"
+    lines = [head, "|" + "---|" * (2 + len(TABLE_METRICS))]
+    for _, r in table.iterrows():
+        cells = [f"{100 * r[m]:+.1f} ± {100 * r[m + '_se']:.1f}" if m == "delta" else f"{100 * r[m]:.1f} ± {100 * r[m + '_se']:.1f}"
+                 for m in TABLE_METRICS]
+        lines.append(f"| {r['method']} | {r['n_seeds']} | " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("Per cent over the test problems; ± one s.e. over seeds (over problems for single-seed rows). "
+                 "Bootstrap 95% intervals (seeds × problems) are in the CSV.")
+    return "\n".join(lines)
+
+
+def comparisons(sweep: Sweep, pairs: list[tuple[str, str]] | None = None,
+                metrics=("delta", "acc_t2"), n_boot: int = 10_000) -> pd.DataFrame:
+    """Paired bootstrap (problems, and seeds) of metric(a) − metric(b) for each pair of labels.
+    Default pairs: SCoRe against every other label, and every other label against the base."""
+    labels = sweep.labels
+    if pairs is None:
+        pairs = []
+        for a in (x for x in labels if label_arm(x) == "score"):
+            pairs += [(a, b) for b in labels if b != a]
+        if "base" in labels:
+            pairs += [(a, "base") for a in labels if a != "base" and (a, "base") not in pairs]
+    rows = []
+    for a, b in pairs:
+        for m in metrics:
+            c = sweep.compare(a, b, m, n_boot=n_boot)
+            rows.append({"a": a, "b": b, "metric": m, "diff": c.diff, "se": c.se, "lo": c.lo, "hi": c.hi,
+                         "p_value": c.p_value, "seeds_a": c.n_seeds[0], "seeds_b": c.n_seeds[1], "n_problems": c.n_problems})
+    return pd.DataFrame(rows, columns=["a", "b", "metric", "diff", "se", "lo", "hi", "p_value", "seeds_a", "seeds_b", "n_problems"])
+
+
+def comparisons_markdown(comp: pd.DataFrame) -> str:
+    lines = ["| A | B | metric | A − B (pts) | 95% CI | p |", "|---|---|---|---|---|---|"]
+    for _, r in comp.iterrows():
+        lines.append(f"| {display_name(r['a'])} | {display_name(r['b'])} | {METRIC_NAMES.get(r['metric'], r['metric'])} | "
+                     f"{100 * r['diff']:+.1f} | [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}] | {r['p_value']:.3g} |")
+    lines.append("")
+    lines.append("Paired bootstrap over the shared test problems and over seeds (seed-paired when both have the same seeds).")
+    return "\n".join(lines)
+
+
+# --- figures ------------------------------------------------------------------------------------
+def fig_main_table(sweep: Sweep, table: pd.DataFrame | None = None) -> plt.Figure:
+    """(1) The main table as bars: accuracy per turn, and Δ split into i→c and c→i."""
+    t = main_table(sweep, n_boot=2000) if table is None else table
+    x = np.arange(len(t))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(8, 1.6 * len(t) + 4), 4.2), dpi=DPI)
+    w = 0.38
+    for off, m, color in ((-w / 2, "acc_t1", "#9ecae1"), (w / 2, "acc_t2", "#3182bd")):
+        ax1.bar(x + off, 100 * t[m], w, yerr=100 * t[m + "_se"].fillna(0), capsize=3, color=color, label=METRIC_NAMES[m])
+    ax1.set_ylabel("accuracy (%)")
+    ax1.set_ylim(0, 100)
+    ax1.set_title("Accuracy at each attempt")
+    ax2.bar(x - w / 2, 100 * t["delta_i2c"], w, yerr=100 * t["delta_i2c_se"].fillna(0), capsize=3, color="#31a354", label="Δ i→c (fixed)")
+    ax2.bar(x + w / 2, -100 * t["delta_c2i"], w, yerr=100 * t["delta_c2i_se"].fillna(0), capsize=3, color="#de2d26", label="−Δ c→i (broken)")
+    ax2.errorbar(x, 100 * t["delta"], yerr=100 * t["delta_se"].fillna(0), fmt="D", color="black", capsize=4, label="Δ(t1,t2)")
+    ax2.axhline(0, color="gray", lw=0.8)
+    ax2.set_ylabel("percentage points of all problems")
+    ax2.set_title("Change from attempt 1 to 2")
+    for ax in (ax1, ax2):
+        ax.set_xticks(x, [f"{n}\n(n={s} seed{'s' if s > 1 else ''})" for n, s in zip(t["method"], t["n_seeds"])],
+                      rotation=30 if len(t) > 4 else 0, ha="right" if len(t) > 4 else "center", fontsize=8)
+        ax.legend(fontsize=8, loc="best")
+    fig.suptitle("Main table: mean ± s.e. (over seeds; over problems for 1-seed arms)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def fig_edit_histograms(sweep: Sweep) -> plt.Figure:
+    """(2) Edit-distance ratio between attempts per arm (paper Fig. 4); the first bar is
+    exactly 0 (no edit at all), the rest are tenths of (0, 1]."""
+    labels = sweep.labels
+    ncols = min(4, len(labels))
+    nrows = math.ceil(len(labels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.4 * ncols, 2.8 * nrows + 0.6), dpi=DPI, sharey=True, squeeze=False)
+    names = ["0"] + [f"{lo:.1f}–{hi:.1f}" for lo, hi in zip(EDIT_BINS[:-1], EDIT_BINS[1:])]
+    for ax, label in zip(axes.flat, labels):
+        g = sweep.generations[sweep.generations["label"] == label]
+        per_seed = []
+        for _, gs in g.groupby("seed"):
+            r = gs["edit_ratio"].to_numpy()
+            counts = [np.mean(r == 0)] + [np.mean((r > lo) & (r <= hi)) for lo, hi in zip(EDIT_BINS[:-1], EDIT_BINS[1:])]
+            per_seed.append(counts)
+        per_seed = np.array(per_seed)
+        mean = per_seed.mean(0)
+        # s.e. over seeds; with one seed, the binomial s.e. over the problems
+        err = per_seed.std(0, ddof=1) / np.sqrt(len(per_seed)) if len(per_seed) > 1 else np.sqrt(mean * (1 - mean) / len(g))
+        ax.bar(np.arange(11), 100 * mean, yerr=100 * err, capsize=2, color=["#636363"] + ["#6baed6"] * 10)
+        ax.set_title(f"{display_name(label)} ({len(per_seed)} seed{'s' if len(per_seed) > 1 else ''})", fontsize=9)
+        ax.set_xticks(np.arange(11), names, rotation=90, fontsize=6)
+        ax.set_xlabel("edit distance ratio (y1 vs y2)", fontsize=8)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("% of test problems")
+    for ax in list(axes.flat)[len(labels):]:
+        ax.axis("off")
+    fig.suptitle("Edit-distance ratio between attempts (grey: identical attempts); ± s.e. over seeds (over problems for 1 seed)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def fig_mismatch_probe(sweep: Sweep) -> plt.Figure:
+    """(3) Correction rate on fixed offline first attempts vs on the policy's own, over
+    training (paper Fig. 5), from the `val/probe/<label>/correction_rate_*` history."""
+    h = sweep.history
+    h = h[h["metric"].str.match(r"^val/probe/.+/correction_rate_(offline|own)$") & h["step"].notna()]
+    if h.empty:
+        raise FigureSkipped("no run logs val/probe/<label>/correction_rate_{offline,own} during training "
+                            f"(needs a training arm such as sft_self, star, score; sweep has {sweep.labels})")
+    labels = sorted(h["label"].unique(), key=label_sort_key)
+    ncols = min(3, len(labels))
+    nrows = math.ceil(len(labels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.4 * ncols, 3.3 * nrows + 0.5), dpi=DPI, squeeze=False, sharey=True)
+    for ax, label in zip(axes.flat, labels):
+        hl = h[h["label"] == label]
+        probes = sorted({m.split("/")[2] for m in hl["metric"]})
+        for i, probe in enumerate(probes):
+            color = plt.cm.tab10(i)
+            for kind, style in (("offline", "-"), ("own", "--")):
+                n_seeds = _band(ax, hl[hl["metric"] == f"val/probe/{probe}/correction_rate_{kind}"], color, style,
+                                f"{'fixed' if kind == 'offline' else 'own'} first attempts ({probe})")
+        ax.set_title(f"{display_name(label)} ({n_seeds} seed{'s' if n_seeds > 1 else ''})", fontsize=9)
+        ax.set_xlabel("training step")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("correction rate\n(wrong at t1 → right at t2)")
+    for ax in list(axes.flat)[len(labels):]:
+        ax.axis("off")
+    fig.suptitle("Distribution shift: correcting fixed offline attempts vs the policy's own (val problems, ± s.e. over seeds)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def fig_rl_dynamics(sweep: Sweep) -> plt.Figure:
+    """(4) Training reward per turn and answer-change rate, SCoRe vs naive multi-turn RL
+    (paper Fig. 6), from `train/*` history."""
+    h = sweep.history[sweep.history["step"].notna()]
+    have = set(h.loc[h["metric"].isin(["train/reward_t1", "train/reward_t2"]), "label"])
+    labels = sorted((l for l in have if label_arm(l) in RL_ARMS), key=label_sort_key)
+    if not labels:
+        raise FigureSkipped(f"no RL run logs train/reward_t1 / train/reward_t2 (needs one of {RL_ARMS}; sweep has {sweep.labels})")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=DPI)
+    note = []
+    for i, label in enumerate(labels):
+        color = plt.cm.tab10(i)
+        hl = h[h["label"] == label]
+        for turn, style in (("t1", "--"), ("t2", "-")):
+            _band(ax1, _smooth(hl[hl["metric"] == f"train/reward_{turn}"]), color, style, f"{display_name(label)}, attempt {turn[1]}")
+        if (hl["metric"] == "train/answer_change_rate").any():
+            _band(ax2, _smooth(hl[hl["metric"] == "train/answer_change_rate"]), color, "-", display_name(label))
+        else:
+            note.append(display_name(label))
+        stage = hl[hl["metric"] == "train/stage"].sort_values("step")
+        if not stage.empty and stage["value"].nunique() > 1:
+            first = stage.loc[stage["value"] > stage["value"].min(), "step"].min()
+            for ax in (ax1, ax2):
+                ax.axvline(first, color=color, ls=":", lw=1)
+    ax1.set_title("Training reward per attempt (dashed: t1, solid: t2)", fontsize=9)
+    ax1.set_ylabel("mean reward (verifier, 0/1)")
+    ax2.set_title("How often the second attempt changes the answer" + (f"\n(not logged: {', '.join(note)})" if note else ""), fontsize=9)
+    ax2.set_ylabel("answer-change rate")
+    ax2.set_ylim(0, 1)
+    for ax in (ax1, ax2):
+        ax.set_xlabel("training step (dotted: Stage II starts)")
+        ax.legend(fontsize=7)
+    fig.suptitle("RL dynamics (moving average; bands ± s.e. over seeds)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def fig_mismatch_dial(sweep: Sweep) -> plt.Figure:
+    """(5) Teacher-error SFT: Δ and correction rates vs the teacher's error model, ordered by
+    how far its errors are from the learner's own (`offline_error_tv`)."""
+    r = sweep.runs[sweep.runs["arm"] == "sft_teacher"]
+    if r.empty:
+        raise FigureSkipped(f"no sft_teacher runs (needs arm=sft_teacher with arm.error_model; sweep has {sweep.labels})")
+    if r["error_model"].isna().any():
+        raise FigureSkipped("sft_teacher runs without arm.error_model in their config")
+    tv = r["offline_error_tv"] if "offline_error_tv" in r else pd.Series(np.nan, index=r.index)
+    r = r.assign(tv=pd.to_numeric(tv, errors="coerce"))
+    order = sorted(r["error_model"].unique(), key=lambda m: (
+        np.nan_to_num(r.loc[r["error_model"] == m, "tv"].mean(), nan=np.inf),
+        ERROR_MODEL_ORDER.index(m) if m in ERROR_MODEL_ORDER else 99))
+    probe_cols = [c for c in r.columns if c.startswith("probe/") and c.endswith("correction_rate_offline")]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=DPI)
+    x = np.arange(len(order))
+    series = [("delta", ax1, "black", "Δ(t1,t2)")] + [("correction_rate_own", ax2, "#de2d26", "own first attempts")] + [
+        (c, ax2, plt.cm.tab10(i), f"fixed attempts ({c.split('/')[1]})") for i, c in enumerate(probe_cols)]
+    for col, ax, color, name in series:
+        stats = [mean_se(v) if len(v := r.loc[r["error_model"] == m, col].dropna()) else (np.nan, np.nan) for m in order]
+        mean, se = np.array(stats).T
+        scale = 100 if col == "delta" else 1
+        ax.errorbar(x, scale * mean, yerr=scale * np.nan_to_num(se), fmt="o-", color=color, capsize=4, label=name)
+    if "base" in sweep.labels:
+        b = sweep.runs[sweep.runs["label"] == "base"]
+        ax1.axhline(100 * b["delta"].mean(), color="gray", ls=":", label="base model")
+        ax2.axhline(b["correction_rate_own"].mean(), color="gray", ls=":", label="base model (own)")
+    ticks = [f"{m}\nTV={r.loc[r['error_model'] == m, 'tv'].mean():.2f}" for m in order]
+    for ax in (ax1, ax2):
+        ax.set_xticks(x, ticks, fontsize=8)
+        ax.set_xlabel("teacher error model (ordered by TV distance to the learner's own errors)", fontsize=9)
+        ax.legend(fontsize=7)
+    ax1.axhline(0, color="gray", lw=0.8)
+    ax1.set_ylabel("Δ(t1,t2) (percentage points)")
+    ax2.set_ylabel("correction rate (wrong → right)")
+    ax2.set_ylim(0, 1)
+    fig.suptitle("The mismatch dial: SFT on teacher-written errors (± s.e. over seeds)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def fig_error_types(sweep: Sweep) -> plt.Figure:
+    """(6) Which error kinds each arm fixes: errors fixed at t2 / errors at t1, pooled over seeds."""
+    e = sweep.errors
+    if e.empty or e["errors_t1"].sum() == 0:
+        raise FigureSkipped("no first-attempt errors in any run: nothing to fix")
+    pooled = e.groupby(["label", "kind"])[["errors_t1", "errors_fixed"]].sum().reset_index()
+    labels = sorted(pooled["label"].unique(), key=label_sort_key)
+    kinds = sorted(pooled.loc[pooled["errors_t1"] > 0, "kind"].unique())
+    cols = kinds + ["all"]
+    rate = np.full((len(labels), len(cols)), np.nan)
+    n = np.zeros((len(labels), len(cols)), dtype=int)
+    for i, label in enumerate(labels):
+        pl = pooled[pooled["label"] == label].set_index("kind")
+        for j, k in enumerate(kinds):
+            if k in pl.index and pl.loc[k, "errors_t1"] > 0:
+                n[i, j], rate[i, j] = pl.loc[k, "errors_t1"], pl.loc[k, "errors_fixed"] / pl.loc[k, "errors_t1"]
+        n[i, -1] = pl["errors_t1"].sum()
+        rate[i, -1] = pl["errors_fixed"].sum() / n[i, -1] if n[i, -1] else np.nan
+    fig, ax = plt.subplots(figsize=(1.3 * len(cols) + 3.5, 0.55 * len(labels) + 1.8), dpi=DPI)
+    im = ax.imshow(np.ma.masked_invalid(rate), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    for i in range(len(labels)):
+        for j in range(len(cols)):
+            if np.isnan(rate[i, j]):
+                ax.text(j, i, "–", ha="center", va="center", color="gray")
+            else:
+                se = math.sqrt(rate[i, j] * (1 - rate[i, j]) / n[i, j])
+                ax.text(j, i, f"{100 * rate[i, j]:.0f}±{100 * se:.0f}%\nn={n[i, j]}", ha="center", va="center", fontsize=7,
+                        color="white" if rate[i, j] < 0.6 else "black")
+    ax.set_xticks(range(len(cols)), cols, rotation=20)
+    ax.set_yticks(range(len(labels)), [display_name(l) for l in labels], fontsize=8)
+    ax.set_xlabel("error kind of the first attempt")
+    fig.colorbar(im, ax=ax, label="fixed at t2 / errors at t1")
+    ax.set_title("Which errors get fixed (pooled over seeds; ± binomial s.e.; n = first-attempt errors)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def scaling_frame(sweep: Sweep, spec: ScalingSpec = ScalingSpec()) -> pd.DataFrame:
+    """Per-run scaling curves from the cached samples: rows (label, seed, mode, budget, acc, se)."""
+    rows = []
+    for name, run in sweep.run_objects.items():
+        path = run.path / spec.filename
+        if not path.exists():
+            continue
+        ids, answers, correct = load_samples(path)
+        df = scaling_curves(answers, correct, seed=spec.seed)
+        for (mode, budget), g in df.groupby(["mode", "budget"]):
+            m, se = mean_se(g["acc"])
+            rows.append({"run": name, "label": run.label, "seed": run.seed, "mode": mode, "budget": budget,
+                         "acc": m, "se": se, "n_problems": len(ids)})
+    return pd.DataFrame(rows, columns=["run", "label", "seed", "mode", "budget", "acc", "se", "n_problems"])
+
+
+def fig_inference_scaling(sweep: Sweep, spec: ScalingSpec = ScalingSpec()) -> plt.Figure:
+    """(7) Accuracy vs sample budget: parallel sampling + majority vote vs sampling +
+    self-correction (paper Fig. 1 right), and accuracy per revision turn."""
+    f = scaling_frame(sweep, spec)
+    if f.empty:
+        raise FigureSkipped(f"no cached scaling samples ({spec.filename}) in any run; generate them with "
+                            "`experiments/make_figures.py --scaling-arms ...` or selfcorrect.scaling.sample_revisions")
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=DPI)
+    labels = sorted(f["label"].unique(), key=label_sort_key)
+    for i, label in enumerate(labels):
+        color = plt.cm.tab10(i)
+        fl = f[f["label"] == label]
+        n_seeds = fl["seed"].nunique()
+        for mode, style, ax, name in (("parallel", "o-", ax1, "parallel, majority vote"),
+                                      ("sequential", "s--", ax1, "sample + self-correct, majority vote"),
+                                      ("turn", "o-", ax2, "")):
+            g = fl[fl["mode"] == mode].groupby("budget")
+            xs = np.array(sorted(g.groups))
+            mean = g["acc"].mean().loc[xs].to_numpy()
+            # band: s.e. over seeds with 2+ seeds, else the s.e. over problems of the one run
+            err = (g["acc"].std(ddof=1) / np.sqrt(n_seeds)).loc[xs].to_numpy() if n_seeds > 1 else g["se"].mean().loc[xs].to_numpy()
+            lab = f"{display_name(label)}: {name}" if name else display_name(label)
+            ax.plot(xs, 100 * mean, style, color=color, label=lab + f" ({n_seeds} seed{'s' if n_seeds > 1 else ''})", ms=4)
+            ax.fill_between(xs, 100 * (mean - err), 100 * (mean + err), color=color, alpha=0.2)
+    ax1.set_xscale("log", base=2)
+    ax1.set_xlabel("samples per problem (total attempts generated)")
+    ax1.set_ylabel("majority-vote accuracy (%)")
+    ax1.set_title(f"Inference-time scaling (T={spec.temperature:g}, {f['n_problems'].max()} test problems)", fontsize=9)
+    ax2.set_xlabel("attempt number (each revises the previous)")
+    ax2.set_ylabel("accuracy of attempt t (%), mean over samples")
+    ax2.set_xticks(range(1, spec.n_turns + 1))
+    ax2.set_title(f"More than two turns of revision (T={spec.temperature:g})", fontsize=9)
+    for ax in (ax1, ax2):
+        ax.set_ylim(0, 100)
+        ax.legend(fontsize=7)
+    fig.suptitle("Bands: ± s.e. over seeds (over problems for single-seed arms)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+FIGURES: dict[str, Callable[[Sweep], plt.Figure]] = {
+    "1_main_table": fig_main_table,
+    "2_edit_histograms": fig_edit_histograms,
+    "3_mismatch_probe": fig_mismatch_probe,
+    "4_rl_dynamics": fig_rl_dynamics,
+    "5_mismatch_dial": fig_mismatch_dial,
+    "6_error_types": fig_error_types,
+    "7_inference_scaling": fig_inference_scaling,
+}
+
+
+def save(fig: plt.Figure, out_dir: str | Path, name: str) -> list[Path]:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    for p in paths:
+        fig.savefig(p, bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def draw(name: str, sweep: Sweep, out_dir: str | Path | None = None, **kwargs) -> plt.Figure | str:
+    """Draw one figure; save it when `out_dir` is given. Returns the figure, or the skip
+    message (also printed) when the sweep lacks what it needs."""
+    try:
+        fig = FIGURES[name](sweep, **kwargs)
+    except FigureSkipped as e:
+        msg = f"[skipped {name}] {e}"
+        print(msg)
+        return msg
+    if out_dir is not None:
+        save(fig, out_dir, name)
+    return fig
+
+
+def draw_all(sweep: Sweep, out_dir: str | Path, table: pd.DataFrame | None = None,
+             spec: ScalingSpec = ScalingSpec()) -> tuple[dict[str, list[Path]], dict[str, str]]:
+    """Every figure as PNG + PDF under `out_dir`: ({name: paths}, {name: skip reason})."""
+    saved, skipped = {}, {}
+    for name, fn in FIGURES.items():
+        kwargs = {"table": table} if name == "1_main_table" else {"spec": spec} if name == "7_inference_scaling" else {}
+        try:
+            fig = fn(sweep, **kwargs)
+        except FigureSkipped as e:
+            skipped[name] = str(e)
+            continue
+        saved[name] = save(fig, out_dir, name)
+    return saved, skipped
+
+
+# --- internals ----------------------------------------------------------------------------------
+def _smooth(h: pd.DataFrame) -> pd.DataFrame:
+    """Moving average per run over ~1/20 of the steps (RL rewards are noisy per batch)."""
+    if h.empty:
+        return h
+    out = []
+    for _, g in h.sort_values("step").groupby("run"):
+        w = max(1, len(g) // 20)
+        out.append(g.assign(value=g["value"].rolling(w, min_periods=1).mean()))
+    return pd.concat(out)
+
+
+def _band(ax, h: pd.DataFrame, color, style: str, label: str) -> int:
+    """Mean over seeds per step with a ± s.e. band; returns the number of seeds."""
+    if h.empty:
+        return 0
+    g = h.groupby("step")["value"]
+    steps = np.array(sorted(g.groups), dtype=float)
+    mean = g.mean().loc[steps].to_numpy()
+    n = h["seed"].nunique()
+    ax.plot(steps, mean, style, color=color, label=label, lw=1.5)
+    if n > 1:
+        se = (g.std(ddof=1) / np.sqrt(g.count())).loc[steps].fillna(0).to_numpy()
+        ax.fill_between(steps, mean - se, mean + se, color=color, alpha=0.2)
+    return n

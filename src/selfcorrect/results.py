@@ -1,0 +1,441 @@
+"""Load a sweep directory into tidy pandas frames, with the metrics recomputed from generations.
+
+A sweep (`outputs/sweeps/<stamp>/`) holds one run directory per Hydra job (see `run.py`).
+`load_sweep` reads every run and
+
+- recomputes every metric from the saved per-problem records with `metrics.summarize` (and
+  the probe rates with `metrics.summarize_probe`), flags any disagreement with metrics.json,
+  and uses the recomputed values;
+- refuses runs that are incomplete (status not `complete`, files missing) with an error naming
+  them, unless `allow_incomplete=True`, which lists them in `Sweep.incomplete` instead;
+- refuses runs that cannot be compared (different task, base-model or evaluation config, or
+  different test problems), naming the run and the differing values.
+
+Frames: `runs` (one row per run: arm, label, seed, every scalar metric), `generations` (one
+row per run × test problem), `errors` (run × error kind counts), `history` (long: run × step ×
+metric), `incomplete`, `disagreements`. `Sweep.grid(label, metric)` gives the per-problem
+values [n_seeds, n_problems] that `stats` resamples.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+
+from selfcorrect.metrics import correction_rate, summarize, summarize_probe
+from selfcorrect.stats import Comparison, Estimate, estimate, paired_bootstrap
+
+# Display order and names (the paper's: Pair-SFT is SFT on the base model's own pairs).
+ARM_ORDER = (
+    "base", "sft_teacher", "sft_self", "sft_self_plus", "star", "star_plus",
+    "score", "score_no_stage1", "score_no_shaping", "rl_single_turn", "rl_multi_turn_naive",
+)
+ARM_NAMES = {
+    "base": "Base model",
+    "sft_teacher": "Teacher-error SFT",
+    "sft_self": "Pair-SFT (D_SFT)",
+    "sft_self_plus": "Pair-SFT (D+_SFT)",
+    "star": "STaR (D_STaR)",
+    "star_plus": "STaR (D+_STaR)",
+    "score": "SCoRe",
+    "score_no_stage1": "SCoRe w/o Stage I",
+    "score_no_shaping": "SCoRe w/o reward shaping",
+    "rl_single_turn": "Single-turn RL",
+    "rl_multi_turn_naive": "Naive multi-turn RL",
+}
+ERROR_MODEL_ORDER = ("random_digit", "carry_drop", "mixed", "base_like")
+TABLE_METRICS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i")
+# per-problem quantity whose mean over the test problems is the metric
+PER_PROBLEM = {
+    "acc_t1": lambda g: g["correct1"].astype(float),
+    "acc_t2": lambda g: g["correct2"].astype(float),
+    "delta": lambda g: g["correct2"].astype(float) - g["correct1"].astype(float),
+    "delta_i2c": lambda g: (~g["correct1"] & g["correct2"]).astype(float),
+    "delta_c2i": lambda g: (g["correct1"] & ~g["correct2"]).astype(float),
+    "no_edit_rate": lambda g: g["no_edit"].astype(float),
+    "answer_change_rate": lambda g: g["answer_changed"].astype(float),
+    "edit_ratio_mean": lambda g: g["edit_ratio"].astype(float),
+}
+# config that must agree across the runs of one sweep (the model's pretraining seed follows
+# the run's seed by design; batch sizes change speed, not results)
+IGNORED_CONFIG = {"model.pretrain.seed", "model.batch_size", "eval.n_monitor"}
+COMPARED_GROUPS = ("task", "model", "eval")
+REQUIRED_FILES = ("run.json", "config.yaml", "generations.jsonl", "metrics.json")
+TOLERANCE = 1e-9
+
+
+class SweepError(ValueError):
+    """A sweep that cannot be analysed as it is."""
+
+
+class IncompleteRunError(SweepError):
+    pass
+
+
+class ConfigMismatchError(SweepError):
+    pass
+
+
+@dataclass
+class Run:
+    """One run directory, read and recomputed."""
+
+    name: str
+    path: Path
+    config: dict
+    status: dict
+    saved_metrics: dict
+    metrics: dict
+    records: list[dict]
+    probes: dict[str, list[dict]]
+    history: list[dict]
+
+    @property
+    def arm(self) -> str:
+        return self.config["arm"]["name"]
+
+    @property
+    def seed(self) -> int:
+        return int(self.config["seed"])
+
+    @property
+    def label(self) -> str:
+        return run_label(self.name, self.config)
+
+
+@dataclass
+class Sweep:
+    path: Path
+    runs: pd.DataFrame
+    generations: pd.DataFrame
+    errors: pd.DataFrame
+    history: pd.DataFrame
+    incomplete: pd.DataFrame
+    disagreements: pd.DataFrame
+    problem_ids: list[str]
+    run_objects: dict[str, Run] = field(repr=False, default_factory=dict)
+
+    @property
+    def labels(self) -> list[str]:
+        """Run labels (arm plus variant) in display order."""
+        return sorted(self.runs["label"].unique(), key=label_sort_key) if len(self.runs) else []
+
+    @property
+    def arms(self) -> list[str]:
+        return sorted(self.runs["arm"].unique(), key=lambda a: label_sort_key(a)) if len(self.runs) else []
+
+    def grid(self, label: str, metric: str) -> np.ndarray:
+        """Per-problem values of `metric` for every seed of `label`: [n_seeds, n_problems],
+        rows by ascending seed, columns in the sweep's test-problem order."""
+        if metric not in PER_PROBLEM:
+            raise ValueError(f"no per-problem form for metric {metric!r}; known: {sorted(PER_PROBLEM)}")
+        g = self.generations[self.generations["label"] == label]
+        if g.empty:
+            raise ValueError(f"no runs labelled {label!r} in {self.path}; labels: {self.labels}")
+        g = g.assign(value=PER_PROBLEM[metric](g))
+        table = g.pivot(index="seed", columns="id", values="value").sort_index()
+        return table[self.problem_ids].to_numpy()
+
+    def estimate(self, label: str, metric: str, n_boot: int = 10_000, seed: int = 0) -> Estimate:
+        return estimate(self.grid(label, metric), n_boot=n_boot, seed=seed)
+
+    def compare(self, label_a: str, label_b: str, metric: str = "delta", n_boot: int = 10_000, seed: int = 0) -> Comparison:
+        """Paired bootstrap (problems and seeds) of metric(a) − metric(b)."""
+        return paired_bootstrap(self.grid(label_a, metric), self.grid(label_b, metric), n_boot=n_boot, seed=seed)
+
+
+# --- labels -------------------------------------------------------------------------------------
+def run_label(run_name: str, config: dict) -> str:
+    """The arm plus whatever else distinguishes the run from its seed-mates: the sweep's
+    override directory name minus `arm` and `seed`, and the teacher's error model."""
+    arm = config["arm"]["name"]
+    variant: dict[str, str] = {}
+    parts = run_name.split(",")
+    if all("=" in p for p in parts):
+        for p in parts:
+            k, v = p.split("=", 1)
+            if k.lstrip("+~") not in ("arm", "seed"):
+                variant[k.lstrip("+~").split(".")[-1]] = v
+    if "error_model" in config["arm"] and "error_model" not in variant:
+        variant["error_model"] = str(config["arm"]["error_model"])
+    return arm if not variant else f"{arm}[{','.join(f'{k}={v}' for k, v in sorted(variant.items()))}]"
+
+
+def label_arm(label: str) -> str:
+    return label.split("[", 1)[0]
+
+
+def label_sort_key(label: str) -> tuple:
+    arm = label_arm(label)
+    rank = ARM_ORDER.index(arm) if arm in ARM_ORDER else len(ARM_ORDER)
+    em = next((m for m in ERROR_MODEL_ORDER if f"error_model={m}" in label), None)
+    return (rank, ERROR_MODEL_ORDER.index(em) if em else -1, label)
+
+
+def display_name(label: str) -> str:
+    arm = label_arm(label)
+    name = ARM_NAMES.get(arm, arm)
+    return name if label == arm else f"{name} {label[len(arm):].replace('error_model=', '')}"
+
+
+# --- reading ------------------------------------------------------------------------------------
+def default_sweep() -> Path:
+    """$SELFCORRECT_SWEEP, else the newest sweep under $SELFCORRECT_OUTPUT_DIR/sweeps (default:
+    the repository's outputs/sweeps), wherever the caller runs from (notebooks, CLI)."""
+    if os.environ.get("SELFCORRECT_SWEEP"):
+        return Path(os.environ["SELFCORRECT_SWEEP"])
+    out = os.environ.get("SELFCORRECT_OUTPUT_DIR") or str(Path(__file__).resolve().parents[2] / "outputs")
+    return newest_sweep(Path(out) / "sweeps")
+
+
+def newest_sweep(root: str | Path = "outputs/sweeps") -> Path:
+    root = Path(root)
+    sweeps = sorted((p for p in root.glob("*") if p.is_dir()), key=lambda p: p.name) if root.is_dir() else []
+    if not sweeps:
+        raise FileNotFoundError(f"no sweep directories under {root}; run `python -m selfcorrect -m ...` first")
+    return sweeps[-1]
+
+
+def run_dirs(sweep_dir: Path) -> list[Path]:
+    """Subdirectories that Hydra made for a job (or that hold any run file)."""
+    return sorted(
+        p for p in sweep_dir.iterdir()
+        if p.is_dir() and not p.name.startswith(".")
+        and ((p / ".hydra").is_dir() or any((p / f).exists() for f in REQUIRED_FILES))
+    )
+
+
+def why_incomplete(run_dir: Path) -> str | None:
+    missing = [f for f in REQUIRED_FILES if not (run_dir / f).exists()]
+    if (run_dir / "run.json").exists():
+        status = json.loads((run_dir / "run.json").read_text())
+        if status.get("status") != "complete":
+            err = f" ({status['error']})" if status.get("error") else ""
+            return f"status is {status.get('status')!r}{err}" + (f"; missing {', '.join(missing)}" if missing else "")
+    if missing:
+        return f"missing {', '.join(missing)}"
+    return None
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read one complete run and recompute its metrics from its saved records."""
+    run_dir = Path(run_dir)
+    reason = why_incomplete(run_dir)
+    if reason:
+        raise IncompleteRunError(f"run {run_dir.name!r} ({run_dir}) is incomplete: {reason}")
+    config = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True)
+    records = _read_jsonl(run_dir / "generations.jsonl")
+    if not records:
+        raise IncompleteRunError(f"run {run_dir.name!r} ({run_dir}) has an empty generations.jsonl")
+    probes = {p.stem[len("probe_"):]: _read_jsonl(p) for p in sorted(run_dir.glob("probe_*.jsonl"))}
+    history = _read_jsonl(run_dir / "history.jsonl") if (run_dir / "history.jsonl").exists() else []
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    return Run(run_dir.name, run_dir, config, json.loads((run_dir / "run.json").read_text()), saved,
+               recompute_metrics(records, probes, saved), records, probes, history)
+
+
+def recompute_metrics(records: list[dict], probes: dict[str, list[dict]], saved: dict) -> dict:
+    """metrics.json as the evaluator would write it, from the saved records. What cannot be
+    recomputed from files (arm extras, the TV distance to the arm's training errors, the own
+    rate of a probe on other problems) is taken from `saved`."""
+    out = summarize(records)
+    ids = [r["id"] for r in records]
+    for label, rows in probes.items():
+        p = summarize_probe(rows)
+        key = f"probe/{label}"
+        if [r["id"] for r in rows] == ids:
+            own = correction_rate([r["correct1"] for r in records], [r["correct2"] for r in records])
+            n_wrong_own = sum(not r["correct1"] for r in records)
+        else:  # the evaluator re-rolled the policy on those problems; nothing saved to recompute from
+            own = saved.get(key, {}).get("correction_rate_own")
+            n_wrong_own = saved.get(key, {}).get("n_wrong_own")
+        gap = None if p["correction_rate"] is None or own is None else p["correction_rate"] - own
+        out[key] = {
+            "correction_rate_offline": p["correction_rate"], "correction_rate_own": own, "mismatch_gap": gap,
+            "n_wrong_offline": p["n_wrong"], "n_wrong_own": n_wrong_own, "n": p["n"],
+        }
+    for k, v in saved.items():
+        if k not in out:
+            out[k] = v
+    return out
+
+
+def metric_disagreements(saved: dict, recomputed: dict) -> list[tuple[str, object, object]]:
+    """(key, saved, recomputed) for every recomputed metric that metrics.json reports differently."""
+    a, b = _flat(saved), _flat(recomputed)
+    out = []
+    for k, v in b.items():
+        s = a.get(k, "<missing>")
+        if not _same(s, v):
+            out.append((k, s, v))
+    return out
+
+
+def load_sweep(sweep_dir: str | Path, allow_incomplete: bool = False, warn: bool = True) -> Sweep:
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise FileNotFoundError(f"sweep directory {sweep_dir} does not exist")
+    dirs = run_dirs(sweep_dir)
+    if not dirs:
+        raise SweepError(f"{sweep_dir} holds no run directories")
+    incomplete = [(d.name, str(d), r) for d in dirs if (r := why_incomplete(d))]
+    if incomplete and not allow_incomplete:
+        listing = "\n".join(f"  - {name}: {reason}" for name, _, reason in incomplete)
+        raise IncompleteRunError(
+            f"{len(incomplete)} of {len(dirs)} runs in {sweep_dir} are incomplete:\n{listing}\n"
+            "Finish or remove them, or pass allow_incomplete=True (--allow-incomplete) to analyse "
+            "the complete runs and list these separately."
+        )
+    bad = {name for name, _, _ in incomplete}
+    runs = [load_run(d) for d in dirs if d.name not in bad]
+    if not runs:
+        raise IncompleteRunError(f"no complete run in {sweep_dir}; incomplete: {[n for n, _, _ in incomplete]}")
+    runs.sort(key=lambda r: (label_sort_key(r.label), r.seed))
+    check_comparable(runs)
+    _check_unique(runs)
+
+    disagreements = [
+        {"run": r.name, "metric": k, "saved": s, "recomputed": v}
+        for r in runs for k, s, v in metric_disagreements(r.saved_metrics, r.metrics)
+    ]
+    if disagreements and warn:
+        names = sorted({d["run"] for d in disagreements})
+        warnings.warn(
+            f"metrics.json disagrees with the metrics recomputed from generations in {len(names)} run(s) "
+            f"({', '.join(names)}); using the recomputed values (see Sweep.disagreements)",
+            stacklevel=2,
+        )
+    return Sweep(
+        path=sweep_dir,
+        runs=pd.DataFrame([_run_row(r) for r in runs]),
+        generations=pd.concat([_generation_frame(r) for r in runs], ignore_index=True),
+        errors=_error_frame(runs),
+        history=_history_frame(runs),
+        incomplete=pd.DataFrame(incomplete, columns=["run", "path", "reason"]),
+        disagreements=pd.DataFrame(disagreements, columns=["run", "metric", "saved", "recomputed"]),
+        problem_ids=[r["id"] for r in runs[0].records],
+        run_objects={r.name: r for r in runs},
+    )
+
+
+def check_comparable(runs: list[Run]) -> None:
+    """Every run must share the task, base-model and evaluation config, and the test problems."""
+    ref = runs[0]
+    ref_cfg = _compared_config(ref.config)
+    ref_ids = [r["id"] for r in ref.records]
+    problems = []
+    for run in runs[1:]:
+        cfg = _compared_config(run.config)
+        diffs = [f"{k} = {cfg.get(k, '<unset>')!r} vs {ref_cfg.get(k, '<unset>')!r}"
+                 for k in sorted(set(cfg) | set(ref_cfg)) if cfg.get(k, "<unset>") != ref_cfg.get(k, "<unset>")]
+        ids = [r["id"] for r in run.records]
+        if ids != ref_ids:
+            first = next((i for i, (x, y) in enumerate(zip(ids, ref_ids)) if x != y), min(len(ids), len(ref_ids)))
+            diffs.append(f"test problems differ ({len(ids)} vs {len(ref_ids)} problems, first difference at position {first})")
+        if diffs:
+            problems.append(f"  - run {run.name!r} vs {ref.name!r}: " + "; ".join(diffs))
+    if problems:
+        raise ConfigMismatchError(
+            "runs in this sweep cannot be compared (different task, model or evaluation):\n" + "\n".join(problems)
+        )
+
+
+# --- frames -------------------------------------------------------------------------------------
+def _run_row(r: Run) -> dict:
+    row = {"run": r.name, "arm": r.arm, "label": r.label, "seed": r.seed,
+           "error_model": r.config["arm"].get("error_model")}
+    for k, v in _flat(r.metrics).items():
+        if not isinstance(v, (list, dict)) and not k.startswith(("errors_", "edit_ratio_hist")):
+            row[k] = np.nan if v is None else v
+    row.update(train_s=r.status.get("train_s"), wall_s=r.status.get("wall_s"),
+               base_model=r.status.get("base_model"), path=str(r.path))
+    return row
+
+
+def _generation_frame(r: Run) -> pd.DataFrame:
+    g = pd.DataFrame(r.records)
+    return pd.DataFrame({
+        "run": r.name, "arm": r.arm, "label": r.label, "seed": r.seed,
+        "id": g["id"], "correct1": g["correct1"].astype(bool), "correct2": g["correct2"].astype(bool),
+        "edit_ratio": g["edit_ratio"].astype(float), "no_edit": g["y1"] == g["y2"],
+        "answer_changed": g["answer1"] != g["answer2"],
+        "error1": g["error1"].map(_kind), "error2": g["error2"].map(_kind), "y1": g["y1"], "y2": g["y2"],
+    })
+
+
+def _error_frame(runs: list[Run]) -> pd.DataFrame:
+    rows = []
+    for r in runs:
+        m = r.metrics
+        for kind in sorted(set(m["errors_t1"]) | set(m["errors_t2"])):
+            rows.append({"run": r.name, "arm": r.arm, "label": r.label, "seed": r.seed, "kind": kind,
+                         "errors_t1": m["errors_t1"].get(kind, 0), "errors_t2": m["errors_t2"].get(kind, 0),
+                         "errors_fixed": m["errors_fixed"].get(kind, 0)})
+    return pd.DataFrame(rows, columns=["run", "arm", "label", "seed", "kind", "errors_t1", "errors_t2", "errors_fixed"])
+
+
+def _history_frame(runs: list[Run]) -> pd.DataFrame:
+    rows = []
+    for r in runs:
+        for h in r.history:
+            step = h.get("step")
+            for k, v in h.items():
+                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    rows.append((r.name, r.arm, r.label, r.seed, step, k, float(v)))
+    return pd.DataFrame(rows, columns=["run", "arm", "label", "seed", "step", "metric", "value"])
+
+
+# --- internals ----------------------------------------------------------------------------------
+def _check_unique(runs: list[Run]) -> None:
+    seen: dict[tuple, str] = {}
+    for r in runs:
+        key = (r.label, r.seed)
+        if key in seen:
+            raise SweepError(f"runs {seen[key]!r} and {r.name!r} are both {r.label!r} with seed {r.seed}; "
+                             "give them distinct overrides or put them in different sweeps")
+        seen[key] = r.name
+
+
+def _compared_config(cfg: dict) -> dict:
+    flat = {}
+    for group in COMPARED_GROUPS:
+        for k, v in _flat(cfg.get(group, {}), f"{group}/").items():
+            key = k.replace("/", ".")
+            if key not in IGNORED_CONFIG:
+                flat[key] = v
+    return flat
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and not (k.startswith("errors_")):
+            out.update(_flat(v, f"{prefix}{k}/"))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
+        if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+            return True
+        return abs(a - b) <= TOLERANCE
+    return a == b
+
+
+def _kind(error_type) -> str | None:
+    return error_type.split("@")[0] if isinstance(error_type, str) else None
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]

@@ -1,0 +1,109 @@
+"""The SCoRe loss: REINFORCE with a per-turn baseline plus a per-turn KL(π‖π_ref) penalty.
+
+For a batch of n episodes (k per prompt, contiguous) and turns t ∈ {1, 2}:
+
+  loss = −1/n Σ_i Σ_t A_{i,t} · Σ_{tokens of y_t} log π(token)          (policy gradient)
+         + 1/n Σ_i Σ_t β_t · Σ_{tokens of y_t} kl(token)                 (kl_in = "loss")
+
+A_{i,t} = G_{i,t} − mean_{j≠i in the same prompt group} G_{j,t}  (leave-one-out / RLOO,
+Ahmadian et al. 2024), where G is the turn's return from `rewards.turn_rewards`. With
+kl_in = "reward" the KL is instead subtracted from the return before the baseline:
+G_{i,t} − β_t · Σ_tokens k1 (the "KL in the reward" form of Eq. 2, as in RLOO).
+
+Per-token KL estimators of KL(π‖π_ref) on tokens sampled from π, with d = log π − log π_ref:
+  k1 = d                 unbiased, can be negative; as a *loss* its expected gradient is zero,
+                          so it is only allowed in the reward
+  k2 = d²/2              as a loss its gradient is exactly ∇KL(π‖π_ref) for on-policy samples
+  k3 = e^{−d} − 1 + d    unbiased, never negative, low variance (Schulman 2020; GRPO's choice)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+KL_ESTIMATORS = ("k1", "k2", "k3")
+KL_PLACEMENTS = ("loss", "reward")
+BASELINES = ("rloo", "none")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    baseline: str = "rloo"
+    kl_estimator: str = "k3"
+    kl_in: str = "loss"
+
+    def __post_init__(self) -> None:
+        if self.baseline not in BASELINES:
+            raise ValueError(f"unknown baseline {self.baseline!r}; expected one of {BASELINES}")
+        if self.kl_estimator not in KL_ESTIMATORS:
+            raise ValueError(f"unknown KL estimator {self.kl_estimator!r}; expected one of {KL_ESTIMATORS}")
+        if self.kl_in not in KL_PLACEMENTS:
+            raise ValueError(f"kl_in must be one of {KL_PLACEMENTS}, got {self.kl_in!r}")
+        if self.kl_in == "loss" and self.kl_estimator == "k1":
+            raise ValueError("kl_estimator 'k1' as a loss term has zero expected gradient; use kl_in='reward' or k2/k3")
+
+
+@dataclass
+class TurnBatch:
+    """One turn of n episodes: token log-probs under the policy (with grad) and the reference,
+    the completion mask (1 on the attempt's tokens only), the return, and the KL weight."""
+
+    logp: torch.Tensor      # [n, T]
+    ref_logp: torch.Tensor  # [n, T]
+    mask: torch.Tensor      # [n, T]
+    returns: torch.Tensor   # [n]
+    kl_coef: float
+    trained: bool = True
+
+
+def kl_per_token(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str) -> torch.Tensor:
+    d = logp - ref_logp
+    if estimator == "k1":
+        return d
+    if estimator == "k2":
+        return 0.5 * d**2
+    if estimator == "k3":
+        return torch.exp(-d) - 1 + d
+    raise ValueError(f"unknown KL estimator {estimator!r}; expected one of {KL_ESTIMATORS}")
+
+
+def advantages(returns: torch.Tensor, group_size: int, baseline: str) -> torch.Tensor:
+    """Leave-one-out advantages within each group of `group_size` contiguous samples."""
+    if baseline == "none":
+        return returns
+    if baseline != "rloo":
+        raise ValueError(f"unknown baseline {baseline!r}; expected one of {BASELINES}")
+    if group_size < 2 or returns.numel() % group_size:
+        raise ValueError(f"RLOO needs groups of >= 2 samples dividing the batch, got group_size={group_size} for {returns.numel()} samples")
+    g = returns.view(-1, group_size)
+    loo_mean = (g.sum(1, keepdim=True) - g) / (group_size - 1)
+    return (g - loo_mean).reshape(-1)
+
+
+def score_loss(turns: Sequence[TurnBatch], group_size: int, cfg: LossConfig) -> tuple[torch.Tensor, dict]:
+    """The loss to minimise and per-turn statistics (`kl_t{t}`: mean per-attempt k3 KL)."""
+    n = turns[0].logp.shape[0]
+    loss = turns[0].logp.new_zeros(())
+    stats = {}
+    for t, turn in enumerate(turns, start=1):
+        mask = turn.mask
+        with torch.no_grad():
+            stats[f"kl_t{t}"] = (kl_per_token(turn.logp, turn.ref_logp, "k3") * mask).sum(-1).mean().item()
+        if not turn.trained:
+            continue
+        kl_seq = (kl_per_token(turn.logp, turn.ref_logp, cfg.kl_estimator) * mask).sum(-1)
+        returns = turn.returns
+        if cfg.kl_in == "reward":
+            returns = returns - turn.kl_coef * kl_seq.detach()
+        adv = advantages(returns, group_size, cfg.baseline).detach()
+        pg = -(adv * (turn.logp * mask).sum(-1)).sum() / n
+        loss = loss + pg
+        if cfg.kl_in == "loss":
+            loss = loss + turn.kl_coef * kl_seq.sum() / n
+        stats[f"adv_abs_t{t}"] = adv.abs().mean().item()
+        stats[f"pg_loss_t{t}"] = pg.item()
+    stats["loss"] = loss.item()
+    return loss, stats

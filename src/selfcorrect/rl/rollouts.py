@@ -1,0 +1,75 @@
+"""On-policy two-turn rollouts: k episodes per prompt, scored by the task's verifier."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from selfcorrect.policy import Episode, Policy, Sampling
+from selfcorrect.tasks.base import Problem, Task
+
+
+@dataclass
+class Rollouts:
+    """n = prompts × k episodes; the k samples of one prompt are contiguous (RLOO groups)."""
+
+    episodes: list[Episode]
+    group_size: int
+    r1: torch.Tensor  # binary verifier rewards (correctness only; format is kept apart)
+    r2: torch.Tensor
+    well_formed1: torch.Tensor
+    well_formed2: torch.Tensor
+    answer_changed: torch.Tensor
+    no_edit: torch.Tensor
+    gen_tokens: int
+    gen_s: float
+
+    def __len__(self) -> int:
+        return len(self.episodes)
+
+    def turn(self, t: int) -> tuple[list[list[int]], list[list[int]]]:
+        """Prompt ids and completion ids of turn t (0-based) for every episode."""
+        return [ep.turns[t].prompt_ids for ep in self.episodes], [ep.turns[t].completion_ids for ep in self.episodes]
+
+    def metrics(self) -> dict[str, float]:
+        r1, r2 = self.r1.bool(), self.r2.bool()
+        return {
+            "reward_t1": self.r1.mean().item(),
+            "reward_t2": self.r2.mean().item(),
+            "well_formed_t1": self.well_formed1.mean().item(),
+            "well_formed_t2": self.well_formed2.mean().item(),
+            "i2c_rate": (~r1 & r2).float().mean().item(),
+            "c2i_rate": (r1 & ~r2).float().mean().item(),
+            "answer_change_rate": self.answer_changed.mean().item(),
+            "no_edit_rate": self.no_edit.mean().item(),
+            "tokens_per_s_rollout": self.gen_tokens / max(self.gen_s, 1e-9),
+        }
+
+
+def collect(policy: Policy, task: Task, problems: Sequence[Problem], group_size: int, sampling: Sampling, seed: int) -> Rollouts:
+    """y1 ~ π(·|x), y2 ~ π(·|x, y1, instruction) for `group_size` samples of every problem."""
+    repeated = [p for p in problems for _ in range(group_size)]
+    t0 = time.perf_counter()
+    episodes = policy.two_turn(repeated, sampling, seed=seed)
+    gen_s = time.perf_counter() - t0
+    v1 = [task.verify(ep.problem, ep.y1) for ep in episodes]
+    v2 = [task.verify(ep.problem, ep.y2) for ep in episodes]
+
+    def vec(xs) -> torch.Tensor:
+        return torch.tensor([float(x) for x in xs])
+
+    return Rollouts(
+        episodes=episodes,
+        group_size=group_size,
+        r1=vec(v.correct for v in v1),
+        r2=vec(v.correct for v in v2),
+        well_formed1=vec(v.well_formed for v in v1),
+        well_formed2=vec(v.well_formed for v in v2),
+        answer_changed=vec(a.answer != b.answer for a, b in zip(v1, v2)),
+        no_edit=vec(ep.y1 == ep.y2 for ep in episodes),
+        gen_tokens=sum(len(t.completion_ids) for ep in episodes for t in ep.turns),
+        gen_s=gen_s,
+    )

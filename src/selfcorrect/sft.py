@@ -1,0 +1,133 @@
+"""Supervised fine-tuning on correction traces with TRL's SFTTrainer, shared by the offline arms.
+
+Each trace becomes a conversational prompt-completion example: the prompt is the policy's own
+two-turn conversation (x, y1, revise instruction) from `prompts.conversation`, the completion
+the second attempt y2. TRL renders both through the tokenizer's chat template and trains only
+the completion tokens (y2 and the EOS that ends an assistant turn). A callback evaluates the
+policy every `eval_every` steps with the shared evaluator (`ctx.evaluate`), which also runs the
+mismatch probe on the arm's fixed offline first attempts.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Sequence
+
+import datasets
+from datasets import Dataset
+from transformers import PrinterCallback, TrainerCallback
+from trl import SFTConfig, SFTTrainer
+
+from selfcorrect.policy import Policy
+from selfcorrect.prompts import conversation
+
+
+def sft_examples(policy: Policy, traces: Sequence[dict]) -> Dataset:
+    """Conversational prompt-completion rows: prompt = (x, y1, revise), completion = y2."""
+    if not traces:
+        raise ValueError("no traces to train on: the dataset builder kept none")
+    return Dataset.from_list([
+        {
+            "prompt": conversation(policy.task, t["problem"], [t["y1"]]),
+            "completion": [{"role": "assistant", "content": t["y2"]}],
+        }
+        for t in traces
+    ])
+
+
+class EvaluateEvery(TrainerCallback):
+    """`ctx.evaluate(policy, step)` at the start and every `every` steps (and at the end);
+    `offset` places this run's steps after earlier rounds'. Train losses go to the tracker."""
+
+    def __init__(self, ctx, policy: Policy, every: int, offset: int = 0, at_start: bool = True):
+        self.ctx, self.policy, self.every, self.offset, self.at_start = ctx, policy, every, offset, at_start
+        self.evaluated: list[int] = []
+        self.eval_s = 0.0
+
+    def _eval(self, step: int) -> None:
+        if self.evaluated and self.evaluated[-1] == step:
+            return
+        t0 = time.time()
+        self.ctx.evaluate(self.policy, step=step)
+        self.eval_s += time.time() - t0
+        self.evaluated.append(step)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if self.at_start:
+            self._eval(self.offset)
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.every > 0 and (state.global_step % self.every == 0 or state.global_step == state.max_steps):
+            self._eval(self.offset + state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self.ctx.tracker.log({"loss": logs["loss"], "lr": logs.get("learning_rate")}, step=self.offset + state.global_step, prefix="train/")
+
+
+def sft_config(sft_cfg, steps: int, seed: int, output_dir) -> SFTConfig:
+    """TRL settings: prompt-completion loss only, fp32 on CPU, no checkpoints, no reporting."""
+    if steps <= 0:
+        raise ValueError(f"SFT needs a positive number of steps, got {steps!r}")
+    return SFTConfig(
+        output_dir=str(output_dir),
+        max_steps=int(steps),
+        per_device_train_batch_size=int(sft_cfg.batch_size),
+        learning_rate=float(sft_cfg.lr),
+        lr_scheduler_type=str(sft_cfg.lr_scheduler),
+        warmup_steps=int(sft_cfg.warmup_steps),
+        weight_decay=float(sft_cfg.weight_decay),
+        max_grad_norm=float(sft_cfg.max_grad_norm),
+        logging_steps=int(sft_cfg.logging_steps),
+        seed=int(seed),
+        data_seed=int(seed),
+        completion_only_loss=True,
+        max_length=None,
+        packing=False,
+        bf16=False,
+        fp16=False,
+        use_cpu=True,
+        gradient_checkpointing=False,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+    )
+
+
+def make_trainer(policy: Policy, traces: Sequence[dict], args: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> SFTTrainer:
+    logging.getLogger("trl").setLevel(logging.ERROR)
+    datasets.disable_progress_bars()  # a few thousand rows map in well under a second
+    trainer = SFTTrainer(
+        model=policy.model, args=args, train_dataset=sft_examples(policy, traces),
+        processing_class=policy.tokenizer, callbacks=list(callbacks),
+    )
+    trainer.remove_callback(PrinterCallback)  # losses go to the tracker (history.jsonl) instead
+    return trainer
+
+
+def sft_train(ctx, policy: Policy, traces: Sequence[dict], sft_cfg, steps: int, seed: int,
+              offset: int = 0, at_start: bool = True) -> dict:
+    """Train `policy` in place for `steps` gradient steps on `traces`; returns facts for the run."""
+    out = ctx.run_dir / "sft_trainer"
+    callback = EvaluateEvery(ctx, policy, int(sft_cfg.eval_every), offset, at_start)
+    t0 = time.time()
+    trainer = make_trainer(policy, traces, sft_config(sft_cfg, steps, seed, out), [callback])
+    t_prep = time.time() - t0
+    result = trainer.train()
+    policy.model.eval()
+    shutil.rmtree(out, ignore_errors=True)  # save_strategy="no": nothing in it worth keeping
+    n = len(trainer.train_dataset)
+    return {
+        "n_examples": n,
+        "steps": int(result.global_step),
+        "epochs": round(result.global_step * int(sft_cfg.batch_size) / n, 3),
+        "train_loss": round(float(result.training_loss), 5),
+        "prepare_s": round(t_prep, 2),
+        "train_s": round(time.time() - t0 - t_prep - callback.eval_s, 2),
+        "eval_s": round(callback.eval_s, 2),
+        "eval_steps": callback.evaluated,
+    }

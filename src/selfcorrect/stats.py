@@ -1,0 +1,180 @@
+"""Uncertainty for the paper's numbers: means over seeds, bootstrap intervals, paired tests.
+
+Every metric in the main table is a mean over problems of a per-problem quantity (correct at
+t2, c2 − c1 for Δ, ...), computed once per seed. So the natural resampling unit is two-level:
+seeds (independent trainings) and problems (the fixed test set). Written with numpy by hand
+because scipy's `bootstrap` has no hierarchical or paired-over-problems resampling.
+
+Arrays of per-problem values have shape [n_seeds, n_problems]; every arm of a sweep is scored
+on the same problems in the same order, which is what makes comparisons *paired*.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_N_BOOT = 10_000
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A point estimate with its standard error and a (1 − alpha) bootstrap interval."""
+
+    mean: float
+    se: float
+    lo: float
+    hi: float
+
+    def __str__(self) -> str:
+        return f"{self.mean:.3f} ± {self.se:.3f} [{self.lo:.3f}, {self.hi:.3f}]"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Difference a − b with a bootstrap interval and a two-sided bootstrap p-value."""
+
+    diff: float
+    se: float
+    lo: float
+    hi: float
+    p_value: float
+    n_seeds: tuple[int, int]
+    n_problems: int
+
+
+def mean_se(x) -> tuple[float, float]:
+    """Sample mean and its standard error (ddof=1); the s.e. is nan for fewer than 2 values."""
+    x = _finite_1d(x)
+    se = float(np.std(x, ddof=1) / np.sqrt(len(x))) if len(x) > 1 else float("nan")
+    return float(np.mean(x)), se
+
+
+def bootstrap_ci(x, n_boot: int = DEFAULT_N_BOOT, alpha: float = 0.05, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of a 1-d sample."""
+    x = _finite_1d(x)
+    _check_boot(n_boot, alpha)
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(len(x), np.full(len(x), 1 / len(x)), size=n_boot)
+    boots = counts @ x / len(x)
+    return _percentiles(boots, alpha)
+
+
+def summarize_seeds(values, n_boot: int = DEFAULT_N_BOOT, alpha: float = 0.05, seed: int = 0) -> Estimate:
+    """Mean ± s.e. over seeds with a percentile-bootstrap interval over seeds (one value per seed).
+    With one seed the s.e. is nan and the interval is the point itself."""
+    m, se = mean_se(values)
+    lo, hi = bootstrap_ci(values, n_boot, alpha, seed)
+    return Estimate(m, se, lo, hi)
+
+
+def hierarchical_bootstrap(values, n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> np.ndarray:
+    """Bootstrap replicates of the grand mean of `values` [n_seeds, n_problems]: seeds and
+    problems are both resampled with replacement (seeds only when there are 2 or more)."""
+    v = _grid(values)
+    rng = np.random.default_rng(seed)
+    return _resampled_means([v], n_boot, rng, paired_seeds=False)[0]
+
+
+def estimate(values, n_boot: int = DEFAULT_N_BOOT, alpha: float = 0.05, seed: int = 0) -> Estimate:
+    """Grand mean of per-problem values [n_seeds, n_problems]: s.e. over seeds (over problems
+    when there is one seed) and a two-level bootstrap interval over seeds and problems."""
+    v = _grid(values)
+    per_seed = v.mean(axis=1)
+    if len(per_seed) > 1:
+        m, se = mean_se(per_seed)
+    else:
+        m, se = mean_se(v[0])
+    boots = hierarchical_bootstrap(v, n_boot, seed)
+    lo, hi = _percentiles(boots, alpha)
+    return Estimate(m, se, lo, hi)
+
+
+def paired_bootstrap(
+    a, b, n_boot: int = DEFAULT_N_BOOT, alpha: float = 0.05, seed: int = 0, paired_seeds: bool | None = None
+) -> Comparison:
+    """Difference of grand means, mean(a) − mean(b), for two arms scored on the same problems.
+
+    `a` is [n_seeds_a, n_problems], `b` is [n_seeds_b, n_problems], columns the same problems.
+    Each replicate draws ONE resample of problems used by both arms (paired over problems), and
+    resamples seeds: with the same seed indices for both arms when `paired_seeds` (default:
+    when both have the same number of seeds, i.e. seed s of a shares its base model with seed s
+    of b), else independently. p is the two-sided bootstrap p-value of "no difference":
+    twice the smaller tail mass of the replicates on either side of 0, with the +1 correction.
+    """
+    va, vb = _grid(a), _grid(b)
+    if va.shape[1] != vb.shape[1]:
+        raise ValueError(f"paired comparison needs the same problems: {va.shape[1]} vs {vb.shape[1]} columns")
+    _check_boot(n_boot, alpha)
+    if paired_seeds is None:
+        paired_seeds = va.shape[0] == vb.shape[0]
+    elif paired_seeds and va.shape[0] != vb.shape[0]:
+        raise ValueError(f"paired_seeds needs the same number of seeds, got {va.shape[0]} and {vb.shape[0]}")
+    rng = np.random.default_rng(seed)
+    ba, bb = _resampled_means([va, vb], n_boot, rng, paired_seeds)
+    boots = ba - bb
+    lo, hi = _percentiles(boots, alpha)
+    below, above = np.sum(boots <= 0), np.sum(boots >= 0)
+    p = min(1.0, 2 * (min(below, above) + 1) / (n_boot + 1))
+    return Comparison(
+        diff=float(va.mean() - vb.mean()),
+        se=float(np.std(boots, ddof=1)),
+        lo=lo,
+        hi=hi,
+        p_value=float(p),
+        n_seeds=(va.shape[0], vb.shape[0]),
+        n_problems=va.shape[1],
+    )
+
+
+# --- internals ----------------------------------------------------------------------------------
+def _resampled_means(grids: list[np.ndarray], n_boot: int, rng: np.random.Generator, paired_seeds: bool) -> list[np.ndarray]:
+    """One bootstrap replicate per row: problem counts shared by all grids (paired), seed
+    counts shared when `paired_seeds`. A resampled grand mean is a weighted sum, so no copy
+    of the data is made: (problem counts @ values.T) gives per-seed means, seed counts weight them."""
+    n_problems = grids[0].shape[1]
+    prob_counts = rng.multinomial(n_problems, np.full(n_problems, 1 / n_problems), size=n_boot) / n_problems
+    out, seed_counts = [], None
+    for v in grids:
+        per_seed = prob_counts @ v.T  # [n_boot, n_seeds]
+        s = v.shape[0]
+        if s == 1:
+            out.append(per_seed[:, 0])
+            continue
+        if seed_counts is None or not paired_seeds:
+            seed_counts = rng.multinomial(s, np.full(s, 1 / s), size=n_boot) / s
+        out.append(np.sum(per_seed * seed_counts, axis=1))
+    return out
+
+
+def _percentiles(boots: np.ndarray, alpha: float) -> tuple[float, float]:
+    lo, hi = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
+    return float(lo), float(hi)
+
+
+def _finite_1d(x) -> np.ndarray:
+    x = np.asarray(x, dtype=float).ravel()
+    if x.size == 0:
+        raise ValueError("need at least one value, got an empty sample")
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"sample holds non-finite values: {x[~np.isfinite(x)][:5].tolist()}")
+    return x
+
+
+def _grid(values) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    if v.ndim == 1:
+        v = v[None, :]
+    if v.ndim != 2 or v.size == 0:
+        raise ValueError(f"per-problem values must be a non-empty [n_seeds, n_problems] array, got shape {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError("per-problem values hold non-finite entries")
+    return v
+
+
+def _check_boot(n_boot: int, alpha: float) -> None:
+    if not isinstance(n_boot, (int, np.integer)) or n_boot < 100:
+        raise ValueError(f"n_boot must be an integer >= 100, got {n_boot!r}")
+    if not 0 < alpha < 1:
+        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")

@@ -1,0 +1,171 @@
+"""A small synthetic sweep in exactly the format `run.py` writes, for the analysis tests.
+
+Attempts are written by the real arithmetic task (its bug operators), judged by its verifier
+into the evaluator's per-problem records (`record` below: `evaluate.record` without importing
+torch; a test pins the two together), and summarised by `metrics.summarize`, so every
+metrics.json here is what the evaluator would have written. Each arm gets a behaviour
+(probability of fixing a wrong first attempt, of breaking a right one, of editing at all) so
+that the figures have something to show; histories are synthetic curves in the logged format.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from selfcorrect.metrics import correction_rate, edit_distance_ratio, summarize, summarize_probe, total_variation
+from selfcorrect.tasks import make_task
+from selfcorrect.tasks.arithmetic import parse_rules, perturb_random_digit
+from selfcorrect.tracking import flatten
+
+CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # as run.CONF_DIR, without importing torch
+
+# arm label -> (p fix a wrong first attempt, p break a right one, p edit at all)
+BEHAVIOUR = {
+    "base": (0.25, 0.12, 0.3),
+    "sft_self": (0.15, 0.03, 0.08),
+    "score": (0.5, 0.02, 0.6),
+    "rl_multi_turn_naive": (0.05, 0.01, 0.05),
+    "sft_teacher:random_digit": (0.05, 0.05, 0.3),
+    "sft_teacher:carry_drop": (0.2, 0.04, 0.3),
+}
+RL = {"score", "rl_multi_turn_naive"}
+DEFAULT_RUNS = [(arm, seed) for arm in BEHAVIOUR for seed in (0, 1)]
+
+
+def record(task, problem, y1: str, y2: str) -> dict:
+    """`evaluate.record` for one episode (same fields, same verifier and edit ratio)."""
+    v1, v2 = task.verify(problem, y1), task.verify(problem, y2)
+    return {
+        "id": problem.id, "prompt": problem.prompt, "answer": problem.answer, "y1": y1, "y2": y2,
+        "correct1": v1.correct, "correct2": v2.correct, "well_formed1": v1.well_formed, "well_formed2": v2.well_formed,
+        "answer1": v1.answer, "answer2": v2.answer, "error1": v1.error_type, "error2": v2.error_type,
+        "edit_ratio": edit_distance_ratio(y1, y2),
+    }
+
+
+def write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, indent=2))
+
+
+def write_jsonl(path: Path, rows) -> None:
+    with open(path, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+
+
+def base_config() -> dict:
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=["tracking.mode=disabled"])
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def make_run(sweep: Path, arm_label: str, seed: int, cfg0: dict, n_problems: int = 40,
+             status: str = "complete", scaling: bool = False, history_steps: int = 5) -> Path:
+    """Write one run directory; `status` other than complete leaves it as a crash would."""
+    arm, _, error_model = arm_label.partition(":")
+    cfg = json.loads(json.dumps(cfg0))
+    cfg["seed"], cfg["model"]["pretrain"]["seed"] = seed, seed
+    cfg["eval"]["n_problems"] = n_problems
+    cfg["arm"] = {"name": arm, **({"error_model": error_model} if error_model else {})}
+    name = f"arm={arm}," + (f"arm.error_model={error_model}," if error_model else "") + f"seed={seed}"
+    run_dir = sweep / name
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(cfg)))
+    write_json(run_dir / "run.json", {"status": "running", "arm": arm, "seed": seed})
+    if status != "complete":
+        if status == "failed":
+            write_json(run_dir / "run.json", {"status": "failed", "arm": arm, "seed": seed, "error": "RuntimeError: boom"})
+        return run_dir
+
+    task = make_task(OmegaConf.create(cfg["task"]))
+    rules1 = parse_rules(cfg["model"]["pretrain"]["turn1_rules"])
+    rules2 = parse_rules(cfg["model"]["pretrain"]["turn2_rules"])
+    problems = task.problems(cfg["eval"]["split"], n_problems, seed=cfg["eval"]["problem_seed"])
+    rng = random.Random(f"{arm_label}:{seed}")
+    p_fix, p_break, p_edit = BEHAVIOUR[arm_label]
+
+    def revise(p, y1: str) -> str:
+        right = task.verify(p, y1).correct
+        if not right and rng.random() < p_fix:
+            return task.write(p)
+        if right and rng.random() < p_break:
+            return perturb_random_digit(y1, rng)
+        return task.sample(p, rules2, rng) if rng.random() < p_edit else y1
+
+    own = [task.sample(p, rules1, rng) for p in problems]
+    records = [record(task, p, y1, revise(p, y1)) for p, y1 in zip(problems, own)]
+    base_y1 = [task.sample(p, rules1, random.Random(f"base-offline:{p.id}")) for p in problems]
+    probe = [{**record(task, p, y1, revise(p, y1)), "offline_correct1": task.verify(p, y1).correct}
+             for p, y1 in zip(problems, base_y1)]
+    metrics = summarize(records)
+    pr = summarize_probe(probe)
+    own_rate = correction_rate([r["correct1"] for r in records], [r["correct2"] for r in records])
+    metrics["probe/base"] = {
+        "correction_rate_offline": pr["correction_rate"], "correction_rate_own": own_rate,
+        "mismatch_gap": None if pr["correction_rate"] is None or own_rate is None else pr["correction_rate"] - own_rate,
+        "n_wrong_offline": pr["n_wrong"], "n_wrong_own": sum(not r["correct1"] for r in records), "n": pr["n"],
+    }
+    if error_model:
+        teacher_hist = {"carry_drop": {"carry_drop": 10}, "random_digit": {"sum_slip": 3, "operand_copy": 7}}[error_model]
+        metrics["offline_error_tv"] = total_variation(teacher_hist, metrics["errors_t1"])
+
+    history = []
+    if arm != "base":
+        for step in range(0, history_steps * 10, 10):
+            f = step / (history_steps * 10)
+            val = {"acc_t1": 0.6 + 0.05 * f, "acc_t2": 0.6 + (0.1 if arm == "score" else 0.0) * f,
+                   "probe": {"base": {"correction_rate_offline": 0.2 + 0.4 * f + 0.02 * seed,
+                                      "correction_rate_own": 0.2 + (0.2 if arm == "score" else -0.1) * f + 0.02 * seed}}}
+            history.append({"step": step, **flatten(val, "val/")})
+            if arm in RL:
+                t1 = 0.55 + 0.2 * f + 0.01 * seed
+                train = {"reward_t1": t1, "reward_t2": t1 + (0.08 * f if arm == "score" else 0.0),
+                         "kl_t1": 0.01 * f, "kl_t2": 0.01 * f, "no_edit_rate": 0.5,
+                         "answer_change_rate": 0.3 if arm == "score" else 0.3 * (1 - f),
+                         "stage": 1 if (arm == "score" and f < 0.4) else 2}
+                history.append({"step": step, **flatten(train, "train/")})
+    history.append({"step": None, **flatten(metrics, "test/")})
+    with open(run_dir / "history.jsonl", "w") as fh:
+        for row in history:
+            fh.write(json.dumps(row) + "\n")
+    if scaling:
+        write_scaling(run_dir, task, problems, rules1, rng, revise)
+    # the evaluator's order: generations and probes first, metrics.json last
+    write_jsonl(run_dir / "generations.jsonl", records)
+    write_jsonl(run_dir / "probe_base.jsonl", probe)
+    write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / "run.json", {"status": "complete", "arm": arm, "seed": seed, "train_s": 0.0, "wall_s": 0.1,
+                                      "base_model": "unused-in-fixture"})
+    return run_dir
+
+
+def write_scaling(run_dir: Path, task, problems, rules1, rng, revise, k: int = 32, n_turns: int = 3, n: int = 200) -> None:
+    """A scaling cache in `scaling.sample_revisions`'s format, for the default ScalingSpec."""
+    from selfcorrect.scaling import ScalingSpec
+
+    spec = ScalingSpec()
+    assert (spec.k, spec.n_turns) == (k, n_turns), "fixture scaling cache must match the default spec"
+    with open(run_dir / spec.filename, "w") as f:
+        for j in range(k):
+            for p in problems[:n]:
+                ys = [task.sample(p, rules1, rng)]
+                for _ in range(n_turns - 1):
+                    ys.append(revise(p, ys[-1]))
+                v = [task.verify(p, y) for y in ys]
+                f.write(json.dumps({"id": p.id, "answer": p.answer, "sample": j,
+                                    "answers": [x.answer for x in v], "correct": [x.correct for x in v]}) + "\n")
+
+
+def make_sweep(root: Path, runs=DEFAULT_RUNS, n_problems: int = 40, scaling_labels=("base", "score")) -> Path:
+    """A sweep directory with one run per (arm label, seed)."""
+    sweep = Path(root) / "sweeps" / "2000-01-01_00-00-00_fixture"
+    sweep.mkdir(parents=True)
+    cfg0 = base_config()
+    for arm_label, seed in runs:
+        make_run(sweep, arm_label, seed, cfg0, n_problems, scaling=arm_label in scaling_labels and seed == 0)
+    return sweep

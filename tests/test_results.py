@@ -1,0 +1,144 @@
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from fixture_sweep import make_run, make_sweep, record
+from selfcorrect.metrics import summarize
+from selfcorrect.results import ConfigMismatchError, IncompleteRunError, load_sweep, run_label
+from selfcorrect.tasks.arithmetic import ArithmeticTask
+
+
+@pytest.fixture(scope="module")
+def fixture_sweep(tmp_path_factory) -> Path:
+    return make_sweep(tmp_path_factory.mktemp("fixture"))
+
+
+@pytest.fixture
+def sweep_copy(fixture_sweep, tmp_path) -> Path:
+    return Path(shutil.copytree(fixture_sweep, tmp_path / "sweep"))
+
+
+def designed_records(task, ids):
+    """40 problems: 30 right then 10 wrong at t1; 4 of the wrong fixed, 2 of the right broken."""
+    problems = [task.make_problem(*map(int, i.split("+"))) for i in ids]
+    recs = []
+    for i, p in enumerate(problems):
+        right, wrong = task.write(p), task.write(p, {0: "sum_slip"})
+        y1 = right if i < 30 else wrong
+        y2 = wrong if i < 2 else right if i < 34 else y1
+        recs.append(record(task, p, y1, y2))
+    return recs
+
+
+def test_loader_recomputes_known_metrics(sweep_copy):
+    run = sweep_copy / "arm=base,seed=0"
+    ids = [json.loads(line)["id"] for line in open(run / "generations.jsonl")]
+    recs = designed_records(ArithmeticTask(), ids)
+    with open(run / "generations.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in recs)
+    (run / "metrics.json").write_text(json.dumps(summarize(recs)))  # without the probe block
+    with pytest.warns(UserWarning, match="arm=base,seed=0"):
+        s = load_sweep(sweep_copy)
+    row = s.runs.set_index("run").loc["arm=base,seed=0"]
+    assert row["acc_t1"] == pytest.approx(30 / 40)
+    assert row["acc_t2"] == pytest.approx(32 / 40)
+    assert row["delta_i2c"] == pytest.approx(4 / 40) and row["delta_c2i"] == pytest.approx(2 / 40)
+    assert row["delta"] == pytest.approx(2 / 40)
+    assert row["correction_rate_own"] == pytest.approx(4 / 10)
+    e = s.errors[(s.errors["run"] == "arm=base,seed=0")].set_index("kind")
+    assert e.loc["sum_slip", "errors_t1"] == 10 and e.loc["sum_slip", "errors_fixed"] == 4
+    # only the probe block, absent from the new metrics.json, is flagged; its own rate is recomputed
+    assert set(s.disagreements["metric"]) == {f"probe/base/{k}" for k in (
+        "correction_rate_offline", "correction_rate_own", "mismatch_gap", "n_wrong_offline", "n_wrong_own", "n")}
+    assert row["probe/base/correction_rate_own"] == pytest.approx(4 / 10)
+    assert s.grid("base", "acc_t1").shape == (2, 40)  # two seeds × the shared problems
+
+
+def test_every_fixture_run_recomputes_to_its_metrics_json(fixture_sweep):
+    s = load_sweep(fixture_sweep)
+    assert len(s.runs) == 12 and s.incomplete.empty and s.disagreements.empty
+    assert s.labels[0] == "base" and "sft_teacher[error_model=carry_drop]" in s.labels
+    # the per-problem grid reproduces the per-run metric exactly
+    for label in s.labels:
+        rows = s.runs[s.runs["label"] == label].sort_values("seed")
+        np.testing.assert_allclose(s.grid(label, "delta").mean(1), rows["delta"].to_numpy())
+    assert {"val/probe/base/correction_rate_offline", "train/reward_t2"} <= set(s.history["metric"])
+
+
+def test_disagreeing_metrics_json_is_flagged_and_recomputed_values_win(sweep_copy):
+    path = sweep_copy / "arm=score,seed=1" / "metrics.json"
+    m = json.loads(path.read_text())
+    true_acc = m["acc_t1"]
+    m["acc_t1"] = 0.99
+    path.write_text(json.dumps(m))
+    with pytest.warns(UserWarning, match="arm=score,seed=1"):
+        s = load_sweep(sweep_copy)
+    d = s.disagreements
+    assert d.to_dict("records") == [{"run": "arm=score,seed=1", "metric": "acc_t1", "saved": 0.99, "recomputed": true_acc}]
+    assert s.runs.set_index("run").loc["arm=score,seed=1", "acc_t1"] == pytest.approx(true_acc)
+
+
+def test_incomplete_runs_are_refused_by_name_or_listed_never_dropped(sweep_copy):
+    from fixture_sweep import base_config
+
+    cfg = base_config()
+    make_run(sweep_copy, "score", 2, cfg, status="running")
+    make_run(sweep_copy, "sft_self", 2, cfg, status="failed")
+    with pytest.raises(IncompleteRunError) as err:
+        load_sweep(sweep_copy)
+    msg = str(err.value)
+    assert "arm=score,seed=2" in msg and "'running'" in msg and "missing" in msg
+    assert "arm=sft_self,seed=2" in msg and "RuntimeError: boom" in msg
+    assert "allow_incomplete" in msg
+    s = load_sweep(sweep_copy, allow_incomplete=True)
+    assert sorted(s.incomplete["run"]) == ["arm=score,seed=2", "arm=sft_self,seed=2"]
+    assert len(s.runs) == 12 and 2 not in set(s.runs["seed"])
+    # a finished status with metrics.json gone is just as incomplete
+    (sweep_copy / "arm=base,seed=1" / "metrics.json").unlink()
+    with pytest.raises(IncompleteRunError, match=r"arm=base,seed=1.*missing metrics.json"):
+        load_sweep(sweep_copy)
+
+
+def test_runs_with_mismatched_configs_or_problems_are_refused(sweep_copy, tmp_path):
+    path = sweep_copy / "arm=sft_self,seed=1" / "config.yaml"
+    cfg = yaml.safe_load(path.read_text())
+    cfg["model"]["architecture"]["n_layer"] = 4
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigMismatchError, match=r"arm=sft_self,seed=1.*model\.architecture\.n_layer = 4 vs 2"):
+        load_sweep(sweep_copy)
+
+    other = Path(shutil.copytree(sweep_copy.parent / "sweep", tmp_path / "other"))
+    cfg["model"]["architecture"]["n_layer"] = 2
+    (other / "arm=sft_self,seed=1" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    gen = other / "arm=score,seed=0" / "generations.jsonl"
+    rows = [json.loads(line) for line in open(gen)]
+    with open(gen, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows[::-1])  # same problems, other order: not paired
+    with pytest.raises(ConfigMismatchError, match=r"arm=score,seed=0.*test problems differ"):
+        load_sweep(other)
+
+
+def test_run_labels_keep_variants_apart():
+    assert run_label("arm=base,seed=3", {"arm": {"name": "base"}}) == "base"
+    cfg = {"arm": {"name": "sft_teacher", "error_model": "mixed"}}
+    assert run_label("arm=sft_teacher,arm.error_model=mixed,seed=0", cfg) == "sft_teacher[error_model=mixed]"
+    assert run_label("2026-01-01_00-00-00_sft_teacher_s0_x", cfg) == "sft_teacher[error_model=mixed]"
+    assert run_label("arm=score,arm.alpha=5,seed=0", {"arm": {"name": "score"}}) == "score[alpha=5]"
+
+
+def test_fixture_record_is_the_evaluators_record():
+    from selfcorrect.evaluate import record as evaluator_record
+    from selfcorrect.policy import Episode, Turn
+
+    task = ArithmeticTask()
+    p = task.make_problem(357, 468)
+    for y1, y2 in [(task.write(p), task.write(p, {1: "carry_drop"})), ("garbage", task.write(p, final_bug="final_copy"))]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ep = Episode(p, [Turn([], [], y1), Turn([], [], y2)])
+        assert record(task, p, y1, y2) == evaluator_record(task, ep)

@@ -1,0 +1,179 @@
+"""The RL arms end to end on a tiny random model: configs, a few-step run, checkpoint resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from selfcorrect.arms import ARMS, ArmContext, get_arm
+from selfcorrect.char_tokenizer import build_char_tokenizer
+from selfcorrect.policy import Policy
+from selfcorrect.rl import checkpoint
+from selfcorrect.rl.trainer import RLConfig
+from selfcorrect.tasks.arithmetic import ArithmeticTask
+from selfcorrect.tasks.base import Verdict
+from selfcorrect.tracking import Tracker
+
+CONF = str(Path(__file__).resolve().parents[1] / "conf")
+RL_ARMS = ["score", "score_no_stage1", "score_no_shaping", "rl_single_turn", "rl_multi_turn_naive"]
+
+
+def arm_cfg(name: str, *overrides: str):
+    with initialize_config_dir(CONF, version_base="1.3"):
+        return compose("config", overrides=[f"arm={name}", *overrides])
+
+
+# --- configs -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", RL_ARMS)
+def test_every_rl_arm_composes_and_parses(name):
+    cfg = arm_cfg(name)
+    assert cfg.arm.name == name and name in ARMS and get_arm(name) is not None
+    rl = RLConfig.from_arm(cfg.arm)
+    stages = rl.stages_by_step()
+    expected = {
+        "score": ({"I", "II"}, 10.0),
+        "score_no_stage1": ({"II"}, 10.0),
+        "score_no_shaping": ({"I", "II"}, 0.0),
+        "rl_single_turn": ({"single"}, None),
+        "rl_multi_turn_naive": ({"II"}, 0.0),
+    }[name]
+    assert set(stages) == expected[0]
+    if expected[1] is not None:
+        assert rl.alpha == expected[1]
+    if "I" in stages:
+        assert stages.index("II") > stages.index("I")  # Stage I first, then Stage II
+
+
+def test_ablations_share_the_budget_of_score():
+    n = {name: len(RLConfig.from_arm(arm_cfg(name).arm).stages_by_step()) for name in RL_ARMS}
+    assert len(set(n.values())) == 1, n
+
+
+def test_bad_rl_settings_name_the_value():
+    with pytest.raises(ValueError, match="'III'"):
+        RLConfig.from_arm(arm_cfg("score", "arm.schedule=[{stage: III, steps: 3}]").arm)
+    with pytest.raises(ValueError, match="samples_per_prompt.*0"):
+        RLConfig.from_arm(arm_cfg("score", "arm.samples_per_prompt=0").arm)
+    with pytest.raises(ValueError, match="lr"):
+        RLConfig.from_arm(arm_cfg("score", "arm.lr=-1").arm)
+
+
+# --- a tiny model and a task whose reward a random model can earn ------------------------------
+class EvenLengthTask(ArithmeticTask):
+    """Arithmetic prompts, but an attempt is 'correct' when it has an even number of characters,
+    so a randomly initialised model earns a reward about half the time and the policy gradient
+    is not zero."""
+
+    def verify(self, problem, completion):
+        text = completion.strip()
+        ok = len(text) % 2 == 0
+        return Verdict(ok, True, str(len(text)), None if ok else "odd_length")
+
+
+def make_ctx(tmp_path: Path, run_name: str, tracker_cls=Tracker, **arm_overrides) -> ArmContext:
+    task = EvenLengthTask()
+    tok = build_char_tokenizer("0123456789+=> " + task.revise_instruction)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_layer=1, n_head=1, n_embd=16, n_positions=192,
+                                       bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id,
+                                       pad_token_id=tok.pad_token_id))
+    base_path = tmp_path / "base"
+    if not base_path.exists():
+        Policy(model, tok, task).save(base_path)
+    arm = {**OmegaConf.to_container(arm_cfg("score").arm), "prompts_per_step": 4, "samples_per_prompt": 2,
+           "max_new_tokens": 12, "lr": 1e-2, "eval_every": 2, "ckpt_every": 2,
+           "schedule": [{"stage": "I", "steps": 2}, {"stage": "II", "steps": 2}], **arm_overrides}
+    cfg = OmegaConf.create({"seed": 0, "arm": arm, "model": {"dtype": "float32"},
+                            "eval": {"n_monitor": 8, "max_new_tokens": 12, "problem_seed": 1}})
+    run_dir = tmp_path / run_name
+    run_dir.mkdir(exist_ok=True)
+    tracker = tracker_cls(OmegaConf.create({"mode": "disabled"}), run_dir, {}, name=run_name, group="t", tags=[])
+    return ArmContext(cfg, task, Policy.load(base_path, task), base_path, run_dir, tracker)
+
+
+def history(ctx) -> list[dict]:
+    return [json.loads(line) for line in ctx.tracker.history.read_text().splitlines()]
+
+
+# --- (4) a few-step run ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def whole_run(tmp_path_factory):
+    """An uninterrupted 4-step SCoRe run (2 Stage I + 2 Stage II steps), shared by two tests."""
+    tmp = tmp_path_factory.mktemp("rl")
+    ctx = make_ctx(tmp, "whole")
+    return tmp, ctx, get_arm("score")(ctx)
+
+
+def test_few_step_run_logs_checkpoints_and_counts_its_budget(whole_run):
+    _, ctx, policy = whole_run
+    rows = history(ctx)
+    train = [r for r in rows if "train/reward_t1" in r]
+    assert [r["step"] for r in train] == [1, 2, 3, 4]
+    assert [r["train/stage"] for r in train] == [1, 1, 2, 2]
+    for key in ("reward_t2", "kl_t1", "kl_t2", "answer_change_rate", "no_edit_rate", "tokens_per_s_rollout", "tokens_per_s_update"):
+        assert all(f"train/{key}" in r for r in train), key
+    assert [r["step"] for r in rows if "val/acc_t1" in r] == [0, 2, 4]
+    assert sorted(p.name for p in (ctx.run_dir / "checkpoints").glob("*.pt")) == ["step_0000002.pt", "step_0000004.pt"]
+    assert ctx.extra_metrics["gradient_steps"] == 4 and ctx.extra_metrics["episodes"] == 4 * 8
+    assert ctx.extra_metrics["attempts_sampled"] == 4 * 16
+    changed = any(not torch.equal(p, q) for p, q in zip(policy.model.parameters(), ctx.base.model.parameters()))
+    assert changed, "four policy-gradient steps left the weights unchanged"
+    assert train[0]["train/kl_t1"] == pytest.approx(0.0, abs=1e-6)  # step 1 samples from the base itself
+    assert train[-1]["train/kl_t1"] > 0
+
+
+def test_single_turn_arm_never_trains_the_second_attempt(tmp_path):
+    ctx = make_ctx(tmp_path, "single", schedule=[{"stage": "single", "steps": 2}])
+    get_arm("rl_single_turn")(ctx)
+    train = [r for r in history(ctx) if "train/reward_t1" in r]
+    assert all("train/pg_loss_t2" not in r and "train/pg_loss_t1" in r for r in train)
+    assert all(r["train/stage"] == 0 for r in train)
+
+
+# --- (5) resume equals uninterrupted -----------------------------------------------------------
+class Killed(Exception):
+    pass
+
+
+class KilledAtStep3(Tracker):
+    """Simulates a run killed after the update of step 3 (past the step-2 checkpoint)."""
+
+    armed = True
+
+    def log(self, metrics, step=None, prefix=""):
+        if KilledAtStep3.armed and step == 3 and prefix == "train/":
+            KilledAtStep3.armed = False
+            raise Killed
+        super().log(metrics, step, prefix)
+
+
+def test_resume_from_checkpoint_equals_uninterrupted_run(whole_run):
+    tmp_path, whole, p_whole = whole_run
+    killed = make_ctx(tmp_path, "killed", tracker_cls=KilledAtStep3)
+    with pytest.raises(Killed):
+        get_arm("score")(killed)
+    assert checkpoint.latest(killed.run_dir / "checkpoints").name == "step_0000002.pt"
+    relaunched = make_ctx(tmp_path, "killed")  # same run dir, fresh process state
+    p_resumed = get_arm("score")(relaunched)
+
+    for (name, a), b in zip(p_whole.model.state_dict().items(), p_resumed.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    def untimed(rows):  # throughput numbers are wall-clock measurements, everything else must match
+        return [{k: v for k, v in r.items() if "tokens_per_s" not in k} for r in rows]
+
+    assert untimed(history(whole)) == untimed(history(relaunched))
+    assert whole.extra_metrics["gradient_steps"] == relaunched.extra_metrics["gradient_steps"] == 4
+
+
+def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
+    ctx = make_ctx(tmp_path, "run", schedule=[{"stage": "I", "steps": 2}])
+    get_arm("score")(ctx)
+    other = make_ctx(tmp_path, "run", schedule=[{"stage": "I", "steps": 2}], lr=5e-3)
+    with pytest.raises(ValueError, match="different configuration"):
+        get_arm("score")(other)

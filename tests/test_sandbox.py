@@ -1,0 +1,165 @@
+"""The sandbox contains hostile programs, scores them as failures, and leaves the harness intact.
+
+Each hostile program is run twice where it matters: with every layer, and without the in-process
+audit hook, so that the OS-level layers (rlimits, namespaces, the `nobody` user) are shown to
+hold on their own too.
+"""
+
+import os
+import subprocess
+import time
+
+import pytest
+
+from selfcorrect.sandbox import Limits, isolation, run_python
+
+FAST = Limits(cpu_s=1, wall_s=3.0, memory_mb=512)
+OS_LAYERS = isolation()[2]
+
+
+@pytest.fixture
+def harness_files(tmp_path):
+    """A results file and a directory the hostile programs try to overwrite or delete."""
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "metrics.json").write_text('{"acc_t1": 0.5}')
+    os.chmod(tmp_path, 0o755)
+    return results
+
+
+def _intact(results) -> bool:
+    return (results / "metrics.json").read_text() == '{"acc_t1": 0.5}' and sorted(os.listdir(results)) == ["metrics.json"]
+
+
+def _no_leftover_processes() -> bool:
+    """No sandboxed runner (recognisable by its command line) is still alive."""
+    for _ in range(25):
+        ps = subprocess.run(["ps", "-eo", "stat,args"], capture_output=True, text=True).stdout.splitlines()
+        if not [ln for ln in ps if "sys.stdin.readline().strip()" in ln and not ln.startswith("Z")]:
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def test_a_correct_program_passes_and_its_output_is_returned():
+    r = run_python("print(sum(range(10)))\nassert 2 + 2 == 4\n", FAST)
+    assert r.passed and r.status == "ok" and r.stdout.strip() == "45"
+
+
+@pytest.mark.parametrize("source", ["assert 1 == 2", "raise ValueError('x')", "def f(:\n  pass", "import sys; sys.exit(0)", "import os; os._exit(0)", "exit()"])
+def test_failing_or_early_exiting_programs_do_not_pass(source):
+    """Exiting with status 0 before the end is not a pass: only the runner's nonce is."""
+    r = run_python(source, FAST)
+    assert not r.passed and r.error
+
+
+def test_the_nonce_cannot_be_printed_by_the_program():
+    r = run_python("print('ok'); import sys; sys.stdout.flush()", FAST)
+    assert r.passed and "ok" in r.stdout
+    r2 = run_python("import os, sys; sys.stdout.write('\\n' + 'deadbeef' * 4 + '\\n'); sys.stdout.flush(); os._exit(0)", FAST)
+    assert not r2.passed
+
+
+@pytest.mark.parametrize("audit_hook", [True, False])
+def test_infinite_loop_is_stopped_by_cpu_or_wall_limit(audit_hook):
+    t0 = time.monotonic()
+    r = run_python("while True:\n    pass\n", FAST, audit_hook=audit_hook)
+    assert r.status == "timeout" and not r.passed
+    assert time.monotonic() - t0 < FAST.wall_s + 3
+    assert _no_leftover_processes()
+
+
+@pytest.mark.parametrize("audit_hook", [True, False])
+def test_fork_bomb_is_contained(audit_hook):
+    bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    t0 = time.monotonic()
+    r = run_python(bomb, FAST, audit_hook=audit_hook)
+    assert not r.passed
+    assert time.monotonic() - t0 < FAST.wall_s + 3
+    assert _no_leftover_processes()  # every forked child is gone too
+
+
+@pytest.mark.parametrize("audit_hook", [True, False])
+def test_ten_gigabyte_allocation_fails_with_memory_error(audit_hook):
+    r = run_python("x = bytearray(10 * 1024**3)\n", FAST, audit_hook=audit_hook)
+    assert not r.passed and "MemoryError" in r.error
+
+
+@pytest.mark.parametrize("audit_hook", [True, False])
+def test_writing_and_deleting_files_outside_the_sandbox_fails(harness_files, audit_hook):
+    if not audit_hook and "uid_nobody" not in OS_LAYERS:
+        pytest.skip("without the audit hook, file protection needs the child to run as another user (root only)")
+    target = harness_files / "metrics.json"
+    for source in [
+        f"open({str(target)!r}, 'w').write('{{}}')",
+        f"import os; os.remove({str(target)!r})",
+        f"import shutil; shutil.rmtree({str(harness_files)!r})",
+        f"import os; os.rename({str(target)!r}, 'stolen.json')",
+        f"open({str(harness_files / 'new.txt')!r}, 'x').write('x')",
+        f"import os; os.chmod({str(target)!r}, 0o777)",
+    ]:
+        r = run_python(source, FAST, audit_hook=audit_hook)
+        assert not r.passed, source
+        assert "Permission" in r.error or "denied" in r.error, (source, r.error)
+        assert _intact(harness_files), source
+
+
+def test_files_inside_the_throwaway_directory_are_allowed_and_removed_afterwards():
+    r = run_python("import os\nopen('scratch.txt', 'w').write('hi')\nprint(os.getcwd())\nassert open('scratch.txt').read() == 'hi'\n", FAST)
+    assert r.passed
+    workdir = r.stdout.strip()
+    assert "selfcorrect-sandbox-" in workdir and not os.path.exists(workdir)
+
+
+def test_file_size_is_capped():
+    r = run_python("open('big.bin', 'wb').write(b'x' * (1 << 26))\n", Limits(cpu_s=2, wall_s=5, max_file_bytes=1 << 20))
+    assert not r.passed and r.status in ("file_limit", "error")
+
+
+@pytest.mark.parametrize("audit_hook", [True, False])
+def test_network_sockets_fail(audit_hook):
+    if not audit_hook and "netns" not in OS_LAYERS:
+        pytest.skip("no network namespace on this machine")
+    for source in [
+        "import socket\nsocket.create_connection(('1.1.1.1', 80), timeout=2)\n",
+        "import socket\ns = socket.socket()\ns.bind(('127.0.0.1', 0))\ns.listen()\nsocket.create_connection(s.getsockname(), timeout=2)\n",
+        "import urllib.request\nurllib.request.urlopen('http://example.com', timeout=2)\n",
+    ]:
+        r = run_python(source, FAST, audit_hook=audit_hook)
+        assert not r.passed, source
+        assert any(w in r.error for w in ("not allowed", "unreachable", "Errno", "URLError")), r.error
+
+
+@pytest.mark.parametrize("audit_hook", [True, False])
+def test_printing_gigabytes_is_cut_off(audit_hook):
+    limits = Limits(cpu_s=5, wall_s=10, max_output_bytes=1 << 16)
+    t0 = time.monotonic()
+    r = run_python("import sys\nfor _ in range(1 << 20):\n    sys.stdout.write('x' * 4096)\n", limits, audit_hook=audit_hook)
+    assert r.status == "output_limit" and not r.passed
+    assert len(r.stdout) + len(r.stderr) <= 2 * limits.max_output_bytes
+    assert time.monotonic() - t0 < 5
+
+
+def test_subprocess_and_ctypes_are_refused():
+    for source in ["import os; os.fork()", "import subprocess; subprocess.run(['ls', '/'])", "import os; os.system('true')", "import ctypes; ctypes.CDLL(None)"]:
+        r = run_python(source, FAST)
+        assert not r.passed and "not allowed" in r.error, source
+
+
+def test_limits_are_applied_in_the_child():
+    r = run_python(
+        "import resource\nfor k in ('RLIMIT_CPU', 'RLIMIT_AS', 'RLIMIT_NPROC', 'RLIMIT_FSIZE'):\n"
+        "    print(k, *resource.getrlimit(getattr(resource, k)))\n",
+        Limits(cpu_s=3, memory_mb=256, max_file_bytes=4096, max_processes=8),
+    )
+    assert r.passed
+    got = dict((ln.split()[0], tuple(map(int, ln.split()[1:]))) for ln in r.stdout.strip().splitlines())
+    assert got["RLIMIT_CPU"] == (3, 4)
+    assert got["RLIMIT_AS"] == (256 << 20, 256 << 20)
+    assert got["RLIMIT_FSIZE"] == (4096, 4096)
+    assert got["RLIMIT_NPROC"][0] >= 8
+
+
+def test_bad_limits_are_rejected_by_name():
+    with pytest.raises(ValueError, match="wall_s"):
+        Limits(wall_s=0)

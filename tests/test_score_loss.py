@@ -1,0 +1,167 @@
+"""The SCoRe loss, reward shaping and masks against closed-form values computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from selfcorrect.char_tokenizer import build_char_tokenizer
+from selfcorrect.policy import Policy, Sampling
+from selfcorrect.rl.losses import LossConfig, TurnBatch, advantages, kl_per_token, score_loss
+from selfcorrect.rl.rewards import shaped_second_reward, stage_objective, turn_rewards
+from selfcorrect.tasks.arithmetic import ArithmeticTask
+
+# two prompts × k=2 samples; first attempt right/wrong pattern and second attempt pattern
+# cover i→c, c→c, c→i, i→i once each
+R1 = torch.tensor([0.0, 1.0, 1.0, 0.0])
+R2 = torch.tensor([1.0, 1.0, 0.0, 0.0])
+
+
+# --- (3) reward shaping ------------------------------------------------------------------------
+def test_shaped_second_turn_reward_table():
+    shaped = shaped_second_reward(R1, R2, alpha=10.0)
+    assert shaped.tolist() == [11.0, 1.0, -10.0, 0.0]  # i→c, c→c, c→i, i→i
+
+
+def test_turn_returns_per_stage():
+    g1, g2 = turn_rewards("I", R1, R2, alpha=10.0)
+    assert g1.tolist() == [0, 0, 0, 0] and g2.tolist() == R2.tolist()  # Stage I: r(y2) only
+    g1, g2 = turn_rewards("II", R1, R2, alpha=10.0)
+    assert g1.tolist() == R1.tolist() and g2.tolist() == [11, 1, -10, 0]
+    g1, g2 = turn_rewards("II", R1, R2, alpha=0.0)  # naive multi-turn / no shaping
+    assert g2.tolist() == R2.tolist()
+    g1, g2 = turn_rewards("II", R1, R2, alpha=10.0, gamma=0.5)
+    assert g1.tolist() == [5.5, 1.5, -4.0, 0.0]
+    g1, g2 = turn_rewards("single", R1, R2, alpha=10.0)
+    assert g1.tolist() == R1.tolist() and g2.tolist() == [0, 0, 0, 0]
+    with pytest.raises(ValueError, match="'III'"):
+        turn_rewards("III", R1, R2, alpha=1.0)
+
+
+def test_stage_kl_weights():
+    assert stage_objective("I", 0.01, 0.1).kl_coef == (0.1, 0.01)
+    assert stage_objective("II", 0.01, 0.1).kl_coef == (0.01, 0.01)
+    assert stage_objective("single", 0.01, 0.1).trains == (True, False)
+
+
+# --- (1) loss equals closed-form REINFORCE + KL ------------------------------------------------
+def _hand_batch():
+    g = torch.Generator().manual_seed(0)
+    logp1 = -torch.rand(4, 5, generator=g) * 3
+    logp2 = -torch.rand(4, 5, generator=g) * 3
+    ref1 = logp1 + torch.randn(4, 5, generator=g) * 0.3
+    ref2 = logp2 + torch.randn(4, 5, generator=g) * 0.3
+    m1 = torch.tensor([[0, 1, 1, 1, 0], [0, 0, 1, 1, 1], [0, 1, 1, 0, 0], [0, 1, 1, 1, 1]], dtype=torch.float)
+    m2 = torch.tensor([[0, 0, 0, 1, 1], [0, 0, 1, 1, 0], [0, 0, 0, 0, 1], [0, 0, 1, 1, 1]], dtype=torch.float)
+    return logp1, ref1, m1, logp2, ref2, m2
+
+
+def _closed_form(stage: str, alpha: float, b1: float, b2: float, kl_in: str, estimator: str):
+    """The loss written out sample by sample with plain Python floats."""
+    logp1, ref1, m1, logp2, ref2, m2 = (x.tolist() for x in _hand_batch())
+    r1, r2 = R1.tolist(), R2.tolist()
+    if stage == "I":
+        G = [[0.0] * 4, r2]
+        beta = [b2, b1]
+    else:
+        G = [r1, [b + alpha * (b - a) for a, b in zip(r1, r2)]]
+        beta = [b1, b1]
+
+    def kl(lp, rf):
+        d = lp - rf
+        return {"k1": d, "k2": d * d / 2, "k3": math.exp(-d) - 1 + d}[estimator]
+
+    turns = [(logp1, ref1, m1), (logp2, ref2, m2)]
+    total = 0.0
+    for t, (lp, rf, m) in enumerate(turns):
+        seq_logp = [sum(lp[i][j] * m[i][j] for j in range(5)) for i in range(4)]
+        seq_kl = [sum(kl(lp[i][j], rf[i][j]) * m[i][j] for j in range(5)) for i in range(4)]
+        ret = [G[t][i] - (beta[t] * seq_kl[i] if kl_in == "reward" else 0.0) for i in range(4)]
+        partner = {0: 1, 1: 0, 2: 3, 3: 2}  # k = 2: the leave-one-out baseline is the other sample
+        adv = [ret[i] - ret[partner[i]] for i in range(4)]
+        total += sum(-adv[i] * seq_logp[i] for i in range(4)) / 4
+        if kl_in == "loss":
+            total += sum(beta[t] * seq_kl[i] for i in range(4)) / 4
+    return total
+
+
+@pytest.mark.parametrize("stage", ["I", "II"])
+@pytest.mark.parametrize("kl_in,estimator", [("loss", "k3"), ("loss", "k2"), ("reward", "k1")])
+def test_loss_equals_closed_form(stage, kl_in, estimator):
+    alpha, b1, b2 = 10.0, 0.01, 0.1
+    logp1, ref1, m1, logp2, ref2, m2 = _hand_batch()
+    obj = stage_objective(stage, b1, b2)
+    g1, g2 = turn_rewards(stage, R1, R2, alpha)
+    turns = [TurnBatch(logp1, ref1, m1, g1, obj.kl_coef[0]), TurnBatch(logp2, ref2, m2, g2, obj.kl_coef[1])]
+    loss, stats = score_loss(turns, group_size=2, cfg=LossConfig("rloo", estimator, kl_in))
+    assert loss.item() == pytest.approx(_closed_form(stage, alpha, b1, b2, kl_in, estimator), rel=1e-6, abs=1e-6)
+    assert stats["kl_t1"] >= 0 and stats["kl_t2"] >= 0
+
+
+def test_loss_gradient_is_reinforce_plus_k3_gradient():
+    """d loss / d logp[i,j] = m·(−A_i + β·(1 − e^{−d}))/n for the k3-in-loss form (Stage II)."""
+    logp1, ref1, m1, logp2, ref2, m2 = _hand_batch()
+    logp2 = logp2.clone().requires_grad_(True)
+    b1 = 0.01
+    g1, g2 = turn_rewards("II", R1, R2, 10.0)
+    turns = [TurnBatch(logp1, ref1, m1, g1, b1, trained=False), TurnBatch(logp2, ref2, m2, g2, b1)]
+    loss, _ = score_loss(turns, 2, LossConfig("rloo", "k3", "loss"))
+    loss.backward()
+    adv = torch.tensor([11 - 1, 1 - 11, -10 - 0, 0 - (-10)], dtype=torch.float)
+    expected = m2 * (-adv[:, None] + b1 * (1 - torch.exp(-(logp2.detach() - ref2)))) / 4
+    torch.testing.assert_close(logp2.grad, expected)
+
+
+def test_rloo_advantages_and_bad_groups():
+    a = advantages(torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0]), 3, "rloo")
+    torch.testing.assert_close(a, torch.tensor([1.0, -0.5, -0.5, 0.0, 0.0, 0.0]))
+    with pytest.raises(ValueError, match="group_size=4"):
+        advantages(torch.zeros(6), 4, "rloo")
+
+
+def test_bad_loss_settings_name_the_value():
+    with pytest.raises(ValueError, match="k1"):
+        LossConfig("rloo", "k1", "loss")
+    with pytest.raises(ValueError, match="'k4'"):
+        LossConfig("rloo", "k4", "loss")
+    with pytest.raises(ValueError, match="'grpo'"):
+        LossConfig("grpo", "k3", "loss")
+    assert kl_per_token(torch.zeros(3), torch.zeros(3), "k3").abs().sum() == 0
+
+
+# --- (2) masks exclude prompt and instruction tokens -------------------------------------------
+def _tiny_policy(task) -> Policy:
+    tok = build_char_tokenizer("0123456789+=> " + task.revise_instruction)
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=len(tok), n_layer=1, n_head=1, n_embd=16, n_positions=192,
+                     bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    return Policy(GPT2LMHeadModel(cfg), tok, task)
+
+
+def test_masks_cover_only_the_attempt_tokens():
+    task = ArithmeticTask()
+    policy = _tiny_policy(task)
+    problems = task.problems("train", 3, seed=0)
+    episodes = policy.two_turn(problems, Sampling(1.0, 12), seed=0)
+    revise_ids = policy.tokenizer(task.revise_instruction, add_special_tokens=False).input_ids
+    for t in range(2):
+        prompts = [ep.turns[t].prompt_ids for ep in episodes]
+        completions = [ep.turns[t].completion_ids for ep in episodes]
+        logp, mask = policy.token_logprobs(prompts, completions)
+        for i, (p, c) in enumerate(zip(prompts, completions)):
+            # position j of the [B, T-1] tensors scores token j+1 of prompt+completion
+            on = mask[i].nonzero().flatten().tolist()
+            assert on == list(range(len(p) - 1, len(p) + len(c) - 1))
+        if t == 1:  # the second-turn prompt holds x, y1 and the instruction: none of it is trained
+            p = prompts[0]
+            start = next(j for j in range(len(p)) if p[j : j + len(revise_ids)] == revise_ids)
+            assert mask[0, start - 1 : start - 1 + len(revise_ids)].sum() == 0
+            # and the loss has no gradient there
+            logp = logp.detach().requires_grad_(True)
+            turn = TurnBatch(logp, logp.detach() - 0.1, mask, torch.tensor([1.0, 0.0, 0.5]), 0.1)
+            loss, _ = score_loss([turn], 3, LossConfig())
+            loss.backward()
+            assert (logp.grad[mask == 0] == 0).all() and (logp.grad[mask == 1] != 0).any()

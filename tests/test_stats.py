@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+
+from selfcorrect.stats import bootstrap_ci, estimate, hierarchical_bootstrap, mean_se, paired_bootstrap, summarize_seeds
+
+
+def test_mean_se_known_values():
+    m, se = mean_se([1, 2, 3, 4])
+    assert m == 2.5
+    assert se == pytest.approx(np.std([1, 2, 3, 4], ddof=1) / 2)
+    assert np.isnan(mean_se([7.0])[1])
+    with pytest.raises(ValueError, match="empty"):
+        mean_se([])
+    with pytest.raises(ValueError, match="non-finite"):
+        mean_se([1.0, float("nan")])
+
+
+def test_bootstrap_ci_matches_normal_theory_on_a_large_sample():
+    rng = np.random.default_rng(1)
+    x = rng.normal(3.0, 2.0, size=2000)
+    lo, hi = bootstrap_ci(x, n_boot=2000, seed=0)
+    half = 1.96 * 2.0 / np.sqrt(len(x))
+    assert (hi - lo) / 2 == pytest.approx(half, rel=0.1)
+    assert lo < x.mean() < hi
+
+
+def test_bootstrap_ci_covers_the_true_mean_about_95_percent_of_the_time():
+    rng = np.random.default_rng(2)
+    hits = sum(lo <= 0.3 <= hi for lo, hi in
+               (bootstrap_ci(rng.binomial(1, 0.3, size=100), n_boot=500, seed=i) for i in range(250)))
+    assert 0.88 <= hits / 250 <= 0.99  # nominal 0.95 (percentile intervals run a bit short); s.d. over 250 reps ≈ 0.014
+
+
+def test_summarize_seeds_and_input_checks():
+    e = summarize_seeds([0.5, 0.6, 0.7], n_boot=1000)
+    assert e.mean == pytest.approx(0.6) and e.se == pytest.approx(0.1 / np.sqrt(3))
+    assert 0.5 <= e.lo <= e.mean <= e.hi <= 0.7
+    with pytest.raises(ValueError, match="n_boot"):
+        bootstrap_ci([1.0, 2.0], n_boot=10)
+    with pytest.raises(ValueError, match="alpha"):
+        bootstrap_ci([1.0, 2.0], alpha=1.5)
+
+
+def test_hierarchical_bootstrap_carries_seed_variance():
+    rng = np.random.default_rng(3)
+    # five seeds whose means differ a lot (training noise) over 400 problems
+    offsets = np.array([-0.2, -0.1, 0.0, 0.1, 0.2])
+    v = offsets[:, None] + rng.normal(0, 0.5, size=(5, 400))
+    seeds_and_problems = hierarchical_bootstrap(v, n_boot=4000).std()
+    problems_only = hierarchical_bootstrap(v.mean(0, keepdims=True), n_boot=4000).std()
+    assert seeds_and_problems > 2 * problems_only
+    # the seed-level part is about the s.e. of the seed means, sd(offsets)/sqrt(5) ≈ 0.07
+    assert seeds_and_problems == pytest.approx(np.std(offsets, ddof=0) / np.sqrt(5), rel=0.35)
+    e = estimate(v, n_boot=2000)
+    assert e.se == pytest.approx(mean_se(v.mean(1))[1])
+
+
+def test_paired_bootstrap_detects_a_known_difference_and_pairing_shrinks_the_error():
+    rng = np.random.default_rng(4)
+    n = 500
+    difficulty = rng.normal(0, 1, size=n)  # shared per-problem effect: what pairing removes
+    b = difficulty + rng.normal(0, 0.2, size=n)
+    a = difficulty + 0.1 + rng.normal(0, 0.2, size=n)
+    c = paired_bootstrap(a, b, n_boot=4000)
+    assert c.lo < 0.1 < c.hi and c.diff == pytest.approx(a.mean() - b.mean())
+    assert c.p_value < 0.01
+    unpaired_se = np.sqrt(a.var(ddof=1) / n + b.var(ddof=1) / n)
+    assert c.se < unpaired_se / 3
+    assert c.se == pytest.approx(np.std(a - b, ddof=1) / np.sqrt(n), rel=0.1)
+
+
+def test_paired_bootstrap_p_values_hold_their_level_under_the_null():
+    rng = np.random.default_rng(5)
+    p = []
+    for i in range(200):
+        x = rng.binomial(1, 0.6, size=(2, 150))  # two arms, one seed each, same distribution
+        p.append(paired_bootstrap(x[:1], x[1:], n_boot=500, seed=i).p_value)
+    p = np.array(p)
+    assert 0.01 <= np.mean(p < 0.05) <= 0.11
+    assert 0.35 <= np.mean(p) <= 0.65  # roughly uniform
+
+
+def test_paired_bootstrap_over_seeds_and_shape_errors():
+    rng = np.random.default_rng(6)
+    a = rng.binomial(1, 0.7, size=(3, 200)).astype(float)
+    b = rng.binomial(1, 0.5, size=(3, 200)).astype(float)
+    c = paired_bootstrap(a, b, n_boot=2000)
+    assert c.n_seeds == (3, 3) and c.n_problems == 200
+    assert c.lo < c.diff < c.hi and c.lo > 0 and c.p_value < 0.01
+    unequal = paired_bootstrap(a, b[:2], n_boot=2000)  # different seed counts: seeds resampled independently
+    assert unequal.n_seeds == (3, 2)
+    with pytest.raises(ValueError, match="same problems"):
+        paired_bootstrap(a, b[:, :100])
+    with pytest.raises(ValueError, match="same number of seeds"):
+        paired_bootstrap(a, b[:2], paired_seeds=True)

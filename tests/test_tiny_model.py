@@ -1,0 +1,78 @@
+import json
+
+import torch
+from transformers import AutoModelForCausalLM
+
+from selfcorrect.cache import artifact_facts, cached_artifact, config_hash
+from selfcorrect.tiny_model import build_base_model, pretraining_texts
+from selfcorrect.tasks.arithmetic import ArithmeticTask
+
+from conftest import TINY_OVERRIDES, compose_config
+
+
+def _weights(path):
+    return AutoModelForCausalLM.from_pretrained(path).state_dict()
+
+
+def test_build_is_bit_for_bit_reproducible_and_seed_dependent(tmp_path):
+    task = ArithmeticTask()
+    cfg = compose_config(TINY_OVERRIDES).model
+    a = _weights(build_base_model(cfg, task, tmp_path / "a"))
+    b = _weights(build_base_model(cfg, task, tmp_path / "b"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    other = compose_config([*TINY_OVERRIDES, "seed=1"]).model
+    c = _weights(build_base_model(other, task, tmp_path / "a"))
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_build_is_cached_by_config_hash(tmp_path):
+    task = ArithmeticTask()
+    cfg = compose_config(TINY_OVERRIDES).model
+    first = build_base_model(cfg, task, tmp_path)
+    stamp = (first / "model.safetensors").stat().st_mtime_ns
+    assert build_base_model(cfg, task, tmp_path) == first
+    assert (first / "model.safetensors").stat().st_mtime_ns == stamp
+    facts = artifact_facts(first.parent)
+    assert facts["spec"]["pretrain"]["steps"] == 20 and facts["facts"]["wall_s"] > 0
+
+
+def test_cached_artifact_builds_once_and_leaves_nothing_half_written(tmp_path):
+    calls = []
+
+    def build(out):
+        calls.append(out)
+        (out / "data.txt").write_text("x")
+        return {"ok": True}
+
+    p1 = cached_artifact(tmp_path, "thing", {"a": 1}, build)
+    p2 = cached_artifact(tmp_path, "thing", {"a": 1}, build)
+    assert p1 == p2 and len(calls) == 1 and p1.name == config_hash({"a": 1})
+
+    def broken(out):
+        (out / "partial.txt").write_text("half")
+        raise RuntimeError("boom")
+
+    try:
+        cached_artifact(tmp_path, "thing", {"a": 2}, broken)
+    except RuntimeError:
+        pass
+    leftovers = [p.name for p in (tmp_path / "thing").iterdir() if not p.name.endswith(".lock")]
+    assert leftovers == [p1.name]
+
+
+def test_pretraining_traces_are_two_turn_and_on_train_problems():
+    task = ArithmeticTask()
+    from selfcorrect.char_tokenizer import build_char_tokenizer
+    from selfcorrect.tiny_model import ALPHABET
+
+    tok = build_char_tokenizer(ALPHABET + task.revise_instruction)
+    pre = compose_config(TINY_OVERRIDES).model.pretrain
+    import random
+    texts, lens = pretraining_texts(task, tok, pre, 50, random.Random(0))
+    for text, n in zip(texts, lens):
+        x, rest = text[:n], text[n:]
+        assert task.split_of(x.rstrip("=")) == "train"
+        y1, tail = rest.split("<eos>[revise]")
+        assert tail.endswith("<eos>")
+        problem = task.make_problem(*map(int, x.rstrip("=").split("+")))
+        assert task.verify(problem, y1).well_formed and task.verify(problem, tail[:-5]).well_formed
