@@ -24,6 +24,7 @@ from omegaconf import DictConfig
 from selfcorrect.cache import cached_artifact
 
 CONVERSION_VERSION = 1  # bump when the conversion itself changes
+GGUF_KIND = "gguf_models"  # cache subdirectory
 
 
 def gguf_location(cfg: DictConfig) -> Path:
@@ -52,10 +53,9 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def converted_gguf_path(cfg: DictConfig, task, cache_dir: Path) -> Path:
-    """The cached fp32 checkpoint directory for the configured GGUF file, built on first use."""
-    src = gguf_location(cfg)
-    spec = {
+def conversion_spec(src: Path) -> dict:
+    """What the converted checkpoint depends on (its cache key)."""
+    return {
         "kind": "gguf",
         "file": src.name,
         "sha256": file_sha256(src),
@@ -63,7 +63,12 @@ def converted_gguf_path(cfg: DictConfig, task, cache_dir: Path) -> Path:
         "padding_side": "left",
         "version": CONVERSION_VERSION,
     }
-    return cached_artifact(cache_dir, "gguf_models", spec, lambda out: convert_gguf(src, out))
+
+
+def converted_gguf_path(cfg: DictConfig, task, cache_dir: Path) -> Path:
+    """The cached fp32 checkpoint directory for the configured GGUF file, built on first use."""
+    src = gguf_location(cfg)
+    return cached_artifact(cache_dir, GGUF_KIND, conversion_spec(src), lambda out: convert_gguf(src, out))
 
 
 def convert_gguf(src: Path, out: Path) -> dict:

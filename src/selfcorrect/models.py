@@ -36,6 +36,12 @@ def base_model_path(cfg: DictConfig, task: Task, cache_dir: str | Path) -> str |
     return getattr(importlib.import_module(module), attr)(cfg, task, Path(cache_dir))
 
 
+def open_policy(path: str | Path, task: Task, cfg: DictConfig) -> Policy:
+    """`Policy.load` with the model group's batch size, dtype and device."""
+    return Policy.load(
+        path, task, batch_size=cfg.get("batch_size", 256), dtype=cfg.get("dtype", "float32"), device=cfg.get("device", "auto")
+    )
+
+
 def load_base_policy(cfg: DictConfig, task: Task, cache_dir: str | Path) -> Policy:
-    path = base_model_path(cfg, task, cache_dir)
-    return Policy.load(path, task, batch_size=cfg.get("batch_size", 256), dtype=cfg.get("dtype", "float32"))
+    return open_policy(base_model_path(cfg, task, cache_dir), task, cfg)

@@ -100,7 +100,8 @@ class Policy:
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
                 batch = self.tokenizer.pad(
-                    {"input_ids": [list(prompts[i]) for i in idx]}, padding=True, return_tensors="pt"
+                    {"input_ids": [list(prompts[i]) for i in idx]},
+                    padding=True, padding_side="left", return_tensors="pt",
                 ).to(self.model.device)
                 room = self.max_length - batch["input_ids"].shape[1]
                 if room < 1:  # the context is full: nothing can be generated
@@ -176,9 +177,17 @@ class Policy:
         self.tokenizer.save_pretrained(path)
 
     @classmethod
-    def load(cls, path: str | Path, task: Task, batch_size: int = 256, dtype: str = "float32") -> "Policy":
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype))
+    def load(
+        cls, path: str | Path, task: Task, batch_size: int = 256, dtype: str = "float32", device: str = "auto"
+    ) -> "Policy":
+        """`device="auto"` is the GPU when there is one, else the CPU."""
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if not hasattr(torch, str(dtype)) or not isinstance(getattr(torch, str(dtype)), torch.dtype):
+            raise ValueError(f"model.dtype must name a torch dtype (float32, bfloat16, ...), got {dtype!r}")
+        # left padding so batched generation continues each prompt right where it ends
+        tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device)
         return cls(model, tokenizer, task, batch_size)
 
     # --- internals -----------------------------------------------------------------------------

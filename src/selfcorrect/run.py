@@ -55,6 +55,12 @@ def validate(cfg: DictConfig) -> None:
     if cfg.eval.probe.source not in ("base", "none"):
         raise ValueError(f"eval.probe.source must be 'base' or 'none', got {cfg.eval.probe.source!r}")
     get_arm(cfg.arm.name)  # unknown arm names fail here, before the base model is built
+    world = os.environ.get("WORLD_SIZE", "1")
+    if world != "1":  # a multi-process launch would run N independent copies into N run dirs
+        raise RuntimeError(
+            f"multi-process launch (WORLD_SIZE={world}) is not supported yet: one run is one process; "
+            "scale out over runs with hydra/launcher=submitit_slurm instead"
+        )
 
 
 def seed_everything(seed: int) -> None:

@@ -64,13 +64,14 @@ def sample_revisions(run_dir: str | Path, spec: ScalingSpec = ScalingSpec(), for
     # imported here so that plotting cached curves never loads torch / transformers
     import torch
 
-    from selfcorrect.policy import Policy, Sampling
+    from selfcorrect.models import open_policy
+    from selfcorrect.policy import Sampling
     from selfcorrect.tasks import make_task
 
     cfg = OmegaConf.load(run_dir / "config.yaml")
     task = make_task(cfg.task)
     torch.set_num_threads(int(cfg.get("threads", 1)))
-    policy = Policy.load(policy_path(run_dir), task, batch_size=cfg.model.get("batch_size", 256), dtype=cfg.model.get("dtype", "float32"))
+    policy = open_policy(policy_path(run_dir), task, cfg.model)
     n = min(spec.n_problems, int(cfg.eval.n_problems))
     problems = task.problems(cfg.eval.split, int(cfg.eval.n_problems), seed=cfg.eval.problem_seed)[:n]
     t0 = time.time()

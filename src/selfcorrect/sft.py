@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 
 import datasets
+import torch
 from datasets import Dataset
 from transformers import PrinterCallback, TrainerCallback
 from trl import SFTConfig, SFTTrainer
@@ -67,8 +68,9 @@ class EvaluateEvery(TrainerCallback):
             self.ctx.tracker.log({"loss": logs["loss"], "lr": logs.get("learning_rate")}, step=self.offset + state.global_step, prefix="train/")
 
 
-def sft_config(sft_cfg, steps: int, seed: int, output_dir) -> SFTConfig:
-    """TRL settings: prompt-completion loss only, fp32 on CPU, no checkpoints, no reporting."""
+def sft_config(sft_cfg, steps: int, seed: int, output_dir, device: torch.device | str = "cpu", bf16: bool = False) -> SFTConfig:
+    """TRL settings: prompt-completion loss only, on the policy's device (bf16 only where the
+    model is bf16, i.e. on GPUs; TRL's bf16 default is off on CPU), no checkpoints, no reporting."""
     if steps <= 0:
         raise ValueError(f"SFT needs a positive number of steps, got {steps!r}")
     return SFTConfig(
@@ -86,9 +88,9 @@ def sft_config(sft_cfg, steps: int, seed: int, output_dir) -> SFTConfig:
         completion_only_loss=True,
         max_length=None,
         packing=False,
-        bf16=False,
+        bf16=bool(bf16),
         fp16=False,
-        use_cpu=True,
+        use_cpu=torch.device(device).type == "cpu",
         gradient_checkpointing=False,
         save_strategy="no",
         eval_strategy="no",
@@ -115,7 +117,7 @@ def sft_train(ctx, policy: Policy, traces: Sequence[dict], sft_cfg, steps: int, 
     out = ctx.run_dir / "sft_trainer"
     callback = EvaluateEvery(ctx, policy, int(sft_cfg.eval_every), offset, at_start)
     t0 = time.time()
-    trainer = make_trainer(policy, traces, sft_config(sft_cfg, steps, seed, out), [callback])
+    trainer = make_trainer(policy, traces, sft_config(sft_cfg, steps, seed, out, policy.model.device, policy.model.dtype == torch.bfloat16), [callback])
     t_prep = time.time() - t0
     result = trainer.train()
     policy.model.eval()

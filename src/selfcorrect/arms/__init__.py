@@ -57,7 +57,9 @@ class ArmContext:
 
     def new_policy(self) -> Policy:
         """A fresh, trainable copy of the base policy."""
-        return Policy.load(self.base_path, self.task, batch_size=self.base.batch_size, dtype=self.cfg.model.get("dtype", "float32"))
+        from selfcorrect.models import open_policy
+
+        return open_policy(self.base_path, self.task, self.cfg.model)
 
     def evaluate(self, policy: Policy, step: int, split: str = "val", offline: list[OfflineAttempts] | None = None) -> dict:
         """Greedy two-turn metrics on `eval.n_monitor` held-out problems, plus the mismatch probe

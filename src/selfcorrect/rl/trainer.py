@@ -107,7 +107,7 @@ def policy_update(
         with torch.no_grad():
             ref_logp, _ = ref.token_logprobs(prompts, completions)
         tokens += sum(len(p) + len(c) for p, c in zip(prompts, completions))
-        turns.append(TurnBatch(logp, ref_logp, mask, returns[t], objective.kl_coef[t], objective.trains[t]))
+        turns.append(TurnBatch(logp, ref_logp, mask, returns[t].to(logp.device), objective.kl_coef[t], objective.trains[t]))
     loss, stats = score_loss(turns, rollouts.group_size, rl.loss)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
