@@ -9,7 +9,7 @@ SWEEP_DIR ?= outputs/sweeps/$(shell date +%Y-%m-%d_%H-%M-%S)
 export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296
 export WANDB_SILENT := true
 
-.PHONY: install test sweep figures bench clean
+.PHONY: install test sweep figures bench bench-real clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,12 +32,17 @@ sweep: install
 	$(BIN)/python -m selfcorrect -m experiment=embedded_sweep $(LAUNCH)
 	$(BIN)/python -m selfcorrect -m experiment=embedded_dial $(LAUNCH)
 	$(BIN)/python experiments/summarize_sweep.py $(SWEEP_DIR)
+	$(BIN)/python experiments/make_figures.py --sweep $(SWEEP_DIR)   # main table + figure paths
 
 figures: install        # newest sweep, or SWEEP=outputs/sweeps/<stamp>
 	$(BIN)/python experiments/make_figures.py $(if $(SWEEP),--sweep $(SWEEP))
 
-bench: install
+bench: install          # embedded default: generation throughput, base-model build, SCoRe vs GRPOTrainer step
 	$(BIN)/python experiments/bench_embedded.py
+	$(BIN)/python experiments/bench_score_vs_grpo.py
+
+bench-real: install     # SmolLM2-135M rollouts and update step (CPU; --device cuda on a GPU)
+	$(BIN)/python experiments/bench_real_models.py
 
 clean:
 	rm -rf outputs .cache/selfcorrect

@@ -24,6 +24,24 @@ TINY_OVERRIDES = [
 ]
 
 
+def random_char_policy(task, n_layer: int = 1, n_embd: int = 16, batch_size: int = 8):
+    """An untrained GPT-2 with the task's character tokenizer, wrapped in the one Policy."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from selfcorrect.char_tokenizer import build_char_tokenizer
+    from selfcorrect.policy import Policy
+    from selfcorrect.tiny_model import ALPHABET
+
+    torch.manual_seed(0)
+    tok = build_char_tokenizer(ALPHABET + task.revise_instruction)
+    model = GPT2LMHeadModel(GPT2Config(
+        vocab_size=len(tok), n_layer=n_layer, n_head=n_layer, n_embd=n_embd, n_positions=128,
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.eos_token_id,
+    ))
+    return Policy(model.eval(), tok, task, batch_size=batch_size)
+
+
 def compose_config(overrides: list[str] = ()):
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose("config", overrides=list(overrides))

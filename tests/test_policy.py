@@ -1,24 +1,17 @@
 import pytest
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
 
-from selfcorrect.char_tokenizer import build_char_tokenizer
 from selfcorrect.policy import Policy, Sampling
 from selfcorrect.tasks.arithmetic import ArithmeticTask
-from selfcorrect.tiny_model import ALPHABET
+
+from conftest import random_char_policy
 
 TASK = ArithmeticTask()
 
 
 @pytest.fixture(scope="module")
 def policy():
-    torch.manual_seed(0)
-    tok = build_char_tokenizer(ALPHABET + TASK.revise_instruction)
-    model = GPT2LMHeadModel(GPT2Config(
-        vocab_size=len(tok), n_layer=2, n_head=2, n_embd=32, n_positions=128,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.eos_token_id,
-    ))
-    return Policy(model.eval(), tok, TASK, batch_size=4)
+    return random_char_policy(TASK, n_layer=2, n_embd=32, batch_size=4)
 
 
 def plain_logprob(policy, prompt, completion):

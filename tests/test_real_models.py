@@ -100,7 +100,7 @@ def _smollm2_dir() -> Path | None:
         return None
     cfg = compose_config(["model=smollm2_135m"]).model
     try:
-        src = gguf_location(cfg)
+        gguf_location(cfg)  # not installed: skip
     except FileNotFoundError:
         return None
     cache = Path(os.environ.get("SELFCORRECT_CACHE_DIR", ROOT / ".cache/selfcorrect"))

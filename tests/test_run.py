@@ -89,13 +89,19 @@ def test_cli_rejects_unknown_group_options(tmp_path, tiny_cache, args, message):
     assert message in res.stderr
 
 
-def test_cli_multirun_gives_each_job_its_own_directory_and_offline_wandb(tmp_path, tiny_cache):
+@pytest.mark.parametrize("launcher", ["basic", "submitit_local"])
+def test_cli_multirun_gives_each_job_its_own_directory_and_offline_wandb(tmp_path, tiny_cache, launcher):
+    """In-process jobs, and jobs in separate processes started by submitit (the same code path as
+    `hydra/launcher=submitit_slurm` on a cluster): one sweep directory, one sub-directory per job."""
     overrides = [o for o in TINY_OVERRIDES if not o.startswith("tracking")]
-    res = _cli(["-m", *overrides, "tracking.mode=offline", "arm=base", "seed=0,1"], tmp_path, tiny_cache)
+    res = _cli(["-m", *overrides, "tracking.mode=offline", "arm=base", "seed=0,1", f"hydra/launcher={launcher}"], tmp_path, tiny_cache)
     assert res.returncode == 0, res.stderr[-3000:]
     runs = sorted((tmp_path / "out" / "sweeps").glob("*/*/metrics.json"))
     assert len(runs) == 2 and runs[0].parent != runs[1].parent
+    assert len(list((tmp_path / "out" / "sweeps").iterdir())) == 1  # every job in the one sweep dir
     assert {json.loads((r.parent / "run.json").read_text())["seed"] for r in runs} == {0, 1}
     for r in runs:
         assert list((r.parent / "wandb").glob("offline-run-*"))
-    assert "Acc@t1=" in res.stdout
+    # each job's summary line: on the console in-process, in the job's log under submitit
+    logs = res.stdout + "".join(f.read_text() for f in (tmp_path / "out" / "sweeps").rglob("*_log.out"))
+    assert logs.count("Acc@t1=") == 2

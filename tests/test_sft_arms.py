@@ -5,30 +5,20 @@ import json
 import random
 
 import pytest
-import torch
-from transformers import GPT2Config, GPT2LMHeadModel
 
-from selfcorrect.char_tokenizer import build_char_tokenizer
-from selfcorrect.policy import Policy, Sampling
+from selfcorrect.policy import Sampling
 from selfcorrect.sft import make_trainer, sft_config
 from selfcorrect.tasks.arithmetic import ArithmeticTask
-from selfcorrect.tiny_model import ALPHABET
 from selfcorrect.traces import sample_episodes
 
-from conftest import TINY_OVERRIDES, compose_config
+from conftest import TINY_OVERRIDES, compose_config, random_char_policy
 
 TASK = ArithmeticTask()
 
 
 @pytest.fixture(scope="module")
 def char_policy():
-    torch.manual_seed(0)
-    tok = build_char_tokenizer(ALPHABET + TASK.revise_instruction)
-    model = GPT2LMHeadModel(GPT2Config(
-        vocab_size=len(tok), n_layer=1, n_head=1, n_embd=16, n_positions=128,
-        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=tok.eos_token_id,
-    ))
-    return Policy(model.eval(), tok, TASK, batch_size=8)
+    return random_char_policy(TASK)
 
 
 def test_sft_trains_exactly_the_second_attempt_and_eos_after_the_policys_own_prompt(char_policy, tmp_path):

@@ -1,5 +1,5 @@
-import json
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
@@ -60,19 +60,27 @@ def test_cached_artifact_builds_once_and_leaves_nothing_half_written(tmp_path):
     assert leftovers == [p1.name]
 
 
-def test_pretraining_traces_are_two_turn_and_on_train_problems():
+@pytest.mark.parametrize("three_turn_every", [0, 1, 2])
+def test_pretraining_traces_are_multi_turn_and_on_train_problems(three_turn_every):
+    """Two attempts per trace, except the batches picked by `three_turn_every` (three)."""
     task = ArithmeticTask()
     from selfcorrect.char_tokenizer import build_char_tokenizer
     from selfcorrect.tiny_model import ALPHABET
 
     tok = build_char_tokenizer(ALPHABET + task.revise_instruction)
-    pre = compose_config(TINY_OVERRIDES).model.pretrain
+    pre = compose_config([*TINY_OVERRIDES, "model.pretrain.batch_size=8", f"model.pretrain.three_turn_every={three_turn_every}"]).model.pretrain
     import random
-    texts, lens = pretraining_texts(task, tok, pre, 50, random.Random(0))
-    for text, n in zip(texts, lens):
+    texts, lens = pretraining_texts(task, tok, pre, 40, random.Random(0))
+    counts = []
+    for i, (text, n) in enumerate(zip(texts, lens)):
         x, rest = text[:n], text[n:]
         assert task.split_of(x.rstrip("=")) == "train"
-        y1, tail = rest.split("<eos>[revise]")
-        assert tail.endswith("<eos>")
+        assert rest.endswith("<eos>")
+        attempts = rest[: -len("<eos>")].split("<eos>[revise]")
+        batch = i // 8
+        expected = 3 if three_turn_every and batch % three_turn_every == three_turn_every - 1 else 2
+        assert len(attempts) == expected, (i, rest)
+        counts.append(len(attempts))
         problem = task.make_problem(*map(int, x.rstrip("=").split("+")))
-        assert task.verify(problem, y1).well_formed and task.verify(problem, tail[:-5]).well_formed
+        assert all(task.verify(problem, y).well_formed for y in attempts)
+    assert (3 in counts) == bool(three_turn_every)

@@ -140,13 +140,8 @@ def fig_edit_histograms(sweep: Sweep) -> plt.Figure:
         ax.set_title(f"{display_name(label)} ({len(per_seed)} seed{'s' if len(per_seed) > 1 else ''})", fontsize=9)
         ax.set_xticks(np.arange(11), names, rotation=90, fontsize=6)
         ax.set_xlabel("edit distance ratio (y1 vs y2)", fontsize=8)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("% of test problems")
-    for ax in list(axes.flat)[len(labels):]:
-        ax.axis("off")
-    fig.suptitle("Edit-distance ratio between attempts (grey: identical attempts); ± s.e. over seeds (over problems for 1 seed)", fontsize=10)
-    fig.tight_layout()
-    return fig
+    return _finish_grid(fig, axes, len(labels), "% of test problems",
+                        "Edit-distance ratio between attempts (grey: identical attempts); ± s.e. over seeds (over problems for 1 seed)")
 
 
 def fig_mismatch_probe(sweep: Sweep) -> plt.Figure:
@@ -173,11 +168,17 @@ def fig_mismatch_probe(sweep: Sweep) -> plt.Figure:
         ax.set_xlabel("training step")
         ax.set_ylim(0, 1)
         ax.legend(fontsize=7)
+    return _finish_grid(fig, axes, len(labels), "correction rate\n(wrong at t1 → right at t2)",
+                        "Distribution shift: correcting fixed offline attempts vs the policy's own (val problems, ± s.e. over seeds)")
+
+
+def _finish_grid(fig: plt.Figure, axes: np.ndarray, used: int, ylabel: str, title: str) -> plt.Figure:
+    """Label the left column, blank the unused panels, title and lay out a grid of panels."""
     for ax in axes[:, 0]:
-        ax.set_ylabel("correction rate\n(wrong at t1 → right at t2)")
-    for ax in list(axes.flat)[len(labels):]:
+        ax.set_ylabel(ylabel)
+    for ax in list(axes.flat)[used:]:
         ax.axis("off")
-    fig.suptitle("Distribution shift: correcting fixed offline attempts vs the policy's own (val problems, ± s.e. over seeds)", fontsize=10)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 

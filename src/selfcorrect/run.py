@@ -11,7 +11,6 @@ fixed test problems → write the results beside the resolved config. The run di
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import sys
@@ -37,7 +36,9 @@ from selfcorrect.tracking import Tracker
 
 CONF_DIR = os.environ.get("SELFCORRECT_CONF_DIR", str(Path(__file__).resolve().parents[2] / "conf"))
 _UNIQUE = f"{os.getpid()}{uuid.uuid4().hex[:4]}"
-OmegaConf.register_new_resolver("sc.unique", lambda: _UNIQUE, replace=True)
+# cached, so that Hydra copies the resolved value into every job of a sweep, including jobs that
+# launchers (joblib, submitit) run in other processes or on other hosts
+OmegaConf.register_new_resolver("sc.unique", lambda: _UNIQUE, replace=True, use_cache=True)
 
 
 def validate(cfg: DictConfig) -> None:

@@ -5,7 +5,9 @@ independent draws from bug mixtures (`turn1_rules`, `turn2_rules`): systematic e
 depend on problem features, on top of a correct procedure the model also sees. So the base
 makes stable, classifiable mistakes, holds a latent correct procedure that training can
 surface, and knows the two-turn format without any real skill at self-correction (its second
-attempt ignores the first, so Δ ≤ 0 by construction).
+attempt ignores the first, so Δ ≤ 0 by construction). Every `three_turn_every`-th batch holds
+three-attempt traces (y3 drawn like y2), so that longer revision chains (the inference-scaling
+figure) stay inside the positions and format the model has seen.
 
 The build is cached by a hash of everything that determines it and is bit-for-bit
 reproducible for a fixed seed (one CPU thread, seeded init and data order).
@@ -28,7 +30,7 @@ from selfcorrect.char_tokenizer import build_char_tokenizer
 from selfcorrect.prompts import conversation
 from selfcorrect.tasks.arithmetic import ArithmeticTask, parse_rules
 
-BUILD_VERSION = 1  # bump when the corpus or training code changes what a spec builds
+BUILD_VERSION = 2  # bump when the corpus or training code changes what a spec builds
 ALPHABET = "0123456789+=> "
 
 
@@ -55,29 +57,38 @@ def base_model_facts(model_dir: str | Path) -> dict:
 
 
 def pretraining_texts(task: ArithmeticTask, tokenizer, pre: dict, n: int, rng: random.Random) -> tuple[list[str], list[int]]:
-    """`n` two-turn traces on train-split problems, and the length of each one's prompt x."""
+    """`n` traces on train-split problems, and the length of each one's prompt x. Trace i has
+    three attempts when its batch (i // batch_size) is a multiple of `three_turn_every` minus
+    one (0 = never), otherwise two; every attempt after the first is drawn from `turn2_rules`."""
     rules1, rules2 = parse_rules(pre["turn1_rules"]), parse_rules(pre["turn2_rules"])
+    every = int(pre.get("three_turn_every", 0))
+    if every < 0:
+        raise ValueError(f"model.pretrain.three_turn_every must be >= 0, got {every}")
     problems = task.problems("train", pre["n_problems"], seed=pre["seed"])
     texts, prompt_lens = [], []
-    template = None
-    for _ in range(n):
+    templates: dict[int, str] = {}  # render the chat template once per length, then fill it (50x faster)
+    for i in range(n):
         p = rng.choice(problems)
-        y1, y2 = task.sample(p, rules1, rng), task.sample(p, rules2, rng)
-        if template is None:  # render the chat template once, then fill it (same text, 50x faster)
-            template = _two_turn_template(task, tokenizer)
-        texts.append(template.format(x=p.prompt, y1=y1, y2=y2))
+        n_attempts = 3 if every and (i // pre["batch_size"]) % every == every - 1 else 2
+        attempts = [task.sample(p, rules1 if t == 0 else rules2, rng) for t in range(n_attempts)]
+        if n_attempts not in templates:
+            templates[n_attempts] = _trace_template(task, tokenizer, n_attempts)
+        texts.append(templates[n_attempts].format(p.prompt, *attempts))
         prompt_lens.append(len(p.prompt))
     return texts, prompt_lens
 
 
-def _two_turn_template(task: ArithmeticTask, tokenizer) -> str:
+def _trace_template(task: ArithmeticTask, tokenizer, n_attempts: int) -> str:
+    """The chat-rendered trace with `{0}` for x and `{1}`… for the attempts."""
     from selfcorrect.tasks.base import Problem
 
-    marker = Problem(id="x", prompt="\x00X\x00", answer="")
-    msgs = conversation(task, marker, ["\x00A\x00"]) + [{"role": "assistant", "content": "\x00B\x00"}]
-    text = tokenizer.apply_chat_template(msgs, tokenize=False)
-    text = text.replace("{", "{{").replace("}", "}}")
-    return text.replace("\x00X\x00", "{x}").replace("\x00A\x00", "{y1}").replace("\x00B\x00", "{y2}")
+    marks = [f"\x00{i}\x00" for i in range(n_attempts + 1)]
+    msgs = conversation(task, Problem(id="x", prompt=marks[0], answer=""), marks[1:-1])
+    msgs = msgs + [{"role": "assistant", "content": marks[-1]}]
+    text = tokenizer.apply_chat_template(msgs, tokenize=False).replace("{", "{{").replace("}", "}}")
+    for i, m in enumerate(marks):
+        text = text.replace(m, "{%d}" % i)
+    return text
 
 
 def _pretrain(spec: dict, task: ArithmeticTask, out: Path) -> dict:
@@ -135,7 +146,10 @@ def _train(model: GPT2LMHeadModel, ids: torch.Tensor, labels: torch.Tensor, pre:
     losses, running = [], 0.0
     for step in range(steps):
         sl = slice(step * bs, (step + 1) * bs)
-        loss = model(input_ids=ids[sl], labels=labels[sl]).loss
+        # drop the columns that are padding in every row of this batch (causal attention: the
+        # loss on real tokens does not depend on padding after them)
+        width = int((labels[sl] != -100).any(0).nonzero().max()) + 1
+        loss = model(input_ids=ids[sl, :width], labels=labels[sl, :width]).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
