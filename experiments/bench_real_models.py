@@ -55,8 +55,7 @@ def load(args) -> tuple[Policy, str | Path, object]:
     t_path = time.time() - t0
     dtype = "bfloat16" if args.device == "cuda" else "float32"
     t0 = time.time()
-    policy = Policy.load(path, task, batch_size=args.batch, dtype=dtype)
-    policy.model.to(args.device)
+    policy = Policy.load(path, task, batch_size=args.batch, dtype=dtype, device=args.device)
     print(f"model {args.model} from {path}: path {t_path:.1f}s, load {time.time() - t0:.1f}s, {dtype} on {args.device}")
     return policy, path, task
 
