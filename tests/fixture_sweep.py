@@ -17,7 +17,9 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from selfcorrect.metrics import correction_rate, edit_distance_ratio, summarize, summarize_probe, total_variation
+from selfcorrect.correction_matrix import matrix_first_attempts, summarize_matrix
+from selfcorrect.metrics import edit_distance_ratio, summarize, total_variation
+from selfcorrect.probe import probe_metrics, probe_record
 from selfcorrect.tasks import make_task
 from selfcorrect.tasks.arithmetic import parse_rules, perturb_random_digit
 from selfcorrect.tracking import flatten
@@ -100,16 +102,19 @@ def make_run(sweep: Path, arm_label: str, seed: int, cfg0: dict, n_problems: int
     own = [task.sample(p, rules1, rng) for p in problems]
     records = [record(task, p, y1, revise(p, y1)) for p, y1 in zip(problems, own)]
     base_y1 = [task.sample(p, rules1, random.Random(f"base-offline:{p.id}")) for p in problems]
-    probe = [{**record(task, p, y1, revise(p, y1)), "offline_correct1": task.verify(p, y1).correct}
-             for p, y1 in zip(problems, base_y1)]
+    probe = [probe_record(record(task, p, y1, revise(p, y1)), r) for p, y1, r in zip(problems, base_y1, records)]
     metrics = summarize(records)
-    pr = summarize_probe(probe)
-    own_rate = correction_rate([r["correct1"] for r in records], [r["correct2"] for r in records])
-    metrics["probe/base"] = {
-        "correction_rate_offline": pr["correction_rate"], "correction_rate_own": own_rate,
-        "mismatch_gap": None if pr["correction_rate"] is None or own_rate is None else pr["correction_rate"] - own_rate,
-        "n_wrong_offline": pr["n_wrong"], "n_wrong_own": sum(not r["correct1"] for r in records), "n": pr["n"],
-    }
+    metrics["probe/base"] = probe_metrics(probe)
+    # the correction matrix on the first half of the problems, as `correction_matrix` writes it
+    half = problems[: n_problems // 2]
+    matrix = []
+    for r in matrix_first_attempts(task.error_model(), half, base_y1[: len(half)], seed=cfg["eval"]["problem_seed"]):
+        p = next(q for q in half if q.id == r["id"])
+        y2 = revise(p, r["y1"])
+        v1, v2 = task.verify(p, r["y1"]), task.verify(p, y2)
+        matrix.append({**r, "y2": y2, "correct1": v1.correct, "error1": v1.error_type, "correct2": v2.correct, "error2": v2.error_type})
+    metrics["correction_matrix"] = summarize_matrix(matrix)
+    metrics["budget"] = spent_budget(cfg["budget"], trained=arm != "base")
     if error_model:
         teacher_hist = {"carry_drop": {"carry_drop": 10}, "random_digit": {"sum_slip": 3, "operand_copy": 7}}[error_model]
         metrics["offline_error_tv"] = total_variation(teacher_hist, metrics["errors_t1"])
@@ -120,7 +125,9 @@ def make_run(sweep: Path, arm_label: str, seed: int, cfg0: dict, n_problems: int
             f = step / (history_steps * 10)
             val = {"acc_t1": 0.6 + 0.05 * f, "acc_t2": 0.6 + (0.1 if arm == "score" else 0.0) * f,
                    "probe": {"base": {"correction_rate_offline": 0.2 + 0.4 * f + 0.02 * seed,
-                                      "correction_rate_own": 0.2 + (0.2 if arm == "score" else -0.1) * f + 0.02 * seed}}}
+                                      "correction_rate_own": 0.2 + (0.2 if arm == "score" else -0.1) * f + 0.02 * seed,
+                                      "correction_rate_offline_matched": 0.15 + 0.4 * f + 0.02 * seed,
+                                      "correction_rate_own_matched": 0.15 + (0.2 if arm == "score" else -0.1) * f + 0.02 * seed}}}
             history.append({"step": step, **flatten(val, "val/")})
             if arm in RL:
                 t1 = 0.55 + 0.2 * f + 0.01 * seed
@@ -138,10 +145,20 @@ def make_run(sweep: Path, arm_label: str, seed: int, cfg0: dict, n_problems: int
     # the evaluator's order: generations and probes first, metrics.json last
     write_jsonl(run_dir / "generations.jsonl", records)
     write_jsonl(run_dir / "probe_base.jsonl", probe)
+    write_jsonl(run_dir / "correction_matrix.jsonl", matrix)
     write_json(run_dir / "metrics.json", metrics)
     write_json(run_dir / "run.json", {"status": "complete", "arm": arm, "seed": seed, "train_s": 0.0, "wall_s": 0.1,
                                       "base_model": "unused-in-fixture"})
     return run_dir
+
+
+def spent_budget(budget: dict, trained: bool) -> dict:
+    """The `budget` block run.py writes (`budget.Budget.spent`, without importing torch): the
+    shared budget for a trained arm, nothing spent for the base."""
+    spent = {k: int(budget[k]) if trained else 0 for k in ("episodes", "gradient_steps", "sequences_per_step")}
+    return {**spent, "optimizer": budget["optimizer"], "lr": float(budget["lr"]), "lr_schedule": budget["lr_schedule"],
+            "warmup_steps": budget["warmup_steps"], "weight_decay": float(budget["weight_decay"]),
+            "max_grad_norm": float(budget["max_grad_norm"])}
 
 
 def write_scaling(run_dir: Path, task, problems, rules1, rng, revise, k: int = 32, n_turns: int = 3, n: int = 200) -> None:

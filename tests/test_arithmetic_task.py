@@ -48,6 +48,38 @@ def test_bug_operators_write_what_the_taxonomy_reads():
         assert wrong != RIGHT and len(wrong) == len(RIGHT)
 
 
+@pytest.mark.parametrize(
+    "slot, index, value, attempt, error",
+    [
+        ("a", 0, 9, "98017 56112 34108>827", "operand_copy@0"),    # 9+8 = 17, the rest follows
+        ("carry_in", 0, 1, "78116 56112 34108>826", "carry_error@0"),
+        ("carry_in", 2, 0, "78015 56112 34007>725", "carry_drop@2"),
+        ("tens", 1, 0, "78015 56102 34007>725", "sum_slip@1"),     # 12 written 02: no carry out
+        ("units", 2, 3, "78015 56112 34103>325", "sum_slip@2"),
+        ("answer", 0, 9, "78015 56112 34108>925", "final_copy"),
+    ],
+)
+def test_a_digit_slip_goes_on_consistently_from_the_wrong_digit(slot, index, value, attempt, error):
+    assert TASK.write_slip(P, slot, index, value) == attempt
+    assert TASK.verify(P, attempt).error_type == error
+
+
+def test_digit_slots_list_every_digit_of_the_correct_attempt_and_bad_slips_are_named():
+    slots = TASK.digit_slots(P)
+    assert "".join(str(v) for _, _, v, _ in slots) == RIGHT.replace(" ", "").replace(">", "")
+    assert {(s, n) for s, _, _, n in slots} == {("a", 10), ("b", 10), ("carry_in", 2), ("tens", 2), ("units", 10), ("answer", 10)}
+    for slot, index, value, n in slots:  # every slip to another value changes the answer
+        for v in range(n):
+            if v != value:
+                assert not TASK.verify(P, TASK.write_slip(P, slot, index, v)).correct
+    with pytest.raises(ValueError, match="takes values 0..1, got 2"):
+        TASK.write_slip(P, "carry_in", 0, 2)
+    with pytest.raises(ValueError, match="unknown digit slot 'sign'"):
+        TASK.write_slip(P, "sign", 0, 1)
+    with pytest.raises(ValueError, match="column 3 is outside"):
+        TASK.write_slip(P, "a", 3, 1)
+
+
 def test_mixture_rules_fire_only_where_their_feature_holds():
     always = parse_rules([{"kind": "sum_slip", "when": "pair:78", "prob": 1.0}])
     assert TASK.sample(P, always, random.Random(0)) == "78014 56112 34108>824"

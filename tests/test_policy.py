@@ -14,11 +14,11 @@ def policy():
     return random_char_policy(TASK, n_layer=2, n_embd=32, batch_size=4)
 
 
-def plain_logprob(policy, prompt, completion):
-    """log p(completion | prompt) from one unpadded forward pass, token by token."""
+def plain_logprob(policy, prompt, completion, temperature=1.0):
+    """log p_T(completion | prompt) from one unpadded forward pass, token by token."""
     ids = torch.tensor([prompt + completion])
     with torch.no_grad():
-        logp = torch.log_softmax(policy.model(ids).logits[0].float(), -1)
+        logp = torch.log_softmax(policy.model(ids).logits[0].float() / temperature, -1)
     return sum(logp[len(prompt) + t - 1, tok].item() for t, tok in enumerate(completion))
 
 
@@ -30,12 +30,25 @@ def test_prompts_come_from_the_chat_template(policy):
     assert second == "357+468=78015 56112 34108>825<eos>[revise]"
 
 
-def test_sequence_logprob_equals_sum_of_plain_forward_token_logprobs(policy):
+def sequence_logprob(policy, prompts, completions, temperature=1.0):
+    logp, mask = policy.token_logprobs(prompts, completions, temperature)
+    return (logp * mask).sum(-1)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 1.5])
+def test_token_logprobs_equal_plain_forward_at_the_sampling_temperature(policy, temperature):
     prompts = [[3, 4, 5], [6, 7, 8, 9, 10, 11], [12]]
     completions = [[5, 6, 1], [7], [8, 9, 10, 11, 1]]
-    batched = policy.sequence_logprob(prompts, completions)
+    batched = sequence_logprob(policy, prompts, completions, temperature)
     for i, (p, c) in enumerate(zip(prompts, completions)):
-        assert batched[i].item() == pytest.approx(plain_logprob(policy, p, c), abs=1e-4)
+        assert batched[i].item() == pytest.approx(plain_logprob(policy, p, c, temperature), abs=1e-4)
+    if temperature != 1.0:  # scoring at T = 1 would be a different (off-policy) distribution
+        assert batched[0].item() != pytest.approx(plain_logprob(policy, prompts[0], completions[0]), abs=1e-3)
+
+
+def test_token_logprobs_refuse_a_zero_temperature(policy):
+    with pytest.raises(ValueError, match="temperature > 0, got 0"):
+        policy.token_logprobs([[3]], [[4]], temperature=0)
 
 
 def test_completion_mask_covers_exactly_the_completion_tokens(policy):
@@ -49,7 +62,7 @@ def test_completion_mask_covers_exactly_the_completion_tokens(policy):
 
 
 def test_token_logprobs_carry_gradients(policy):
-    logp = policy.sequence_logprob([[3, 4]], [[5, 1]])
+    logp = sequence_logprob(policy, [[3, 4]], [[5, 1]])
     logp.sum().backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in policy.model.parameters())
     policy.model.zero_grad()
@@ -102,4 +115,4 @@ def test_save_load_roundtrip(policy, tmp_path):
     policy.save(tmp_path / "p")
     again = Policy.load(tmp_path / "p", TASK)
     prompts, comps = [[3, 4]], [[5, 6, 1]]
-    assert again.sequence_logprob(prompts, comps).item() == pytest.approx(policy.sequence_logprob(prompts, comps).item(), abs=1e-6)
+    assert sequence_logprob(again, prompts, comps).item() == pytest.approx(sequence_logprob(policy, prompts, comps).item(), abs=1e-6)

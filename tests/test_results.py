@@ -9,6 +9,7 @@ import yaml
 
 from fixture_sweep import make_run, make_sweep, record
 from selfcorrect.metrics import summarize
+from selfcorrect.probe import probe_metrics, probe_record
 from selfcorrect.results import ConfigMismatchError, IncompleteRunError, load_sweep, run_label
 from selfcorrect.tasks.arithmetic import ArithmeticTask
 
@@ -41,6 +42,10 @@ def test_loader_recomputes_known_metrics(sweep_copy):
     recs = designed_records(ArithmeticTask(), ids)
     with open(run / "generations.jsonl", "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in recs)
+    probe = [json.loads(line) for line in open(run / "probe_base.jsonl")]
+    with open(run / "probe_base.jsonl", "w") as f:  # the probe's own episodes are the test episodes
+        f.writelines(json.dumps(probe_record(row, rec)) + "\n" for row, rec in zip(probe, recs))
+    (run / "correction_matrix.jsonl").unlink()
     (run / "metrics.json").write_text(json.dumps(summarize(recs)))  # without the probe block
     with pytest.warns(UserWarning, match="arm=base,seed=0"):
         s = load_sweep(sweep_copy)
@@ -54,8 +59,14 @@ def test_loader_recomputes_known_metrics(sweep_copy):
     assert e.loc["sum_slip", "errors_t1"] == 10 and e.loc["sum_slip", "errors_fixed"] == 4
     # only the probe block, absent from the new metrics.json, is flagged; its own rate is recomputed
     assert set(s.disagreements["metric"]) == {f"probe/base/{k}" for k in (
-        "correction_rate_offline", "correction_rate_own", "mismatch_gap", "n_wrong_offline", "n_wrong_own", "n")}
+        "correction_rate_offline", "correction_rate_own", "mismatch_gap", "n_wrong_offline", "n_wrong_own", "n",
+        "correction_rate_offline_matched", "correction_rate_own_matched", "mismatch_gap_matched", "n_matched")}
     assert row["probe/base/correction_rate_own"] == pytest.approx(4 / 10)
+    # matched: problems 30..39 are wrong at t1 (34..39 stay wrong); restricted to those the offline y1 also got wrong
+    matched = [i for i, r in enumerate(probe) if not r["offline_correct1"] and i >= 30]
+    assert row["probe/base/n_matched"] == len(matched) > 0
+    assert row["probe/base/correction_rate_own_matched"] == pytest.approx(sum(i < 34 for i in matched) / len(matched))
+    assert row["probe/base/correction_rate_offline_matched"] == pytest.approx(sum(probe[i]["correct2"] for i in matched) / len(matched))
     assert s.grid("base", "acc_t1").shape == (2, 40)  # two seeds × the shared problems
 
 
@@ -104,6 +115,32 @@ def test_incomplete_runs_are_refused_by_name_or_listed_never_dropped(sweep_copy)
         load_sweep(sweep_copy)
 
 
+def test_probe_and_correction_matrix_are_recomputed_from_their_records(sweep_copy):
+    run = sweep_copy / "arm=score,seed=0"
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["probe/base"]["n_matched"] > 0 and saved["correction_matrix"]["n_keep"] == 20
+    rows = [json.loads(line) for line in open(run / "correction_matrix.jsonl")]
+    flipped = next(i for i, r in enumerate(rows) if r["row"] == "sum_slip" and r["site"] == "random")
+    rows[flipped]["correct2"] = not rows[flipped]["correct2"]
+    with open(run / "correction_matrix.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    probe = [json.loads(line) for line in open(run / "probe_base.jsonl")]
+    both_wrong = next(i for i, r in enumerate(probe) if not r["offline_correct1"] and not r["own_correct1"])
+    probe[both_wrong]["own_correct2"] = not probe[both_wrong]["own_correct2"]
+    with open(run / "probe_base.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in probe)
+    with pytest.warns(UserWarning, match="arm=score,seed=0"):
+        s = load_sweep(sweep_copy)
+    d = s.disagreements.set_index("metric")
+    n = saved["correction_matrix"]["n"]["sum_slip"]["random"]
+    assert d.loc["correction_matrix/fix_rate/sum_slip/random", "recomputed"] == pytest.approx(
+        saved["correction_matrix"]["fix_rate"]["sum_slip"]["random"] + (1 if rows[flipped]["correct2"] else -1) / n)
+    assert set(d.index) == {"correction_matrix/fix_rate/sum_slip/random", "probe/base/correction_rate_own_matched",
+                            "probe/base/mismatch_gap_matched", "probe/base/correction_rate_own", "probe/base/mismatch_gap"}
+    assert s.runs.set_index("run").loc["arm=score,seed=0", "probe/base/correction_rate_own_matched"] == pytest.approx(
+        probe_metrics(probe)["correction_rate_own_matched"])
+
+
 def test_runs_with_mismatched_configs_or_problems_are_refused(sweep_copy, tmp_path):
     path = sweep_copy / "arm=sft_self,seed=1" / "config.yaml"
     cfg = yaml.safe_load(path.read_text())
@@ -142,3 +179,28 @@ def test_fixture_record_is_the_evaluators_record():
             warnings.simplefilter("ignore")
             ep = Episode(p, [Turn([], [], y1), Turn([], [], y2)])
         assert record(task, p, y1, y2) == evaluator_record(task, ep)
+
+
+# --- budget equality across the trained arms of a sweep -----------------------------------------
+def _budget_runs(rows):
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    return SimpleNamespace(runs=df, labels=sorted(df["label"].unique()))
+
+
+def test_budget_mismatches_flag_the_arm_that_differs_and_nothing_else():
+    from selfcorrect.results import budget_mismatches
+
+    block = {"budget/episodes": 3072, "budget/gradient_steps": 96, "budget/sequences_per_step": 32,
+             "budget/optimizer": "adamw", "budget/lr": 2e-4, "budget/lr_schedule": "constant"}
+    base = {**block, "budget/episodes": 0, "budget/gradient_steps": 0}
+    rows = [{"label": "base", "arm": "base", "seed": s, **base} for s in (0, 1)]
+    rows += [{"label": a, "arm": a, "seed": s, **block} for a in ("score", "sft_self", "star") for s in (0, 1)]
+    assert budget_mismatches(_budget_runs(rows)) == {}
+    rows.append({"label": "star_plus", "arm": "star_plus", "seed": 0, **block, "budget/lr": 5e-4, "budget/episodes": 12800})
+    flagged = budget_mismatches(_budget_runs(rows))
+    assert list(flagged) == ["star_plus"]
+    assert "episodes 12800 vs 3072" in flagged["star_plus"] and "lr 0.0005 vs 0.0002" in flagged["star_plus"]

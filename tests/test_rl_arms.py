@@ -21,7 +21,8 @@ from selfcorrect.tasks.base import Verdict
 from selfcorrect.tracking import Tracker
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
-RL_ARMS = ["score", "score_no_stage1", "score_no_shaping", "rl_single_turn", "rl_multi_turn_naive"]
+RL_ARMS = ["score", "score_no_stage1", "score_no_shaping", "score_shaping_control", "rl_single_turn",
+           "rl_multi_turn_naive", "rl_multi_turn_sum"]
 
 
 def arm_cfg(name: str, *overrides: str):
@@ -34,34 +35,56 @@ def arm_cfg(name: str, *overrides: str):
 def test_every_rl_arm_composes_and_parses(name):
     cfg = arm_cfg(name)
     assert cfg.arm.name == name and name in ARMS and get_arm(name) is not None
-    rl = RLConfig.from_arm(cfg.arm)
+    rl = RLConfig.from_cfg(cfg.arm, cfg.budget)
     stages = rl.stages_by_step()
     expected = {
-        "score": ({"I", "II"}, 10.0),
-        "score_no_stage1": ({"II"}, 10.0),
-        "score_no_shaping": ({"I", "II"}, 0.0),
-        "rl_single_turn": ({"single"}, None),
-        "rl_multi_turn_naive": ({"II"}, 0.0),
+        "score": ({"I", "II"}, 10.0, 1.0),
+        "score_no_stage1": ({"II"}, 10.0, 1.0),
+        "score_no_shaping": ({"I", "II"}, 0.0, 1.0),
+        "score_shaping_control": ({"I", "II"}, 0.0, 11.0),
+        "rl_single_turn": ({"single"}, None, 1.0),
+        "rl_multi_turn_naive": ({"naive"}, None, 1.0),
+        "rl_multi_turn_sum": ({"II"}, 0.0, 1.0),
     }[name]
-    assert set(stages) == expected[0]
+    assert set(stages) == expected[0] and rl.turn2_scale == expected[2]
     if expected[1] is not None:
         assert rl.alpha == expected[1]
+    # the paper's defaults: KL in the reward (k1, per turn), the best-training-reward checkpoint
+    assert (rl.loss.kl_estimator, rl.loss.kl_in, rl.checkpoint) == ("k1", "reward", "best_train_reward")
     if "I" in stages:
         assert stages.index("II") > stages.index("I")  # Stage I first, then Stage II
 
 
-def test_ablations_share_the_budget_of_score():
-    n = {name: len(RLConfig.from_arm(arm_cfg(name).arm).stages_by_step()) for name in RL_ARMS}
-    assert len(set(n.values())) == 1, n
+def test_every_rl_arm_spends_the_shared_budget():
+    budgets = {}
+    for name in RL_ARMS:
+        cfg = arm_cfg(name)
+        rl = RLConfig.from_cfg(cfg.arm, cfg.budget)
+        budgets[name] = (len(rl.stages_by_step()), rl.prompts_per_step * rl.samples_per_prompt, rl.budget)
+        assert budgets[name][0] == cfg.budget.gradient_steps and budgets[name][1] == cfg.budget.sequences_per_step
+    assert len(set(budgets.values())) == 1, budgets
 
 
 def test_bad_rl_settings_name_the_value():
     with pytest.raises(ValueError, match="'III'"):
-        RLConfig.from_arm(arm_cfg("score", "arm.schedule=[{stage: III, steps: 3}]").arm)
+        RLConfig.from_cfg(*cfg_pair("score", "arm.schedule=[{stage: III, share: 1.0}]"))
+    with pytest.raises(ValueError, match="add up to 1"):
+        RLConfig.from_cfg(*cfg_pair("score", "arm.schedule=[{stage: I, share: 0.5}]"))
     with pytest.raises(ValueError, match="samples_per_prompt.*0"):
-        RLConfig.from_arm(arm_cfg("score", "arm.samples_per_prompt=0").arm)
-    with pytest.raises(ValueError, match="lr"):
-        RLConfig.from_arm(arm_cfg("score", "arm.lr=-1").arm)
+        RLConfig.from_cfg(*cfg_pair("score", "arm.samples_per_prompt=0"))
+    with pytest.raises(ValueError, match="samples_per_prompt=3"):
+        RLConfig.from_cfg(*cfg_pair("score", "arm.samples_per_prompt=3"))
+    with pytest.raises(ValueError, match="budget.lr.*-1"):
+        RLConfig.from_cfg(*cfg_pair("score", "budget.lr=-1"))
+    with pytest.raises(ValueError, match="budget.episodes=100"):
+        RLConfig.from_cfg(*cfg_pair("score", "budget.episodes=100"))
+    with pytest.raises(ValueError, match="'sometimes'"):
+        RLConfig.from_cfg(*cfg_pair("score", "arm.checkpoint=sometimes"))
+
+
+def cfg_pair(name: str, *overrides: str):
+    cfg = arm_cfg(name, *overrides)
+    return cfg.arm, cfg.budget
 
 
 # --- a tiny model and a task whose reward a random model can earn ------------------------------
@@ -86,10 +109,13 @@ def make_ctx(tmp_path: Path, run_name: str, tracker_cls=Tracker, **arm_overrides
     base_path = tmp_path / "base"
     if not base_path.exists():
         Policy(model, tok, task).save(base_path)
-    arm = {**OmegaConf.to_container(arm_cfg("score").arm), "prompts_per_step": 4, "samples_per_prompt": 2,
-           "max_new_tokens": 12, "lr": 1e-2, "eval_every": 2, "ckpt_every": 2,
-           "schedule": [{"stage": "I", "steps": 2}, {"stage": "II", "steps": 2}], **arm_overrides}
-    cfg = OmegaConf.create({"seed": 0, "arm": arm, "model": {"dtype": "float32"},
+    budget_overrides = arm_overrides.pop("budget", {})
+    arm = {**OmegaConf.to_container(arm_cfg("score").arm), "samples_per_prompt": 2,
+           "max_new_tokens": 12, "eval_every": 2, "ckpt_every": 2, "select_every": 1,
+           "schedule": [{"stage": "I", "share": 0.5}, {"stage": "II", "share": 0.5}], **arm_overrides}
+    budget = {**OmegaConf.to_container(arm_cfg("score").budget), "episodes": 32, "gradient_steps": 4,
+              "sequences_per_step": 8, "lr": 1e-2, **budget_overrides}
+    cfg = OmegaConf.create({"seed": 0, "arm": arm, "budget": budget, "model": {"dtype": "float32"},
                             "eval": {"n_monitor": 8, "max_new_tokens": 12, "problem_seed": 1}})
     run_dir = tmp_path / run_name
     run_dir.mkdir(exist_ok=True)
@@ -119,8 +145,10 @@ def test_few_step_run_logs_checkpoints_and_counts_its_budget(whole_run):
     for key in ("reward_t2", "kl_t1", "kl_t2", "answer_change_rate", "no_edit_rate", "tokens_per_s_rollout", "tokens_per_s_update"):
         assert all(f"train/{key}" in r for r in train), key
     assert [r["step"] for r in rows if "val/acc_t1" in r] == [0, 2, 4]
-    assert sorted(p.name for p in (ctx.run_dir / "checkpoints").glob("*.pt")) == ["step_0000002.pt", "step_0000004.pt"]
+    assert sorted(p.name for p in (ctx.run_dir / "checkpoints").glob("step_*.pt")) == ["step_0000002.pt", "step_0000004.pt"]
     assert ctx.extra_metrics["gradient_steps"] == 4 and ctx.extra_metrics["episodes"] == 4 * 8
+    assert ctx.budget_spent["episodes"] == 32 and ctx.budget_spent["gradient_steps"] == 4
+    assert ctx.budget_spent["sequences_per_step"] == 8 and ctx.budget_spent["lr"] == 1e-2
     assert ctx.extra_metrics["attempts_sampled"] == 4 * 16
     changed = any(not torch.equal(p, q) for p, q in zip(policy.model.parameters(), ctx.base.model.parameters()))
     assert changed, "four policy-gradient steps left the weights unchanged"
@@ -129,7 +157,7 @@ def test_few_step_run_logs_checkpoints_and_counts_its_budget(whole_run):
 
 
 def test_single_turn_arm_never_trains_the_second_attempt(tmp_path):
-    ctx = make_ctx(tmp_path, "single", schedule=[{"stage": "single", "steps": 2}])
+    ctx = make_ctx(tmp_path, "single", schedule=[{"stage": "single", "share": 1.0}], budget={"gradient_steps": 2, "episodes": 16})
     get_arm("rl_single_turn")(ctx)
     train = [r for r in history(ctx) if "train/reward_t1" in r]
     assert all("train/pg_loss_t2" not in r and "train/pg_loss_t1" in r for r in train)
@@ -172,8 +200,63 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(whole_run):
 
 
 def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
-    ctx = make_ctx(tmp_path, "run", schedule=[{"stage": "I", "steps": 2}])
+    ctx = make_ctx(tmp_path, "run", schedule=[{"stage": "I", "share": 1.0}], budget={"gradient_steps": 2, "episodes": 16})
     get_arm("score")(ctx)
-    other = make_ctx(tmp_path, "run", schedule=[{"stage": "I", "steps": 2}], lr=5e-3)
+    other = make_ctx(tmp_path, "run", schedule=[{"stage": "I", "share": 1.0}], budget={"gradient_steps": 2, "episodes": 16, "lr": 5e-3})
     with pytest.raises(ValueError, match="different configuration"):
         get_arm("score")(other)
+
+
+# --- the paper's naive multi-turn RL, the temperature and the kept checkpoint ------------------
+class RecordingPolicy(Policy):
+    """Records, for every scoring call, the temperature and whether the log-probs carry gradients."""
+
+    calls: list[tuple[float, bool]] = []
+
+    def token_logprobs(self, prompts, completions, temperature=1.0):
+        logp, mask = super().token_logprobs(prompts, completions, temperature)
+        RecordingPolicy.calls.append((temperature, logp.requires_grad))
+        return logp, mask
+
+
+def test_naive_arm_never_trains_or_regularises_the_first_attempt(tmp_path, monkeypatch):
+    """Paper Fig. 6: optimise only on (x2, y2): no reward, no KL (no β2) and no gradient on turn 1."""
+    ctx = make_ctx(tmp_path, "naive", schedule=[{"stage": "naive", "share": 1.0}], budget={"gradient_steps": 2, "episodes": 16},
+                   temperature=0.7)
+    monkeypatch.setattr(ctx, "new_policy", lambda: RecordingPolicy.load(ctx.base_path, ctx.task))
+    RecordingPolicy.calls = []
+    get_arm("rl_multi_turn_naive")(ctx)
+    train = [r for r in history(ctx) if "train/reward_t1" in r]
+    assert len(train) == 2 and all(r["train/stage"] == 3 for r in train)
+    assert all("train/pg_loss_t1" not in r and "train/pg_loss_t2" in r and r["train/return_t1"] == 0 for r in train)
+    # policy scoring per step: turn 1 without gradient, turn 2 with; always at the sampling temperature
+    assert RecordingPolicy.calls == [(0.7, False), (0.7, True)] * 2
+
+
+def test_kept_checkpoint_is_the_best_training_reward_or_the_last(tmp_path):
+    best = make_ctx(tmp_path, "best", schedule=[{"stage": "II", "share": 1.0}])
+    p_best = get_arm("score")(best)
+    rewards = {r["step"]: r["train/train_reward"] for r in history(best) if "train/train_reward" in r}
+    kept = best.extra_metrics["checkpoint"]
+    assert kept["selection"] == "best_train_reward" and kept["candidates"] == [1, 2, 3, 4]  # select_every = 1
+    assert kept["step"] == max(s for s in rewards if rewards[s] == max(rewards.values()))  # ties: the later step
+    saved = torch.load(best.run_dir / "checkpoints" / "best_train_reward.pt")
+    assert all(torch.equal(saved[k], v) for k, v in p_best.model.state_dict().items())
+
+    last = make_ctx(tmp_path, "last", schedule=[{"stage": "II", "share": 1.0}], checkpoint="last")
+    p_last = get_arm("score")(last)
+    assert last.extra_metrics["checkpoint"]["step"] == 4
+    final = checkpoint.latest(last.run_dir / "checkpoints")
+    assert all(torch.equal(torch.load(final, weights_only=False)["model"][k], v) for k, v in p_last.model.state_dict().items())
+
+
+def test_matched_acc_t1_checkpoint_is_the_closest_to_the_base_on_validation(whole_run):
+    """The checkpoint for 'Δ at matched Acc@t1' is chosen on validation, never on test: the first
+    evaluated step (> 0) whose val Acc@t1 is closest to the base's (= the step-0 evaluation)."""
+    _, ctx, _ = whole_run
+    val = {r["step"]: r["val/acc_t1"] for r in history(ctx) if "val/acc_t1" in r}
+    matched = ctx.matched_t1()
+    assert matched["base_val_acc_t1"] == val[0]
+    distances = {s: abs(a - val[0]) for s, a in val.items() if s > 0}
+    assert matched["step"] == min(distances, key=lambda s: (distances[s], s))
+    assert Path(matched["weights"]).exists()

@@ -46,8 +46,9 @@ def test_base_run_writes_complete_results(tiny_cfg, tmp_path):
     assert probe["n_wrong_offline"] == probe["n_wrong_own"]
     saved = OmegaConf.load(d / "config.yaml")
     assert saved.arm.name == "base" and saved.eval.n_problems == tiny_cfg.eval.n_problems
-    with pytest.raises(FileExistsError, match="already holds a complete run"):
-        run(tiny_cfg, d)
+    # a re-launch into a complete run's directory skips it (selfcorrect.resume): saved metrics, untouched files
+    mtime = (d / "metrics.json").stat().st_mtime_ns
+    assert run(tiny_cfg, d) == on_disk and (d / "metrics.json").stat().st_mtime_ns == mtime
 
 
 def test_failed_run_is_marked_failed_and_has_no_metrics(tiny_cache, tmp_path):
@@ -68,10 +69,12 @@ def test_failed_run_is_marked_failed_and_has_no_metrics(tiny_cache, tmp_path):
         ("arm.name=telepathy", "unknown arm 'telepathy'"),
         ("task.name=chess", "unknown task 'chess'"),
         ("eval.probe.source=oracle", "eval.probe.source must be 'base' or 'none', got 'oracle'"),
+        ("budget.lr=0", "budget.lr must be a number > 0, got 0"),
+        ("arm=score arm.samples_per_prompt=5", "not divisible by arm.samples_per_prompt=5"),
     ],
 )
 def test_bad_values_are_named(tiny_cache, tmp_path, override, message):
-    cfg = compose_config([*TINY_OVERRIDES, f"paths.cache_dir={tiny_cache}", override])
+    cfg = compose_config([*TINY_OVERRIDES, f"paths.cache_dir={tiny_cache}", *override.split()])
     with pytest.raises(ValueError, match=message):
         run(cfg, tmp_path / "r")
     assert not (tmp_path / "r" / "metrics.json").exists()

@@ -11,7 +11,7 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from selfcorrect.char_tokenizer import build_char_tokenizer
 from selfcorrect.policy import Policy, Sampling
 from selfcorrect.rl.losses import LossConfig, TurnBatch, advantages, kl_per_token, score_loss
-from selfcorrect.rl.rewards import shaped_second_reward, stage_objective, turn_rewards
+from selfcorrect.rl.rewards import kl_weights, shaped_second_reward, trained_turns, training_reward, turn_rewards
 from selfcorrect.tasks.arithmetic import ArithmeticTask
 
 # two prompts × k=2 samples; first attempt right/wrong pattern and second attempt pattern
@@ -31,20 +31,38 @@ def test_turn_returns_per_stage():
     assert g1.tolist() == [0, 0, 0, 0] and g2.tolist() == R2.tolist()  # Stage I: r(y2) only
     g1, g2 = turn_rewards("II", R1, R2, alpha=10.0)
     assert g1.tolist() == R1.tolist() and g2.tolist() == [11, 1, -10, 0]
-    g1, g2 = turn_rewards("II", R1, R2, alpha=0.0)  # naive multi-turn / no shaping
+    g1, g2 = turn_rewards("II", R1, R2, alpha=0.0)  # no shaping
     assert g2.tolist() == R2.tolist()
+    g1, g2 = turn_rewards("II", R1, R2, alpha=0.0, turn2_scale=11.0)  # the shaping control
+    assert g1.tolist() == R1.tolist() and g2.tolist() == [11, 11, 0, 0]
     g1, g2 = turn_rewards("II", R1, R2, alpha=10.0, gamma=0.5)
     assert g1.tolist() == [5.5, 1.5, -4.0, 0.0]
     g1, g2 = turn_rewards("single", R1, R2, alpha=10.0)
     assert g1.tolist() == R1.tolist() and g2.tolist() == [0, 0, 0, 0]
+    g1, g2 = turn_rewards("naive", R1, R2, alpha=10.0, gamma=0.5)  # turn 1 gets nothing, even with γ
+    assert g1.tolist() == [0, 0, 0, 0] and g2.tolist() == R2.tolist()
     with pytest.raises(ValueError, match="'III'"):
         turn_rewards("III", R1, R2, alpha=1.0)
 
 
-def test_stage_kl_weights():
-    assert stage_objective("I", 0.01, 0.1).kl_coef == (0.1, 0.01)
-    assert stage_objective("II", 0.01, 0.1).kl_coef == (0.01, 0.01)
-    assert stage_objective("single", 0.01, 0.1).trains == (True, False)
+def test_shaping_control_has_the_same_expected_turn2_gradient_as_score():
+    """With γ = 0, (1+α)·r2 − α·r1 and (1+α)·r2 differ by a term fixed before y2 is sampled: within
+    a group with the same r1 the leave-one-out advantages are identical."""
+    r1 = torch.tensor([1.0, 1.0, 1.0, 0.0, 0.0, 0.0])  # two prompts whose 3 samples share y1's verdict
+    r2 = torch.tensor([1.0, 0.0, 1.0, 1.0, 0.0, 0.0])
+    shaped = advantages(turn_rewards("II", r1, r2, alpha=10.0)[1], 3, "rloo")
+    control = advantages(turn_rewards("II", r1, r2, alpha=0.0, turn2_scale=11.0)[1], 3, "rloo")
+    torch.testing.assert_close(shaped, control)
+
+
+def test_stage_kl_weights_and_trained_turns():
+    assert kl_weights("I", 0.01, 0.1) == (0.1, 0.01)
+    assert kl_weights("II", 0.01, 0.1) == (0.01, 0.01)
+    assert trained_turns("single") == (True, False) and kl_weights("single", 0.01, 0.1) == (0.01, 0.0)
+    # the paper's naive multi-turn RL: the first attempt is neither rewarded nor held by β2
+    assert trained_turns("naive") == (False, True) and kl_weights("naive", 0.01, 0.1) == (0.0, 0.01)
+    assert training_reward("II", R1, R2) == pytest.approx(1.0)  # mean of r1 + r2
+    assert training_reward("naive", R1, R2) == pytest.approx(0.5)
 
 
 # --- (1) loss equals closed-form REINFORCE + KL ------------------------------------------------
@@ -63,6 +81,7 @@ def _closed_form(stage: str, alpha: float, b1: float, b2: float, kl_in: str, est
     """The loss written out sample by sample with plain Python floats."""
     logp1, ref1, m1, logp2, ref2, m2 = (x.tolist() for x in _hand_batch())
     r1, r2 = R1.tolist(), R2.tolist()
+    n_tokens = sum(sum(row) for row in m1) + sum(sum(row) for row in m2)  # both turns are trained
     if stage == "I":
         G = [[0.0] * 4, r2]
         beta = [b2, b1]
@@ -82,9 +101,9 @@ def _closed_form(stage: str, alpha: float, b1: float, b2: float, kl_in: str, est
         ret = [G[t][i] - (beta[t] * seq_kl[i] if kl_in == "reward" else 0.0) for i in range(4)]
         partner = {0: 1, 1: 0, 2: 3, 3: 2}  # k = 2: the leave-one-out baseline is the other sample
         adv = [ret[i] - ret[partner[i]] for i in range(4)]
-        total += sum(-adv[i] * seq_logp[i] for i in range(4)) / 4
+        total += sum(-adv[i] * seq_logp[i] for i in range(4)) / n_tokens
         if kl_in == "loss":
-            total += sum(beta[t] * seq_kl[i] for i in range(4)) / 4
+            total += sum(beta[t] * seq_kl[i] for i in range(4)) / n_tokens
     return total
 
 
@@ -93,16 +112,17 @@ def _closed_form(stage: str, alpha: float, b1: float, b2: float, kl_in: str, est
 def test_loss_equals_closed_form(stage, kl_in, estimator):
     alpha, b1, b2 = 10.0, 0.01, 0.1
     logp1, ref1, m1, logp2, ref2, m2 = _hand_batch()
-    obj = stage_objective(stage, b1, b2)
+    kl = kl_weights(stage, b1, b2)
     g1, g2 = turn_rewards(stage, R1, R2, alpha)
-    turns = [TurnBatch(logp1, ref1, m1, g1, obj.kl_coef[0]), TurnBatch(logp2, ref2, m2, g2, obj.kl_coef[1])]
+    turns = [TurnBatch(logp1, ref1, m1, g1, kl[0]), TurnBatch(logp2, ref2, m2, g2, kl[1])]
     loss, stats = score_loss(turns, group_size=2, cfg=LossConfig("rloo", estimator, kl_in))
     assert loss.item() == pytest.approx(_closed_form(stage, alpha, b1, b2, kl_in, estimator), rel=1e-6, abs=1e-6)
     assert stats["kl_t1"] >= 0 and stats["kl_t2"] >= 0
 
 
 def test_loss_gradient_is_reinforce_plus_k3_gradient():
-    """d loss / d logp[i,j] = m·(−A_i + β·(1 − e^{−d}))/n for the k3-in-loss form (Stage II)."""
+    """d loss / d logp[i,j] = m·(−A_i + β·(1 − e^{−d}))/N for the k3-in-loss form (Stage II, turn 2
+    only trained, N its tokens)."""
     logp1, ref1, m1, logp2, ref2, m2 = _hand_batch()
     logp2 = logp2.clone().requires_grad_(True)
     b1 = 0.01
@@ -111,8 +131,39 @@ def test_loss_gradient_is_reinforce_plus_k3_gradient():
     loss, _ = score_loss(turns, 2, LossConfig("rloo", "k3", "loss"))
     loss.backward()
     adv = torch.tensor([11 - 1, 1 - 11, -10 - 0, 0 - (-10)], dtype=torch.float)
-    expected = m2 * (-adv[:, None] + b1 * (1 - torch.exp(-(logp2.detach() - ref2)))) / 4
+    expected = m2 * (-adv[:, None] + b1 * (1 - torch.exp(-(logp2.detach() - ref2)))) / m2.sum()
     torch.testing.assert_close(logp2.grad, expected)
+
+
+# --- (1b) which KL each estimator's gradient follows: Monte Carlo on a small categorical -------
+def _mc_kl_gradient(estimator: str, kl_in: str, n: int = 200_000) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The Monte-Carlo gradient, w.r.t. the logits θ of π, of the loss built by `score_loss` from
+    samples x ~ π (reward 0, so only the KL acts, β = 1, no baseline), next to the exact
+    gradients of KL(π‖π_ref) and KL(π_ref‖π)."""
+    torch.manual_seed(0)
+    theta = torch.tensor([0.3, -0.5, 1.2, 0.0, -1.0], requires_grad=True)
+    ref_logp_all = torch.log_softmax(torch.tensor([0.0, 0.4, 0.1, -0.6, 0.8]), 0)
+    logp_all = torch.log_softmax(theta, 0)
+    x = torch.multinomial(logp_all.detach().exp(), n, replacement=True)
+    logp, ref = logp_all[x].unsqueeze(1), ref_logp_all[x].unsqueeze(1)  # one-token "attempts"
+    turn = TurnBatch(logp, ref, torch.ones_like(logp), torch.zeros(n), kl_coef=1.0)
+    loss, _ = score_loss([turn], group_size=1, cfg=LossConfig("none", estimator, kl_in))
+    (mc,) = torch.autograd.grad(loss, theta)
+    logp_all = torch.log_softmax(theta, 0)  # a fresh graph for the exact gradients
+    p, q = logp_all.exp(), ref_logp_all.exp()
+    (fwd,) = torch.autograd.grad((p * (logp_all - ref_logp_all)).sum(), theta, retain_graph=True)  # KL(π‖π_ref)
+    (rev,) = torch.autograd.grad((q * (ref_logp_all - logp_all)).sum(), theta)   # KL(π_ref‖π)
+    return mc, fwd, rev
+
+
+@pytest.mark.parametrize("estimator,kl_in,follows", [("k1", "reward", "forward"), ("k2", "loss", "forward"), ("k3", "loss", "reverse")])
+def test_kl_gradient_directions_monte_carlo(estimator, kl_in, follows):
+    """k1 in the reward and k2 as a loss descend KL(π‖π_ref); k3 as a loss descends KL(π_ref‖π)."""
+    mc, fwd, rev = _mc_kl_gradient(estimator, kl_in)
+    right, wrong = (fwd, rev) if follows == "forward" else (rev, fwd)
+    assert (right - wrong).abs().max() > 0.05  # the two KL gradients are distinguishable here
+    torch.testing.assert_close(mc, right, atol=0.01, rtol=0.0)
+    assert (mc - wrong).abs().max() > 0.04
 
 
 def test_rloo_advantages_and_bad_groups():

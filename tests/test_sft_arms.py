@@ -7,6 +7,7 @@ import random
 import pytest
 
 from selfcorrect.policy import Sampling
+from selfcorrect.budget import Budget
 from selfcorrect.sft import make_trainer, sft_config
 from selfcorrect.tasks.arithmetic import ArithmeticTask
 from selfcorrect.traces import sample_episodes
@@ -27,8 +28,8 @@ def test_sft_trains_exactly_the_second_attempt_and_eos_after_the_policys_own_pro
         {"problem": problems[0], "y1": "78015 56112 34108>824", "y2": TASK.write(problems[0])},
         {"problem": problems[1], "y1": "garbage", "y2": "12"},  # lengths differ: padding must be masked too
     ]
-    cfg = compose_config(["arm=sft_self"]).arm.sft
-    trainer = make_trainer(char_policy, traces, sft_config(cfg, 1, 0, tmp_path))
+    cfg = compose_config(["arm=sft_self"])
+    trainer = make_trainer(char_policy, traces, sft_config(Budget.from_cfg(cfg.budget), cfg.arm.sft, 1, 0, tmp_path))
     batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(traces))])
     tok = char_policy.tokenizer
     for ids, labels, attn, t in zip(batch["input_ids"].tolist(), batch["labels"].tolist(), batch["attention_mask"].tolist(), traces):
@@ -68,10 +69,12 @@ def scripted_samples(policy, problems, per_problem, sampling, seed):
 
 
 def arm_overrides(arm: str, n_problems: int, extra=()):
+    """A 48-episode, 6-step budget; `n_problems` (per round) is what the arm derives from it."""
+    assert n_problems * 2 * (3 if arm.startswith("star") else 1) == 48
     return [
-        *TINY_OVERRIDES, f"arm={arm}", "arm.budget.samples=48", f"arm.n_problems={n_problems}",
-        "arm.samples_per_problem=2", "arm.budget.steps=6", "arm.sft.batch_size=8", "arm.sft.eval_every=3",
-        "arm.sft.logging_steps=2", "arm.sft.warmup_steps=1", "arm.probe.n_train=8", "arm.probe.n_val=8",
+        *TINY_OVERRIDES, f"arm={arm}", "budget.episodes=48", "budget.gradient_steps=6", "budget.sequences_per_step=8",
+        "budget.lr=5e-4", "arm.samples_per_problem=2", "arm.sft.eval_every=3",
+        "arm.sft.logging_steps=2", "arm.probe.n_train=8", "arm.probe.n_val=8",
         "arm.probe.val_problems=16", "eval.max_new_tokens=24", *extra,
     ]
 
@@ -102,7 +105,8 @@ def test_each_offline_arm_runs_end_to_end(case, tiny_cache, tmp_path, monkeypatc
         probe = m[f"probe/{label}"]
         assert 0 < probe["n"] <= 8 and probe["n_wrong_offline"] == probe["n"]
     a = m["arm"]
-    assert a["budget_samples"] == 48 and a["budget_steps"] == 6
+    assert m["budget"] == {"episodes": 48, "gradient_steps": 6, "sequences_per_step": 8, "optimizer": "adamw", "lr": 5e-4,
+                           "lr_schedule": "constant", "warmup_steps": 0, "weight_decay": 0.0, "max_grad_norm": 1.0}
     assert m["offline_error_tv"] is not None and sum(a["train_error_hist"].values()) == a["n_traces_i2c"]
     history = [json.loads(line) for line in open(tmp_path / "run" / "history.jsonl")]
     eval_steps = [h["step"] for h in history if "val/probe/train_fixed/correction_rate_offline" in h]
@@ -110,6 +114,7 @@ def test_each_offline_arm_runs_end_to_end(case, tiny_cache, tmp_path, monkeypatc
     assert any("train/loss" in h for h in history)
     if arm.startswith("star"):
         assert [r["steps"] for r in a["rounds"]] == [2, 2, 2] and a["model_samples"] == 48
+        assert a["init"] == "base" and len(a["epochs_per_round"]) == 3  # ReST^EM: every round from the base
         assert SAMPLER_CALLS == [16, 32, 16, 16]  # round 1 + val probe set (cached), rounds 2 and 3
         assert all((r["n_c2c"] > 0) == (arm == "star_plus") for r in a["rounds"])
     elif arm.startswith("sft_self"):
@@ -142,6 +147,31 @@ def test_base_like_needs_base_errors_the_teacher_can_write(tiny_cache, tmp_path)
 def test_unequal_sample_budget_is_a_clear_error(tiny_cache, tmp_path):
     from selfcorrect.run import run
 
-    cfg = compose_config([*arm_overrides("star", 8, ["arm.rounds=2"]), f"paths.cache_dir={tiny_cache}"])
-    with pytest.raises(ValueError, match="8 × 2 × 2 = 32, but the shared budget arm.budget.samples is 48"):
+    cfg = compose_config([*arm_overrides("star", 8, ["arm.rounds=5"]), f"paths.cache_dir={tiny_cache}"])
+    with pytest.raises(ValueError, match="budget.episodes=48 is not divisible by samples_per_problem × rounds = 2 × 5"):
         run(cfg, tmp_path / "run")
+
+
+def test_star_rounds_restart_from_the_base_or_continue(tiny_cache, tmp_path, monkeypatch):
+    """ReST^EM (the paper's STaR): each round fine-tunes a fresh copy of the base; `continue` does not."""
+    from selfcorrect.arms import ArmContext, sft_arms
+
+    monkeypatch.setattr(sft_arms, "sample_episodes", scripted_samples)
+    made = []
+    original = ArmContext.new_policy
+
+    def counting(self):
+        made.append(1)
+        return original(self)
+
+    monkeypatch.setattr(ArmContext, "new_policy", counting)
+    from selfcorrect.run import run
+
+    for init, policies in (("base", 3), ("continue", 1)):
+        made.clear()
+        cfg = compose_config([*arm_overrides("star", 8, [f"arm.init={init}"]), f"paths.cache_dir={tiny_cache}"])
+        m = run(cfg, tmp_path / init)
+        assert m["arm"]["init"] == init
+        # new_policy: one per training round (base) or one in all (continue); the matched-Acc@t1
+        # evaluation loads one more copy at the end
+        assert len(made) == policies + ("matched_t1" in m)

@@ -10,14 +10,12 @@ from selfcorrect.metrics import total_variation
 from selfcorrect.tasks.arithmetic import ArithmeticTask
 from selfcorrect.tasks.base import Problem
 from selfcorrect.traces import (
-    ArithmeticErrorModel,
     cached_traces,
     error_histogram,
     error_model_for,
     pair_sft_traces,
     probe_set,
     star_traces,
-    teacher_kind_weights,
     teacher_traces,
 )
 
@@ -83,13 +81,13 @@ def test_star_plus_also_keeps_correct_to_correct_but_never_c2i_or_i2i():
     assert kept == [("p_wrong1", "p_right1"), ("r_right1", "r_right2")]
 
 
-# --- teacher error models ------------------------------------------------------------------------
-ERRORS = ArithmeticErrorModel(TASK)
+# --- teacher traces (the error models themselves: tests/test_arithmetic_errors.py) ---------------
+ERRORS = TASK.error_model()
 PROBLEMS = TASK.problems("train", 200, seed=0)
 
 
 def test_carry_drop_teacher_writes_attempts_classified_carry_drop_at_a_valid_site():
-    traces = teacher_traces(ERRORS, PROBLEMS, teacher_kind_weights("carry_drop", ERRORS.bug_kinds), 100, random.Random(0))
+    traces = teacher_traces(ERRORS, PROBLEMS, ERRORS.teacher_cells("carry_drop"), 100, random.Random(0))
     sites = Counter()
     for t in traces:
         v = TASK.verify(t["problem"], t["y1"])
@@ -98,56 +96,26 @@ def test_carry_drop_teacher_writes_attempts_classified_carry_drop_at_a_valid_sit
         assert k in TASK.bug_sites(t["problem"], "carry_drop")
         sites[k] += 1
         assert t["y2"] == TASK.write(t["problem"]) and TASK.verify(t["problem"], t["y2"]).correct
+        assert t["source"] == "teacher_carry_drop"
     assert len(sites) >= 2  # the site is drawn, not always the same column
 
 
-def test_random_digit_teacher_changes_one_digit_and_the_answer():
-    traces = teacher_traces(ERRORS, PROBLEMS, teacher_kind_weights("random_digit", ERRORS.bug_kinds), 100, random.Random(1))
-    for t in traces:
-        right = TASK.write(t["problem"])
-        assert len(t["y1"]) == len(right) and sum(a != b for a, b in zip(t["y1"], right)) == 1
-        assert not TASK.verify(t["problem"], t["y1"]).correct
-
-
-def test_mixed_teacher_is_uniform_over_the_bug_kinds():
-    traces = teacher_traces(ERRORS, PROBLEMS, teacher_kind_weights("mixed", ERRORS.bug_kinds), 2000, random.Random(2))
-    hist = error_histogram(TASK, [t["problem"] for t in traces], [t["y1"] for t in traces])
-    assert set(hist) == set(ERRORS.bug_kinds)
-    assert total_variation(hist, {k: 1 for k in ERRORS.bug_kinds}) < 0.05
-
-
-def test_base_like_teacher_matches_a_given_error_histogram():
-    base_hist = {"sum_slip": 60, "carry_drop": 25, "final_copy": 15, "malformed": 7}  # malformed cannot be written
-    weights = teacher_kind_weights("base_like", ERRORS.bug_kinds, base_hist)
-    assert weights == {"sum_slip": 60, "carry_drop": 25, "final_copy": 15}
+def test_teacher_traces_follow_the_cell_weights_over_the_cells_the_pool_admits():
+    weights = {"sum_slip": 3, "final_copy": 1, "carry_drop@pair=99,carry=0": 5}  # the last cannot exist
     traces = teacher_traces(ERRORS, PROBLEMS, weights, 2000, random.Random(3))
     hist = error_histogram(TASK, [t["problem"] for t in traces], [t["y1"] for t in traces])
-    assert total_variation(hist, weights) < 0.04
-    assert total_variation(hist, teacher_kind_weights("mixed", ERRORS.bug_kinds)) > 0.3
-
-
-def test_teacher_weights_reject_unknown_models_and_empty_histograms():
-    with pytest.raises(ValueError, match="'gaussian'"):
-        teacher_kind_weights("gaussian", ERRORS.bug_kinds)
-    with pytest.raises(ValueError, match="base_like"):
-        teacher_kind_weights("base_like", ERRORS.bug_kinds, {})
-    with pytest.raises(ValueError, match="can be written by the teacher"):
-        teacher_kind_weights("base_like", ERRORS.bug_kinds, {"malformed": 3})
+    assert total_variation(hist, {"sum_slip": 3, "final_copy": 1}) < 0.04
+    with pytest.raises(ValueError, match="admits any of the teacher's cells"):
+        teacher_traces(ERRORS, [TASK.make_problem(111, 222)], {"carry_drop": 1}, 5, random.Random(0))
 
 
 def test_a_task_without_an_error_model_is_a_clear_error():
     class Other:
         name = "humaneval"
 
-    with pytest.raises(ValueError, match="'humaneval' has no teacher error model"):
+    with pytest.raises(ValueError, match="'humaneval' has no error model"):
         error_model_for(Other())
-
-
-def test_no_site_for_a_carry_bug_is_an_error_not_a_silent_correct_attempt():
-    no_carry = TASK.make_problem(111, 222)
-    assert not ERRORS.can_write(no_carry, "carry_drop")
-    with pytest.raises(ValueError, match="no site"):
-        ERRORS.wrong_attempt(no_carry, "carry_drop", random.Random(0))
+    assert type(error_model_for(TASK)).__name__ == "ArithmeticErrorModel"
 
 
 # --- probe sets and caching ----------------------------------------------------------------------

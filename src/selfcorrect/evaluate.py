@@ -2,7 +2,9 @@
 
 The mismatch probe asks how well the policy corrects *fixed, offline* first attempts (from the
 base model, or the ones an SFT arm trained on) against how well it corrects *its own fresh*
-first attempts on the same problems (paper Fig. 5). `mismatch_gap` = offline − own.
+first attempts (paper Fig. 5). Each probe record holds both on one problem, and the primary
+numbers are over the problems where both first attempts are wrong (`selfcorrect.probe`):
+`mismatch_gap_matched` = offline − own there; the unrestricted rates are kept as secondary.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from selfcorrect.metrics import correction_rate, edit_distance_ratio, summarize, summarize_probe
+from selfcorrect.metrics import edit_distance_ratio, summarize
 from selfcorrect.policy import Episode, Policy, Sampling
+from selfcorrect.probe import probe_metrics, probe_record
 from selfcorrect.tasks.base import Problem, Task
 
 
@@ -73,26 +76,12 @@ def evaluate_policy(
     probe_records = {}
     own_by_problems = {_key(problems): records}
     for off in offline:
-        probe_eps = policy.two_turn(off.problems, sampling, seed, first_attempts=off.attempts)
-        probe = [
-            {**record(task, ep), "offline_correct1": task.verify(ep.problem, ep.y1).correct}
-            for ep in probe_eps
-        ]
         key = _key(off.problems)
-        if key not in own_by_problems:
+        if key not in own_by_problems:  # the policy's own greedy episodes on the offline set's problems
             own_by_problems[key] = [record(task, ep) for ep in policy.two_turn(off.problems, sampling, seed)]
-        own = own_by_problems[key]
-        p = summarize_probe(probe)
-        own_rate = correction_rate([r["correct1"] for r in own], [r["correct2"] for r in own])
-        gap = None if p["correction_rate"] is None or own_rate is None else p["correction_rate"] - own_rate
-        metrics[f"probe/{off.label}"] = {
-            "correction_rate_offline": p["correction_rate"],
-            "correction_rate_own": own_rate,
-            "mismatch_gap": gap,
-            "n_wrong_offline": p["n_wrong"],
-            "n_wrong_own": sum(not r["correct1"] for r in own),
-            "n": p["n"],
-        }
+        probe_eps = policy.two_turn(off.problems, sampling, seed, first_attempts=off.attempts)
+        probe = [probe_record(record(task, ep), own) for ep, own in zip(probe_eps, own_by_problems[key])]
+        metrics[f"probe/{off.label}"] = probe_metrics(probe)
         probe_records[off.label] = probe
     return EvalResult(metrics, records, probe_records)
 

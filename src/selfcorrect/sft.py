@@ -5,7 +5,8 @@ two-turn conversation (x, y1, revise instruction) from `prompts.conversation`, t
 the second attempt y2. TRL renders both through the tokenizer's chat template and trains only
 the completion tokens (y2 and the EOS that ends an assistant turn). A callback evaluates the
 policy every `eval_every` steps with the shared evaluator (`ctx.evaluate`), which also runs the
-mismatch probe on the arm's fixed offline first attempts.
+mismatch probe on the arm's fixed offline first attempts. The optimizer, learning-rate schedule,
+batch size and step count come from the shared budget (`selfcorrect.budget`), as for the RL arms.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from datasets import Dataset
 from transformers import PrinterCallback, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
+from selfcorrect.budget import Budget
 from selfcorrect.policy import Policy
 from selfcorrect.prompts import conversation
 
@@ -68,20 +70,15 @@ class EvaluateEvery(TrainerCallback):
             self.ctx.tracker.log({"loss": logs["loss"], "lr": logs.get("learning_rate")}, step=self.offset + state.global_step, prefix="train/")
 
 
-def sft_config(sft_cfg, steps: int, seed: int, output_dir, device: torch.device | str = "cpu", bf16: bool = False) -> SFTConfig:
-    """TRL settings: prompt-completion loss only, on the policy's device (bf16 only where the
-    model is bf16, i.e. on GPUs; TRL's bf16 default is off on CPU), no checkpoints, no reporting."""
+def sft_config(budget: Budget, sft_cfg, steps: int, seed: int, output_dir, device: torch.device | str = "cpu", bf16: bool = False) -> SFTConfig:
+    """TRL settings: the budget's optimizer, schedule and batch size, prompt-completion loss only,
+    on the policy's device (bf16 only where the model is bf16, i.e. on GPUs; TRL's bf16 default is
+    off on CPU), no checkpoints, no reporting."""
     if steps <= 0:
         raise ValueError(f"SFT needs a positive number of steps, got {steps!r}")
     return SFTConfig(
         output_dir=str(output_dir),
-        max_steps=int(steps),
-        per_device_train_batch_size=int(sft_cfg.batch_size),
-        learning_rate=float(sft_cfg.lr),
-        lr_scheduler_type=str(sft_cfg.lr_scheduler),
-        warmup_steps=int(sft_cfg.warmup_steps),
-        weight_decay=float(sft_cfg.weight_decay),
-        max_grad_norm=float(sft_cfg.max_grad_norm),
+        **budget.trainer_args(steps),
         logging_steps=int(sft_cfg.logging_steps),
         seed=int(seed),
         data_seed=int(seed),
@@ -111,13 +108,18 @@ def make_trainer(policy: Policy, traces: Sequence[dict], args: SFTConfig, callba
     return trainer
 
 
-def sft_train(ctx, policy: Policy, traces: Sequence[dict], sft_cfg, steps: int, seed: int,
+def sft_train(ctx, policy: Policy, traces: Sequence[dict], steps: int, seed: int,
               offset: int = 0, at_start: bool = True) -> dict:
-    """Train `policy` in place for `steps` gradient steps on `traces`; returns facts for the run."""
+    """Train `policy` in place for `steps` gradient steps of the budget's batch size on `traces`
+    (the arm's `sft` block sets logging and evaluation); returns facts for the run."""
     out = ctx.run_dir / "sft_trainer"
+    sft_cfg, budget = ctx.cfg.arm.sft, Budget.from_cfg(ctx.cfg.budget)
+    if at_start and offset == 0:
+        ctx.restore_snapshots(0)
     callback = EvaluateEvery(ctx, policy, int(sft_cfg.eval_every), offset, at_start)
     t0 = time.time()
-    trainer = make_trainer(policy, traces, sft_config(sft_cfg, steps, seed, out, policy.model.device, policy.model.dtype == torch.bfloat16), [callback])
+    args = sft_config(budget, sft_cfg, steps, seed, out, policy.model.device, policy.model.dtype == torch.bfloat16)
+    trainer = make_trainer(policy, traces, args, [callback])
     t_prep = time.time() - t0
     result = trainer.train()
     policy.model.eval()
@@ -126,7 +128,7 @@ def sft_train(ctx, policy: Policy, traces: Sequence[dict], sft_cfg, steps: int, 
     return {
         "n_examples": n,
         "steps": int(result.global_step),
-        "epochs": round(result.global_step * int(sft_cfg.batch_size) / n, 3),
+        "epochs": round(result.global_step * budget.sequences_per_step / n, 3),
         "train_loss": round(float(result.training_loss), 5),
         "prepare_s": round(t_prep, 2),
         "train_s": round(time.time() - t0 - t_prep - callback.eval_s, 2),

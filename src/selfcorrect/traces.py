@@ -4,7 +4,8 @@ A trace is one (x, y1, y2) tuple: problem x, a first attempt y1, and the second 
 SFT trains on after the fixed revise instruction. Builders are pure functions of their inputs
 (model samples, problems, a seeded RNG), so their filtering rules can be checked by hand:
 
-- `teacher_traces`    y1 written by a teacher error model, y2 the correct attempt
+- `teacher_traces`    y1 written by the task's teacher error model (`task.error_model()`, beside
+                      the task), y2 the correct attempt
 - `pair_sft_traces`   D_SFT: every incorrect response paired with a random correct response to
                       the same problem from all first- and second-turn samples; D+ adds c→c
 - `star_traces`       D_STaR: single sampled traces that revise incorrect → correct; D+ adds c→c
@@ -26,8 +27,7 @@ from selfcorrect.evaluate import OfflineAttempts
 from selfcorrect.policy import Policy, Sampling
 from selfcorrect.tasks.base import Problem, Task
 
-TRACES_VERSION = 1  # bump when a builder changes what a spec builds
-TEACHER_ERROR_MODELS = ("random_digit", "carry_drop", "mixed", "base_like")
+TRACES_VERSION = 2  # bump when a builder changes what a spec builds
 
 
 # --- samples and traces --------------------------------------------------------------------------
@@ -84,96 +84,38 @@ def star_traces(samples: Sequence[dict], plus: bool = False) -> list[dict]:
     return kept
 
 
-# --- teacher error models ------------------------------------------------------------------------
-class ArithmeticErrorModel:
-    """How a teacher writes wrong first attempts for the arithmetic task, with the task's own bug
-    operators: a bug kind at a random valid site (`write` / `bug_sites`), or `random_digit`
-    (`perturb_random_digit` on the correct attempt, redrawn until the answer is wrong: the
-    verifier checks only the answer, so a perturbed scratchpad digit alone is no error)."""
-
-    MAX_TRIES = 100
-
-    def __init__(self, task):
-        from selfcorrect.tasks import arithmetic
-
-        self.task, self._arith = task, arithmetic
-        self.bug_kinds: tuple[str, ...] = (*arithmetic.COLUMN_BUGS, *arithmetic.FINAL_BUGS)
-
-    def correct_attempt(self, problem: Problem) -> str:
-        return self.task.write(problem)
-
-    def can_write(self, problem: Problem, kind: str) -> bool:
-        if kind in self._arith.COLUMN_BUGS:
-            return bool(self.task.bug_sites(problem, kind))
-        if kind in self.bug_kinds or kind == "random_digit":
-            return True
-        raise ValueError(f"unknown teacher error kind {kind!r}; expected 'random_digit' or one of {self.bug_kinds}")
-
-    def wrong_attempt(self, problem: Problem, kind: str, rng: random.Random) -> str:
-        if not self.can_write(problem, kind):
-            raise ValueError(f"no site for a {kind!r} error in {problem.id}")
-        if kind == "random_digit":
-            right = self.correct_attempt(problem)
-            for _ in range(self.MAX_TRIES):
-                y = self._arith.perturb_random_digit(right, rng)
-                if not self.task.verify(problem, y).correct:
-                    return y
-            raise RuntimeError(f"no answer-changing digit perturbation of {right!r} in {self.MAX_TRIES} tries")
-        if kind in self._arith.FINAL_BUGS:
-            y = self.task.write(problem, final_bug=kind)
-        else:
-            y = self.task.write(problem, {rng.choice(self.task.bug_sites(problem, kind)): kind})
-        if self.task.verify(problem, y).correct:  # every bug operator changes the answer
-            raise AssertionError(f"bug {kind!r} left {problem.id} correct: {y!r}")
-        return y
-
-
-# task name -> error model; the arm reaches task-specific code only through this table
-ERROR_MODELS: dict[str, Callable[[Task], ArithmeticErrorModel]] = {"arithmetic": ArithmeticErrorModel}
-
-
+# --- teacher traces ------------------------------------------------------------------------------
 def error_model_for(task: Task):
-    if task.name not in ERROR_MODELS:
+    """The task's error model (`task.error_model()`, beside the task: e.g.
+    `tasks/arithmetic_errors.py`); tasks without one cannot have teacher-written errors."""
+    make = getattr(task, "error_model", None)
+    if make is None:
         raise ValueError(
-            f"task {task.name!r} has no teacher error model, so arm sft_teacher cannot write its first "
-            f"attempts; tasks with one: {sorted(ERROR_MODELS)}"
+            f"task {task.name!r} has no error model (no `error_model()`), so arm sft_teacher cannot write "
+            "its first attempts; the arithmetic task has one (tasks/arithmetic_errors.py)"
         )
-    return ERROR_MODELS[task.name](task)
-
-
-def teacher_kind_weights(error_model: str, bug_kinds: Sequence[str], base_hist: Mapping[str, float] | None = None) -> dict[str, float]:
-    """The error-kind mixture a teacher draws from: the dial from far to near the model's own."""
-    if error_model == "random_digit":
-        return {"random_digit": 1.0}
-    if error_model == "carry_drop":
-        return {"carry_drop": 1.0}
-    if error_model == "mixed":
-        return {k: 1.0 for k in bug_kinds}
-    if error_model == "base_like":
-        if not base_hist:
-            raise ValueError("error model 'base_like' needs the base model's first-attempt error histogram; it made no errors")
-        writable = {k: float(v) for k, v in base_hist.items() if k in bug_kinds and v > 0}
-        if not writable:
-            raise ValueError(f"none of the base model's error kinds {sorted(base_hist)} can be written by the teacher ({bug_kinds})")
-        return writable
-    raise ValueError(f"unknown arm.error_model {error_model!r}; expected one of {TEACHER_ERROR_MODELS}")
+    return make()
 
 
 def teacher_traces(errors, problems: Sequence[Problem], weights: Mapping[str, float], n: int, rng: random.Random) -> list[dict]:
-    """`n` correction traces: draw an error kind from `weights`, then a problem (from `problems`)
-    that admits it, so the kinds follow `weights` exactly in expectation; y1 is the teacher's
-    wrong attempt, y2 the correct one."""
-    kinds, w = list(weights), [weights[k] for k in weights]
+    """`n` correction traces: draw a cell (an error kind, a site signature, ...) from `weights`,
+    then a problem among `problems` on which the error model can write it (`errors.cells`), so
+    the cells follow `weights` exactly in expectation over the cells some problem admits (the
+    rest are dropped; the teacher's histograms are reported beside the trained model's). y1 is
+    the teacher's wrong attempt (`errors.write`), y2 the correct one."""
+    admitting: dict[str, list[Problem]] = {}
+    for p in problems:
+        for cell in errors.cells(p):
+            admitting.setdefault(cell, []).append(p)
+    usable = {c: float(w) for c, w in weights.items() if w > 0 and c in admitting}
+    if not usable:
+        raise ValueError(f"no problem among {len(problems)} admits any of the teacher's cells {sorted(weights)}")
+    cells, w = list(usable), list(usable.values())
     traces = []
     for _ in range(n):
-        kind = rng.choices(kinds, w)[0]
-        for _ in range(errors.MAX_TRIES):
-            problem = rng.choice(problems)
-            if errors.can_write(problem, kind):
-                break
-        else:
-            raise RuntimeError(f"no problem among {len(problems)} admits a {kind!r} error")
-        traces.append(trace(problem, errors.wrong_attempt(problem, kind, rng), errors.correct_attempt(problem), False, True, f"teacher_{kind}"))
+        cell = rng.choices(cells, w)[0]
+        problem = rng.choice(admitting[cell])
+        traces.append(trace(problem, errors.write(problem, cell, rng), errors.correct_attempt(problem), False, True, f"teacher_{cell}"))
     return traces
 
 

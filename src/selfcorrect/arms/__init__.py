@@ -9,6 +9,8 @@ on, so that the final evaluation's mismatch probe compares them with the policy'
 from __future__ import annotations
 
 import importlib
+import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +35,8 @@ ARMS: dict[str, str] = {
     "score_no_shaping": "selfcorrect.arms.rl_arms:train",
     "rl_single_turn": "selfcorrect.arms.rl_arms:train",
     "rl_multi_turn_naive": "selfcorrect.arms.rl_arms:train",
+    "rl_multi_turn_sum": "selfcorrect.arms.rl_arms:train",
+    "score_shaping_control": "selfcorrect.arms.rl_arms:train",
 }
 
 
@@ -50,6 +54,9 @@ class ArmContext:
     # error-kind histogram of the first attempts an arm trained on; the final evaluation
     # reports its total-variation distance to the trained policy's own t1 errors
     offline_error_hist: dict | None = None
+    # what the arm spent of the shared budget (`Budget.spent`); written to metrics.json as `budget`
+    budget_spent: dict | None = None
+    _base_val_acc_t1: float | None = field(default=None, repr=False)
 
     @property
     def seed(self) -> int:
@@ -69,7 +76,47 @@ class ArmContext:
         offline = self.offline if offline is None else offline
         metrics = evaluate_policy(policy, problems, sampling, seed=self.seed, offline=offline).metrics
         self.tracker.log(metrics, step=step, prefix=f"{split}/")
+        if split == "val" and step > 0:
+            self._track_matched_t1(policy, step, metrics["acc_t1"], problems, sampling)
         return metrics
+
+    def record_budget(self, spent: dict) -> None:
+        self.budget_spent = spent
+
+    # --- the checkpoint at matched Acc@t1 -----------------------------------------------------
+    # Δ is bounded by 1 − Acc@t1, so next to the final Δ we report Δ (on the test problems) of the
+    # arm's own checkpoint whose *validation* Acc@t1 is closest to the base's: among the policies
+    # evaluated during training (step > 0), the first with the smallest |Acc@t1 − base Acc@t1|.
+    @property
+    def matched_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def matched_t1(self) -> dict | None:
+        """{step, val_acc_t1, base_val_acc_t1, distance, weights} of the kept checkpoint, if any."""
+        info = self.matched_dir / "matched_t1.json"
+        return {**json.loads(info.read_text()), "weights": str(self.matched_dir / "matched_t1.pt")} if info.exists() else None
+
+    def restore_snapshots(self, step: int) -> None:
+        """On (re)start at `step`: forget a matched-Acc@t1 checkpoint chosen after `step` (the
+        resumed run will choose again, identically)."""
+        info = self.matched_t1()
+        if info is not None and info["step"] > step:
+            for name in ("matched_t1.json", "matched_t1.pt"):
+                (self.matched_dir / name).unlink(missing_ok=True)
+
+    def _track_matched_t1(self, policy: Policy, step: int, acc_t1: float, problems, sampling) -> None:
+        from selfcorrect.rl.checkpoint import save_weights
+
+        if self._base_val_acc_t1 is None:
+            self._base_val_acc_t1 = evaluate_policy(self.base, problems, sampling, seed=self.seed).metrics["acc_t1"]
+        distance = abs(acc_t1 - self._base_val_acc_t1)
+        best = self.matched_t1()
+        if best is None or distance < best["distance"]:
+            save_weights(self.matched_dir / "matched_t1.pt", policy.model)
+            info = {"step": step, "val_acc_t1": acc_t1, "base_val_acc_t1": self._base_val_acc_t1, "distance": distance}
+            tmp = self.matched_dir / "matched_t1.json.tmp"
+            tmp.write_text(json.dumps(info))
+            os.replace(tmp, self.matched_dir / "matched_t1.json")
 
 
 def get_arm(name: str) -> Callable[[ArmContext], Policy]:

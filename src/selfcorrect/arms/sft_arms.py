@@ -20,7 +20,6 @@ from omegaconf import OmegaConf
 from selfcorrect.policy import Policy, Sampling
 from selfcorrect.sft import sft_train
 from selfcorrect.traces import (
-    TEACHER_ERROR_MODELS,
     cached_traces,
     error_histogram,
     error_model_for,
@@ -28,25 +27,32 @@ from selfcorrect.traces import (
     probe_set,
     sample_episodes,
     star_traces,
-    teacher_kind_weights,
     teacher_traces,
 )
 
 
 # --- shared plumbing -----------------------------------------------------------------------------
-def check_budget(arm) -> int:
-    """Every offline arm draws exactly `budget.samples` episodes (or teacher traces)."""
-    used = int(arm.n_problems) * int(arm.samples_per_problem) * int(arm.rounds)
-    if used != int(arm.budget.samples):
+def problems_per_round(ctx) -> int:
+    """Every offline arm samples (or has a teacher write) exactly `budget.episodes` episodes:
+    budget.episodes / (samples_per_problem × rounds) problems per round."""
+    arm, episodes = ctx.cfg.arm, int(ctx.cfg.budget.episodes)
+    for key in ("samples_per_problem", "rounds"):
+        if not isinstance(arm[key], int) or int(arm[key]) <= 0:
+            raise ValueError(f"arm.{key} must be a positive integer, got {arm[key]!r}")
+    per = int(arm.samples_per_problem) * int(arm.rounds)
+    if episodes % per:
         raise ValueError(
-            f"arm {arm.name}: n_problems × samples_per_problem × rounds = {arm.n_problems} × "
-            f"{arm.samples_per_problem} × {arm.rounds} = {used}, but the shared budget arm.budget.samples "
-            f"is {arm.budget.samples}; change them together so all arms get the same sample budget"
+            f"arm {arm.name}: budget.episodes={episodes} is not divisible by samples_per_problem × rounds = "
+            f"{arm.samples_per_problem} × {arm.rounds}; every arm must spend exactly the shared episode budget"
         )
-    for key in ("n_problems", "samples_per_problem", "rounds"):
-        if int(arm[key]) <= 0:
-            raise ValueError(f"arm.{key} must be positive, got {arm[key]!r}")
-    return used
+    return episodes // per
+
+
+def record_spent(ctx, episodes: int, steps: int) -> None:
+    from selfcorrect.budget import Budget
+
+    budget = Budget.from_cfg(ctx.cfg.budget)
+    ctx.record_budget(budget.spent(episodes, steps, budget.sequences_per_step))
 
 
 def model_id(base_path) -> str:
@@ -60,7 +66,7 @@ def trace_spec(ctx, kind: str) -> dict:
     arm = OmegaConf.to_container(ctx.cfg.arm, resolve=True)
     arm.pop("sft", None)
     return {
-        "kind": kind, "base": model_id(ctx.base_path), "seed": ctx.seed, "arm": arm,
+        "kind": kind, "base": model_id(ctx.base_path), "seed": ctx.seed, "arm": arm, "episodes": int(ctx.cfg.budget.episodes),
         "task": OmegaConf.to_container(ctx.cfg.task, resolve=True), "max_new_tokens": ctx.cfg.eval.max_new_tokens,
     }
 
@@ -86,10 +92,7 @@ def register(ctx, probes: dict, traces: list[dict], facts: dict) -> None:
     ctx.offline.extend(probes[label] for label in ("train_fixed", "val_fixed"))
     wrong = [t for t in traces if not t["correct1"]]
     ctx.offline_error_hist = error_histogram(ctx.task, [t["problem"] for t in wrong], [t["y1"] for t in wrong])
-    arm = ctx.cfg.arm
     ctx.extra_metrics.update(
-        budget_samples=int(arm.budget.samples),
-        budget_steps=int(arm.budget.steps),
         n_traces=len(traces),
         n_traces_i2c=len(wrong),
         n_traces_c2c=len(traces) - len(wrong),
@@ -119,40 +122,39 @@ def sample_stats(samples: list[dict]) -> dict:
     }
 
 
-def train_and_finish(ctx, policy: Policy, traces: list[dict], steps: int, seed: int, offset: int = 0, at_start: bool = True) -> dict:
-    return sft_train(ctx, policy, traces, ctx.cfg.arm.sft, steps, seed, offset=offset, at_start=at_start)
-
-
 # --- SFT on teacher traces -----------------------------------------------------------------------
 def train_sft_teacher(ctx) -> Policy:
     """SFT on (x, teacher's wrong y1, revise, correct y2); `arm.error_model` dials how far the
     teacher's errors are from the model's own."""
     arm, task = ctx.cfg.arm, ctx.task
-    check_budget(arm)
-    if arm.error_model not in TEACHER_ERROR_MODELS:
-        raise ValueError(f"unknown arm.error_model {arm.error_model!r}; expected one of {TEACHER_ERROR_MODELS}")
+    n_problems = problems_per_round(ctx)
     errors = error_model_for(task)
+    if arm.error_model not in errors.teacher_models:
+        raise ValueError(f"unknown arm.error_model {arm.error_model!r}; expected one of {errors.teacher_models}")
 
     def build():
-        facts, base_hist = {}, None
-        if arm.error_model == "base_like":  # measure the base's own first-attempt error kinds
+        facts, base_sites = {}, None
+        if arm.error_model == "base_like":  # measure where the base's own first attempts err
             measure = task.problems("train", int(arm.base_like.n_problems), seed=ctx.seed + 1)
             eps = ctx.base.two_turn(measure, Sampling(float(arm.base_like.temperature), int(ctx.cfg.eval.max_new_tokens)), seed=ctx.seed, n_turns=1)
-            base_hist = error_histogram(task, measure, [ep.y1 for ep in eps])
-            facts.update(base_error_hist=base_hist, model_samples=len(measure))
-        weights = teacher_kind_weights(arm.error_model, errors.bug_kinds, base_hist)
+            y1 = [ep.y1 for ep in eps]
+            base_sites = errors.site_histogram(measure, y1)
+            facts.update(base_error_hist=error_histogram(task, measure, y1), base_site_hist=base_sites, model_samples=len(measure))
+        weights = errors.teacher_cells(arm.error_model, base_sites)
         rng = rng_for(ctx, f"teacher_{arm.error_model}")
-        problems = task.problems("train", int(arm.n_problems), seed=ctx.seed)
-        train = teacher_traces(errors, problems, weights, int(arm.n_problems) * int(arm.samples_per_problem), rng)
+        problems = task.problems("train", n_problems, seed=ctx.seed)
+        train = teacher_traces(errors, problems, weights, int(ctx.cfg.budget.episodes), rng)
         val = teacher_traces(errors, probe_problems(ctx), weights, 2 * int(arm.probe.n_val), rng)
-        facts.update(teacher_kind_weights=weights)
+        # the teacher's error sites, beside its error kinds (train_error_hist) and the trained model's own
+        facts.update(teacher_cells=weights, train_site_hist=errors.site_histogram([t["problem"] for t in train], [t["y1"] for t in train]))
         return {"train": train}, probes_from(ctx, train, val), facts
 
     t0 = time.time()
     datasets, probes, facts, path = cached_traces(cache_dir(ctx), trace_spec(ctx, "sft_teacher"), build)
     register(ctx, probes, datasets["train"], {**facts, "data_s": round(time.time() - t0, 2), "model_samples": facts.get("model_samples", 0)})
-    policy = ctx.new_policy()
-    ctx.extra_metrics["sft"] = train_and_finish(ctx, policy, datasets["train"], int(arm.budget.steps), ctx.seed)
+    policy, steps = ctx.new_policy(), int(ctx.cfg.budget.gradient_steps)
+    ctx.extra_metrics["sft"] = sft_train(ctx, policy, datasets["train"], steps, ctx.seed)
+    record_spent(ctx, len(datasets["train"]), steps)  # one teacher trace per episode
     return policy
 
 
@@ -161,13 +163,13 @@ def train_pair_sft(ctx) -> Policy:
     """Sample two-turn traces from the base at `arm.temperature`, pair incorrect responses with
     random correct ones of the same problem (D+: correct ones too), SFT once."""
     arm, task = ctx.cfg.arm, ctx.task
-    check_budget(arm)
+    n_problems = problems_per_round(ctx)
     if int(arm.rounds) != 1:
         raise ValueError(f"Pair-SFT builds its dataset once (arm.rounds must be 1), got {arm.rounds!r}")
 
     def build():
         k, sampling = int(arm.samples_per_problem), data_sampling(ctx)
-        problems = task.problems("train", int(arm.n_problems), seed=ctx.seed)
+        problems = task.problems("train", n_problems, seed=ctx.seed)
         samples = sample_episodes(ctx.base, problems, k, sampling, seed=ctx.seed)
         rng = rng_for(ctx, "pairs")
         train = pair_sft_traces(samples, rng, plus=bool(arm.plus), incorrect_from=str(arm.incorrect_from))
@@ -179,21 +181,26 @@ def train_pair_sft(ctx) -> Policy:
     t0 = time.time()
     datasets, probes, facts, path = cached_traces(cache_dir(ctx), trace_spec(ctx, "pair_sft"), build)
     register(ctx, probes, datasets["train"], {**facts, "data_s": round(time.time() - t0, 2)})
-    policy = ctx.new_policy()
-    ctx.extra_metrics["sft"] = train_and_finish(ctx, policy, datasets["train"], int(arm.budget.steps), ctx.seed)
+    policy, steps = ctx.new_policy(), int(ctx.cfg.budget.gradient_steps)
+    ctx.extra_metrics["sft"] = sft_train(ctx, policy, datasets["train"], steps, ctx.seed)
+    record_spent(ctx, facts["model_samples"], steps)
     return policy
 
 
 # --- multi-turn STaR: D_STaR and D+_STaR ---------------------------------------------------------
 def train_star(ctx) -> Policy:
     """`arm.rounds` rounds of: sample two-turn traces from the latest model, keep those that
-    revise incorrect → correct (D+: also correct → correct), SFT the latest model on them.
+    revise incorrect → correct (D+: also correct → correct), and fine-tune on them, from the base
+    model every round (`arm.init: base`, ReST^EM as the paper has it) or from the latest model
+    (`continue`). The budget's episodes and gradient steps are split evenly over the rounds.
     Round 1 samples the base, so its dataset (and the probe sets built from it) is cached; later
     rounds depend on the trained model and are resampled every run."""
     arm, task = ctx.cfg.arm, ctx.task
-    check_budget(arm)
+    if arm.init not in ("base", "continue"):
+        raise ValueError(f"arm.init must be 'base' (ReST^EM, the paper's) or 'continue', got {arm.init!r}")
+    n_problems = problems_per_round(ctx)
     rounds, k, sampling = int(arm.rounds), int(arm.samples_per_problem), data_sampling(ctx)
-    problems = task.problems("train", int(arm.n_problems), seed=ctx.seed)
+    problems = task.problems("train", n_problems, seed=ctx.seed)
 
     def build():
         samples = sample_episodes(ctx.base, problems, k, sampling, seed=ctx.seed)
@@ -205,18 +212,22 @@ def train_star(ctx) -> Policy:
     t0 = time.time()
     datasets, probes, facts, _ = cached_traces(cache_dir(ctx), trace_spec(ctx, "star_round1"), build)
     register(ctx, probes, datasets["train"], {"data_s": round(time.time() - t0, 2)})
-    steps = [int(arm.budget.steps) // rounds + (r < int(arm.budget.steps) % rounds) for r in range(rounds)]
+    total = int(ctx.cfg.budget.gradient_steps)
+    steps = [total // rounds + (r < total % rounds) for r in range(rounds)]
     policy, offset, per_round = ctx.new_policy(), 0, []
     traces, stats = datasets["train"], facts["samples"]
     for r in range(rounds):
         if r > 0:
-            t0 = time.time()
             samples = sample_episodes(policy, problems, k, sampling, seed=ctx.seed + 1000 * r)
             traces, stats = star_traces(samples, plus=bool(arm.plus)), sample_stats(samples)
             if not traces:
                 raise RuntimeError(f"STaR round {r + 1}: no trace of {len(samples)} samples passed the filter")
-        fit = train_and_finish(ctx, policy, traces, steps[r], ctx.seed + r, offset=offset, at_start=(r == 0))
+            if arm.init == "base":
+                policy = ctx.new_policy()
+        fit = sft_train(ctx, policy, traces, steps[r], ctx.seed + r, offset=offset, at_start=(r == 0))
         per_round.append({"n_traces": len(traces), "n_c2c": sum(t["correct1"] for t in traces), "samples": stats, **fit})
         offset += steps[r]
-    ctx.extra_metrics.update(model_samples=rounds * len(problems) * k, rounds=per_round)
+    ctx.extra_metrics.update(model_samples=rounds * len(problems) * k, rounds=per_round, init=str(arm.init),
+                             epochs_per_round=[r["epochs"] for r in per_round])
+    record_spent(ctx, rounds * len(problems) * k, sum(steps))
     return policy

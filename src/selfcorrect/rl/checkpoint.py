@@ -42,6 +42,21 @@ def save(ckpt_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.opt
     return path
 
 
+def save_weights(path: Path, model: torch.nn.Module) -> None:
+    """The model's weights alone (a kept or selected checkpoint), written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(model.state_dict(), tmp)
+    os.replace(tmp, path)
+
+
+def load_weights(path: Path, model: torch.nn.Module) -> None:
+    if not Path(path).exists():
+        raise FileNotFoundError(f"no saved weights at {path}")
+    model.load_state_dict(torch.load(path, weights_only=True))
+
+
 def latest(ckpt_dir: Path) -> Path | None:
     paths = sorted(Path(ckpt_dir).glob(PATTERN)) if Path(ckpt_dir).is_dir() else []
     return paths[-1] if paths else None

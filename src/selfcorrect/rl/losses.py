@@ -1,20 +1,30 @@
-"""The SCoRe loss: REINFORCE with a per-turn baseline plus a per-turn KL(π‖π_ref) penalty.
+"""The SCoRe loss: REINFORCE with a per-turn baseline and a per-turn KL penalty to π_ref.
 
-For a batch of n episodes (k per prompt, contiguous) and turns t ∈ {1, 2}:
+For a batch of n episodes (k per prompt, contiguous) and turns t ∈ {1, 2} (only the turns the
+stage trains), with N the number of trained attempt tokens in the batch:
 
-  loss = −1/n Σ_i Σ_t A_{i,t} · Σ_{tokens of y_t} log π(token)          (policy gradient)
-         + 1/n Σ_i Σ_t β_t · Σ_{tokens of y_t} kl(token)                 (kl_in = "loss")
+  loss = −1/N Σ_i Σ_t A_{i,t} · Σ_{tokens of y_t} log π(token)         (policy gradient)
+         + 1/N Σ_i Σ_t β_t · Σ_{tokens of y_t} kl(token)                (only with kl_in = "loss")
 
-A_{i,t} = G_{i,t} − mean_{j≠i in the same prompt group} G_{j,t}  (leave-one-out / RLOO,
-Ahmadian et al. 2024), where G is the turn's return from `rewards.turn_rewards`. With
-kl_in = "reward" the KL is instead subtracted from the return before the baseline:
-G_{i,t} − β_t · Σ_tokens k1 (the "KL in the reward" form of Eq. 2, as in RLOO).
+A_{i,t} = G_{i,t} − mean_{j≠i in the same prompt group} G_{j,t} (leave-one-out / RLOO,
+Ahmadian et al. 2024), G the turn's return from `rewards.turn_rewards`. The 1/N token
+normalisation is the SFT loss's (TRL averages over completion tokens); under Adam a constant
+factor does not change the update, and arithmetic attempts have a fixed length, so this is the
+per-episode REINFORCE estimate up to that factor.
 
-Per-token KL estimators of KL(π‖π_ref) on tokens sampled from π, with d = log π − log π_ref:
-  k1 = d                 unbiased, can be negative; as a *loss* its expected gradient is zero,
-                          so it is only allowed in the reward
-  k2 = d²/2              as a loss its gradient is exactly ∇KL(π‖π_ref) for on-policy samples
-  k3 = e^{−d} − 1 + d    unbiased, never negative, low variance (Schulman 2020; GRPO's choice)
+The default is the paper's (Eq. 2, REINFORCE "with a KL-divergence penalty" as in Ahmadian et
+al.): kl_in = "reward", k1: the KL is subtracted from each turn's return before the baseline,
+G_{i,t} − β_t Σ_tokens (log π − log π_ref), whose expected policy gradient is
+−β_t ∇KL(π‖π_ref) for that turn.
+
+Per-token estimators on tokens sampled from π, d = log π − log π_ref. As a *loss* term (the
+gradient flows through d, not through the sampling), their expected gradients differ:
+  k1 = d                 unbiased for KL(π‖π_ref); as a loss E_π[∇d] = 0, so k1 is only
+                          allowed in the reward
+  k2 = d²/2              as a loss: E_π[d ∇log π] = ∇KL(π‖π_ref)              (the forward KL)
+  k3 = e^{−d} − 1 + d    unbiased, never negative; as a loss: E_π[(1 − π_ref/π) ∇log π]
+                          = −Σ π_ref ∇log π = ∇KL(π_ref‖π)                      (the REVERSE KL)
+(pinned by a Monte-Carlo test on a small categorical, tests/test_score_loss.py).
 """
 
 from __future__ import annotations
@@ -32,8 +42,8 @@ BASELINES = ("rloo", "none")
 @dataclass(frozen=True)
 class LossConfig:
     baseline: str = "rloo"
-    kl_estimator: str = "k3"
-    kl_in: str = "loss"
+    kl_estimator: str = "k1"
+    kl_in: str = "reward"
 
     def __post_init__(self) -> None:
         if self.baseline not in BASELINES:
@@ -85,8 +95,9 @@ def advantages(returns: torch.Tensor, group_size: int, baseline: str) -> torch.T
 
 def score_loss(turns: Sequence[TurnBatch], group_size: int, cfg: LossConfig) -> tuple[torch.Tensor, dict]:
     """The loss to minimise and per-turn statistics (`kl_t{t}`: mean per-attempt k3 KL)."""
-    n = turns[0].logp.shape[0]
     loss = turns[0].logp.new_zeros(())
+    n_tokens = sum(turn.mask.sum() for turn in turns if turn.trained)
+    n_tokens = max(float(n_tokens), 1.0)
     stats = {}
     for t, turn in enumerate(turns, start=1):
         mask = turn.mask
@@ -99,10 +110,10 @@ def score_loss(turns: Sequence[TurnBatch], group_size: int, cfg: LossConfig) -> 
         if cfg.kl_in == "reward":
             returns = returns - turn.kl_coef * kl_seq.detach()
         adv = advantages(returns, group_size, cfg.baseline).detach()
-        pg = -(adv * (turn.logp * mask).sum(-1)).sum() / n
+        pg = -(adv * (turn.logp * mask).sum(-1)).sum() / n_tokens
         loss = loss + pg
         if cfg.kl_in == "loss":
-            loss = loss + turn.kl_coef * kl_seq.sum() / n
+            loss = loss + turn.kl_coef * kl_seq.sum() / n_tokens
         stats[f"adv_abs_t{t}"] = adv.abs().mean().item()
         stats[f"pg_loss_t{t}"] = pg.item()
     stats["loss"] = loss.item()

@@ -15,6 +15,7 @@ TASKS: dict[str, str] = {
     "humaneval": "selfcorrect.tasks.humaneval:HumanEvalTask",
     "gsm8k": "selfcorrect.tasks.math_word:GSM8KTask",
     "math": "selfcorrect.tasks.math_word:MATHTask",
+    "word_math": "selfcorrect.tasks.word_math:WordMathTask",
 }
 
 

@@ -14,7 +14,9 @@ an error taxonomy (the first step that departs from the correct procedure):
 - ``malformed``       not an attempt in the scratchpad format
 
 The same bug operators write wrong attempts on purpose: the base model's pretraining mixture
-(systematic, feature-conditioned bugs) and the teacher error models of the SFT arms use them.
+(systematic, feature-conditioned bugs), the teacher error models of the SFT arms and the
+correction matrix (`tasks/arithmetic_errors.py`, reached through `ArithmeticTask.error_model()`)
+use them. `write_slip` writes one scratchpad digit wrong and goes on consistently from there.
 """
 
 from __future__ import annotations
@@ -30,7 +32,9 @@ COLUMN_BUGS = ("operand_copy", "carry_drop", "carry_error", "sum_slip")
 FINAL_BUGS = ("final_copy",)
 ERROR_KINDS = (*COLUMN_BUGS, *FINAL_BUGS, "column_count", "malformed")
 ATTEMPT_RE = re.compile(r"^(\d{5}(?: \d{5})*)>(\d+)$")
-SPLIT_BUCKETS = {"test": (0, 10), "val": (10, 20), "train": (20, 1000)}  # per mille of problems
+SPLIT_BUCKETS = {"test": (0, 20), "val": (20, 30), "train": (30, 1000)}  # per mille (3 digits: 16,200 test problems)
+# the digits of one column group, in the order they are written, and how many values each can take
+COLUMN_SLOTS = {"a": 10, "b": 10, "carry_in": 2, "tens": 2, "units": 10}
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,54 @@ class ArithmeticTask:
             columns.append(self._column(a, b, carry, column_bugs.get(k)))
             carry = columns[-1].total // 10
         return self._render(columns, final_bug)
+
+    def digit_slots(self, problem: Problem) -> list[tuple[str, int, int, int]]:
+        """Every digit of the correct attempt as (slot, index, value, number of values it can take):
+        the column slots of `COLUMN_SLOTS` (index = column) and ("answer", i) for the answer's digits."""
+        slots, carry = [], 0
+        for k, (a, b) in enumerate(self.digits(problem)):
+            total = a + b + carry
+            for slot, v in zip(COLUMN_SLOTS, (a, b, carry, total // 10, total % 10)):
+                slots.append((slot, k, v, COLUMN_SLOTS[slot]))
+            carry = total // 10
+        return slots + [("answer", i, int(d), 10) for i, d in enumerate(problem.answer)]
+
+    def write_slip(self, problem: Problem, slot: str, index: int, value: int) -> str:
+        """The attempt with one digit written as `value` (a `digit_slots` position), the procedure
+        going on consistently from the state that digit leaves: a wrong operand digit or carry
+        enters its column's total, a wrong total digit enters the answer digit and the carry out,
+        a wrong answer digit is only a miscopy. Every slip to a different value changes the answer."""
+        if slot != "answer" and slot not in COLUMN_SLOTS:
+            raise ValueError(f"unknown digit slot {slot!r}; expected 'answer' or one of {tuple(COLUMN_SLOTS)}")
+        n_values = COLUMN_SLOTS.get(slot, 10)
+        if not 0 <= value < n_values:
+            raise ValueError(f"digit slot {slot!r} takes values 0..{n_values - 1}, got {value!r}")
+        if slot != "answer" and not 0 <= index < self.n_digits:
+            raise ValueError(f"column {index!r} is outside 0..{self.n_digits - 1}")
+        columns, carry = [], 0
+        for k, (a, b) in enumerate(self.digits(problem)):
+            here = k == index
+            a, b, carry = (value if here and slot == "a" else a, value if here and slot == "b" else b,
+                           value if here and slot == "carry_in" else carry)
+            total = a + b + carry
+            if here and slot == "tens":
+                total = 10 * value + total % 10
+            elif here and slot == "units":
+                total = total - total % 10 + value
+            columns.append(Column(a, b, carry, total))
+            carry = total // 10
+        answer = self._answer(columns)
+        if slot == "answer":
+            if not 0 <= index < len(answer):
+                raise ValueError(f"answer digit {index!r} is outside the answer {answer!r}")
+            answer = answer[:index] + str(value) + answer[index + 1 :]
+        return " ".join(c.render() for c in columns) + ">" + answer
+
+    def error_model(self):
+        """The task's error model (teacher errors, error sites, injections for the correction matrix)."""
+        from selfcorrect.tasks.arithmetic_errors import ArithmeticErrorModel
+
+        return ArithmeticErrorModel(self)
 
     def sample(self, problem: Problem, rules: Sequence[BugRule], rng: random.Random) -> str:
         """One attempt drawn from a bug mixture: at each column the first rule whose feature

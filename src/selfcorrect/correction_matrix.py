@@ -1,0 +1,95 @@
+"""The correction matrix: how a policy revises *controlled* first attempts on the test problems.
+
+For each of the first `n_problems` test problems p, the task's error model
+(`task.error_model()`, e.g. `tasks/arithmetic_errors.py`) writes first attempts y1 that all
+keep p's operands (a y1 borrowed from another problem would carry the wrong operands, and every
+policy, the base included, then scores 0 %):
+
+- row ``correct``: y1 = the correct attempt. **Keep rate** = #(y2 correct) / n: does the
+  policy leave a right answer alone?
+- row K, for each kind K of the taxonomy that is one bug at one site, site ``base``: y1 = the
+  correct procedure with exactly one K bug where the base model's own greedy first attempt on p
+  first erred, when that error was a K error (`K@k`); only those problems.
+- row K, site ``random``: exactly one K bug at a uniformly random valid site for K on p, drawn
+  from (`seed`, p, K) alone, so every arm and seed revises the same y1.
+
+**Fix rate** of a cell (K, site) = #(y2 correct) / n over its problems; every cell carries its n.
+The second attempts are `policy.two_turn(problems, sampling, seed, first_attempts=y1)`, greedy
+in the evaluator. `summarize_matrix` recomputes the summary from the records (the results
+loader does so from `correction_matrix.jsonl`). Tasks without an error model are skipped.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+from selfcorrect.tasks.base import Problem, Task
+
+SITES = ("base", "random")
+KEEP_ROW = "correct"
+
+
+def supports(task: Task) -> bool:
+    return callable(getattr(task, "error_model", None))
+
+
+def matrix_first_attempts(errors, problems: Sequence[Problem], base_first: Sequence[str], seed: int) -> list[dict]:
+    """The controlled first attempts: one `correct` row per problem, then per injectable kind a
+    `base`-site row (where the base's first attempt erred with that kind) and a `random`-site row."""
+    if len(base_first) != len(problems):
+        raise ValueError(f"{len(base_first)} base first attempts for {len(problems)} problems")
+    rows = []
+    for p, y_base in zip(problems, base_first):
+        rows.append({"id": p.id, "row": KEEP_ROW, "site": None, "column": None, "y1": errors.correct_attempt(p)})
+        base_error = errors.error_site(p, y_base)
+        for kind in errors.kinds:
+            sites = errors.sites(p, kind)
+            if base_error is not None and base_error[0] == kind:
+                rows.append({"id": p.id, "row": kind, "site": "base", "column": base_error[1],
+                             "y1": errors.inject(p, kind, base_error[1])})
+            if sites:
+                column = random.Random(f"correction_matrix:{seed}:{p.id}:{kind}").choice(sites)
+                rows.append({"id": p.id, "row": kind, "site": "random", "column": column, "y1": errors.inject(p, kind, column)})
+    return rows
+
+
+def correction_matrix(policy, task: Task, problems: Sequence[Problem], base_first_attempts: Sequence[str],
+                      sampling, seed: int, n_problems: int) -> tuple[dict, list[dict]]:
+    """(summary, records) of the policy's second attempts on the controlled first attempts of the
+    first `n_problems` of `problems` (all of them when there are fewer); `seed` draws the random
+    sites (pass the evaluation's problem seed so every run sees the same y1)."""
+    if not isinstance(n_problems, int) or isinstance(n_problems, bool) or n_problems <= 0:
+        raise ValueError(f"eval.correction_matrix.n_problems must be a positive integer, got {n_problems!r}")
+    if not supports(task):
+        return {"skipped": f"task {task.name!r} has no error model (`error_model()`) to write controlled first attempts"}, []
+    if len(base_first_attempts) != len(problems):
+        raise ValueError(f"{len(base_first_attempts)} base first attempts for {len(problems)} problems")
+    n = min(n_problems, len(problems))
+    by_id = {p.id: p for p in problems[:n]}
+    rows = matrix_first_attempts(task.error_model(), problems[:n], base_first_attempts[:n], seed)
+    episodes = policy.two_turn([by_id[r["id"]] for r in rows], sampling, seed, first_attempts=[r["y1"] for r in rows])
+    records = []
+    for r, ep in zip(rows, episodes):
+        v1, v2 = task.verify(ep.problem, r["y1"]), task.verify(ep.problem, ep.y2)
+        records.append({**r, "y2": ep.y2, "correct1": v1.correct, "error1": v1.error_type,
+                        "correct2": v2.correct, "error2": v2.error_type})
+    return summarize_matrix(records), records
+
+
+def summarize_matrix(records: Sequence[dict]) -> dict:
+    """keep_rate / n_keep (row `correct`), and fix_rate[K][site] / n[K][site] for every kind K in
+    the records (rate None where n = 0)."""
+    keep = [r["correct2"] for r in records if r["row"] == KEEP_ROW]
+    out = {"n_problems": len(keep), "keep_rate": _rate(keep), "n_keep": len(keep), "fix_rate": {}, "n": {}}
+    kinds = list(dict.fromkeys(r["row"] for r in records if r["row"] != KEEP_ROW))
+    for kind in kinds:
+        for site in SITES:
+            cell = [r["correct2"] for r in records if r["row"] == kind and r["site"] == site]
+            out["fix_rate"].setdefault(kind, {})[site] = _rate(cell)
+            out["n"].setdefault(kind, {})[site] = len(cell)
+    return out
+
+
+def _rate(values: Sequence[bool]) -> float | None:
+    return sum(map(bool, values)) / len(values) if values else None

@@ -1,0 +1,152 @@
+"""The arithmetic task's error model: where an error of each kind can sit, what the base's bugs
+see at that site, and how a teacher (or the correction matrix) writes exactly that error.
+
+A *site* of an error kind is the column it sits in (0 = units), or None for `final_copy`
+(the answer line). A site's *signature* is what the base model's bugs condition on there
+(the features of `tasks/arithmetic.py`): for a column bug the unordered pair of operand digits
+and the carry into that column on the correct procedure, ``sum_slip@pair=78,carry=0``; for
+`final_copy` whether the answer has an inner zero and a final carry,
+``final_copy@inner_zero=1,final_carry=0``. Kinds that are not one bug at one site
+(`column_count`, `malformed`) are their own signature and cannot be written.
+
+Teacher error models (`arm.error_model` of arm sft_teacher) are mixtures over *cells*, each of
+which `write` can fill on the problems `cells(problem)` lists:
+
+- ``random_digit``: one digit of the correct attempt, drawn uniformly (operand, carry, column
+  total or answer digit), is written as another value that digit can take and the attempt goes
+  on consistently from there (`ArithmeticTask.write_slip`). Every such slip changes the answer,
+  and its kind is where the digit sits: operand_copy and sum_slip about 1/3 each, a carry
+  error (carry_drop or carry_error) and final_copy about 1/6 each for 3 digits.
+- ``carry_drop``: only carry_drop, at a random column a carry enters.
+- ``mixed``: every injectable kind equally often, each at a random valid site.
+- ``base_like``: the base's own first-attempt errors as a histogram over signatures; the teacher
+  writes each kind at a site with the same signature, in the same proportions (so it matches
+  *where* the base errs, not only the kinds).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+from selfcorrect.tasks.arithmetic import COLUMN_BUGS, FINAL_BUGS, FINAL_FEATURES, ArithmeticTask
+from selfcorrect.tasks.base import Problem
+
+TEACHER_MODELS = ("random_digit", "carry_drop", "mixed", "base_like")
+INJECTABLE = (*COLUMN_BUGS, *FINAL_BUGS)  # the taxonomy's kinds that are one bug at one site
+
+
+def error_type(kind: str, site: int | None) -> str:
+    """The verifier's error type for one bug of `kind` at `site` (``carry_drop@1``, ``final_copy``)."""
+    return kind if site is None else f"{kind}@{site}"
+
+
+class ArithmeticErrorModel:
+    """Error sites, signatures and one-bug injections for `ArithmeticTask`, and the teacher
+    error models built from them (see the module docstring)."""
+
+    teacher_models = TEACHER_MODELS
+    kinds = INJECTABLE
+
+    def __init__(self, task: ArithmeticTask):
+        self.task = task
+
+    # --- sites and injections ------------------------------------------------------------------
+    def correct_attempt(self, problem: Problem) -> str:
+        return self.task.write(problem)
+
+    def sites(self, problem: Problem, kind: str) -> list[int | None]:
+        """Where one bug of `kind` can be written on the correct procedure."""
+        if kind in COLUMN_BUGS:
+            return self.task.bug_sites(problem, kind)
+        if kind in FINAL_BUGS:
+            return [None]
+        raise ValueError(f"unknown error kind {kind!r}; injectable kinds: {self.kinds}")
+
+    def inject(self, problem: Problem, kind: str, site: int | None) -> str:
+        """The correct procedure with exactly one bug of `kind` at `site` (the operands are kept)."""
+        if site not in self.sites(problem, kind):
+            raise ValueError(f"no {kind!r} site at {site!r} in {problem.id}; its sites: {self.sites(problem, kind)}")
+        y = self.task.write(problem, final_bug=kind) if kind in FINAL_BUGS else self.task.write(problem, {site: kind})
+        got = self.task.verify(problem, y).error_type
+        if got != error_type(kind, site):  # every bug operator changes the answer and reads back as itself
+            raise AssertionError(f"injecting {error_type(kind, site)} into {problem.id} gave {y!r}, read as {got!r}")
+        return y
+
+    def error_site(self, problem: Problem, attempt: str) -> tuple[str, int | None] | None:
+        """(kind, site) of the first error of a wrong attempt (site None when it has none); None if right."""
+        v = self.task.verify(problem, attempt)
+        if v.correct:
+            return None
+        kind, _, col = v.error_type.partition("@")
+        return kind, int(col) if col else None
+
+    def signature(self, problem: Problem, kind: str, site: int | None) -> str:
+        """What the base's bugs see at this site (see the module docstring)."""
+        if kind in FINAL_BUGS:
+            ans, n = problem.answer, self.task.n_digits
+            return f"{kind}@inner_zero={int(FINAL_FEATURES['inner_zero'](ans, n))},final_carry={int(FINAL_FEATURES['final_carry'](ans, n))}"
+        if kind in COLUMN_BUGS:
+            a, b = self.task.digits(problem)[site]
+            return f"{kind}@pair={min(a, b)}{max(a, b)},carry={self._carries(problem)[site]}"
+        return kind
+
+    def site_histogram(self, problems: Sequence[Problem], attempts: Sequence[str]) -> dict[str, int]:
+        """Counts of the signatures of the first errors of the wrong attempts."""
+        sites = (self.error_site(p, y) for p, y in zip(problems, attempts))
+        return dict(Counter(self.signature(p, *s) for p, s in zip(problems, sites) if s is not None))
+
+    def _carries(self, problem: Problem) -> list[int]:
+        """The carry into each column on the correct procedure."""
+        carries, carry = [], 0
+        for a, b in self.task.digits(problem):
+            carries.append(carry)
+            carry = (a + b + carry) // 10
+        return carries
+
+    # --- the teacher ---------------------------------------------------------------------------
+    def teacher_cells(self, error_model: str, base_sites: Mapping[str, float] | None = None) -> dict[str, float]:
+        """The mixture over cells that teacher `error_model` draws from; `base_like` needs the
+        base's first-attempt signature histogram (`site_histogram`)."""
+        if error_model == "random_digit":
+            return {"random_digit": 1.0}
+        if error_model == "carry_drop":
+            return {"carry_drop": 1.0}
+        if error_model == "mixed":
+            return {k: 1.0 for k in self.kinds}
+        if error_model == "base_like":
+            if not base_sites:
+                raise ValueError("error model 'base_like' needs the base model's first-attempt error sites; it made no errors")
+            writable = {c: float(v) for c, v in base_sites.items() if "@" in c and c.split("@")[0] in self.kinds and v > 0}
+            if not writable:
+                raise ValueError(f"none of the base model's error sites {sorted(base_sites)} can be written by the teacher ({self.kinds})")
+            return writable
+        raise ValueError(f"unknown arm.error_model {error_model!r}; expected one of {TEACHER_MODELS}")
+
+    def cells(self, problem: Problem) -> set[str]:
+        """Every teacher cell `write` can fill on this problem."""
+        out = {"random_digit"}
+        for kind in self.kinds:
+            sites = self.sites(problem, kind)
+            if sites:
+                out.add(kind)
+                out.update(self.signature(problem, kind, s) for s in sites)
+        return out
+
+    def write(self, problem: Problem, cell: str, rng: random.Random) -> str:
+        """A wrong first attempt for `cell`: a random digit slip, a kind at a random valid site, or a
+        kind at a random site with the cell's signature."""
+        if cell == "random_digit":
+            slot, index, value, n_values = rng.choice(self.task.digit_slots(problem))
+            y = self.task.write_slip(problem, slot, index, rng.choice([v for v in range(n_values) if v != value]))
+            if self.task.verify(problem, y).correct:
+                raise AssertionError(f"digit slip {slot}[{index}] left {problem.id} correct: {y!r}")
+            return y
+        kind = cell.split("@")[0]
+        sites = self.sites(problem, kind) if kind in self.kinds else []
+        if cell != kind:
+            sites = [s for s in sites if self.signature(problem, kind, s) == cell]
+        if not sites:
+            raise ValueError(f"no site for teacher cell {cell!r} in {problem.id}")
+        return self.inject(problem, kind, rng.choice(sites))

@@ -1,0 +1,469 @@
+"""Generated arithmetic word problems for pretrained chat models (issue 15).
+
+A problem is a chain on one quantity: a start q0, then n steps, each an operation on the running
+total with one number q_i (i = 1..n), asked as a short story:
+
+    "Mia has 7 apples. Then she buys 5 more apples. Then she gives 3 apples to Leo.
+     How many apples does Mia have now?"                     (skeleton 7+5-3, answer 9)
+
+Difficulty knobs: `n_steps` (operations after the start), `max_number` (every number in the
+story is in [2, max_number]; running totals stay >= 1) and `operations` (a subset of add, sub,
+mul; mul multiplies by 2..min(5, max_number)). Problems come from a seeded generator; the split
+of a problem is a stable hash of its *skeleton* (the numbers and operations, not the names), so
+the test set never holds a train problem in other words.
+
+Checking. The attempt's answer is the text after its last "Final Answer:" if it has one, else
+whatever math-verify extracts from the whole attempt (as for GSM8K); it is compared with the
+reference by math-verify. `well_formed` = the attempt has a "Final Answer:" line that parses;
+it is reported separately and never enters accuracy.
+
+Error taxonomy of a wrong attempt (the first that applies; positions index the quantities q_i,
+or the operations 1..n, or for slips the attempt's own equations, 1-based):
+
+- ``no_answer``            nothing math-verify can read as an answer
+- ``arithmetic_slip@j``    the j-th equation the attempt writes ("a + b = c", chains allowed)
+                           is false
+- ``wrong_operation@i``    the answer is the chain with operation i replaced by another of
+                           +, -, ×, ÷ (exact), everything else right
+- ``copied_number@i``      the answer is the number q_i of the story
+- ``stopped_early@i``      the answer is the running total after operation i < n
+- ``skipped_step@i``       the answer is the chain without operation i (n >= 2)
+- ``misread_number@i``     the answer is the chain with q_i replaced by another number that the
+                           attempt writes or the story holds
+- ``wrong_answer``         none of these explains it
+
+`WordMathErrorModel` writes wrong worked solutions on purpose (wrong_operation, arithmetic_slip,
+misread_number, or a random digit), for the teacher traces of the sft_teacher arm.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+import random
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+
+from selfcorrect.tasks.base import Problem, Verdict
+from selfcorrect.tasks.splits import check_fractions, hash_split
+
+OPERATIONS = ("add", "sub", "mul")
+SYMBOL = {"add": "+", "sub": "-", "mul": "×", "div": "÷"}
+APPLY = {
+    "add": lambda x, n: x + n,
+    "sub": lambda x, n: x - n,
+    "mul": lambda x, n: x * n,
+    "div": lambda x, n: x / n,
+}
+ALTERNATIVE_OPS = ("add", "sub", "mul", "div")  # what a wrong operation may be
+MAX_MULTIPLIER = 5
+ERROR_KINDS = (
+    "no_answer", "arithmetic_slip", "wrong_operation", "copied_number", "stopped_early",
+    "skipped_step", "misread_number", "wrong_answer",
+)
+
+INSTRUCTION = (
+    "Solve the math word problem. Think step by step, writing each calculation. On the last line "
+    'write the answer as a number in the form "Final Answer: <number>".'
+)
+# The paper's MATH revise instruction, its first two sentences verbatim; the answer form is ours.
+REVISE_INSTRUCTION = (
+    "There might be an error in the solution above because of lack of understanding of the question. "
+    "Please correct the error, if any, and rewrite the solution. On the last line write the answer as a "
+    'number in the form "Final Answer: <number>".'
+)
+PROMPT_TEMPLATE = "{instruction}\n\nProblem:\n{problem}"
+
+NAMES = (("Mia", "she", "her"), ("Leo", "he", "him"), ("Ava", "she", "her"), ("Sam", "he", "him"),
+         ("Lily", "she", "her"), ("Ben", "he", "him"), ("Zoe", "she", "her"), ("Max", "he", "him"),
+         ("Emma", "she", "her"), ("Noah", "he", "him"), ("Ruby", "she", "her"), ("Omar", "he", "him"))
+ITEMS = ("apples", "marbles", "stickers", "pencils", "cookies", "books", "shells", "cards", "coins", "balloons")
+STEP_TEMPLATES = {
+    "add": ("Then {he} buys {n} more {items}.", "Then {friend} gives {him} {n} more {items}.",
+            "Then {he} finds {n} more {items}."),
+    "sub": ("Then {he} gives {n} {items} to {friend}.", "Then {he} loses {n} {items}.",
+            "Then {he} sells {n} {items}."),
+    "mul": ("Then the number of {items} {he} has becomes {n} times as large.",),
+}
+
+FINAL_ANSWER_RE = re.compile(r"final\s+answer\s*(?:is)?\s*[:：]?", re.IGNORECASE)
+NUMBER = r"\d+(?:\.\d+)?"
+EQUATION_RE = re.compile(rf"((?:{NUMBER}\s*[-+*/×x÷]\s*)+{NUMBER})\s*=\s*(-?{NUMBER})(?![\d.]*\s*[-+*/×x÷]\s*\d)")
+INTEGER_RE = re.compile(r"(?<![\d.])\d+(?![\d.]*\d)")
+BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
+
+
+class WordMathTask:
+    """Seeded arithmetic word problems; train/val/test split by a stable hash of the skeleton."""
+
+    name = "word_math"
+
+    def __init__(
+        self,
+        n_steps: int = 1,
+        max_number: int = 20,
+        operations: Sequence[str] = ("add", "sub"),
+        split_fractions: dict | None = None,
+        instruction: str = INSTRUCTION,
+        revise_instruction: str = REVISE_INSTRUCTION,
+        prompt_template: str = PROMPT_TEMPLATE,
+        parse_timeout_s: int = 5,
+    ):
+        if isinstance(n_steps, bool) or not isinstance(n_steps, int) or not 1 <= n_steps <= 4:
+            raise ValueError(f"word_math: n_steps must be an integer in 1..4, got {n_steps!r}")
+        if isinstance(max_number, bool) or not isinstance(max_number, int) or not 3 <= max_number <= 1000:
+            raise ValueError(f"word_math: max_number must be an integer in 3..1000, got {max_number!r}")
+        operations = tuple(operations)
+        if not operations or any(op not in OPERATIONS for op in operations) or len(set(operations)) != len(operations):
+            raise ValueError(f"word_math: operations must be distinct names from {OPERATIONS}, got {list(operations)!r}")
+        if "{problem}" not in prompt_template:
+            raise ValueError(f"word_math: prompt_template must contain '{{problem}}', got {prompt_template!r}")
+        self.n_steps, self.max_number, self.operations = n_steps, max_number, operations
+        self.fractions = check_fractions(split_fractions or {"train": 0.7, "val": 0.1, "test": 0.2}, "word_math split_fractions")
+        self.instruction, self.revise_instruction, self.prompt_template = instruction, revise_instruction, prompt_template
+        self.parse_timeout_s = int(parse_timeout_s)
+        self._gold: dict[str, list] = {}
+
+    # --- problems ------------------------------------------------------------------------------
+    def make_problem(self, start: int, steps: Sequence[tuple[str, int]], surface: int = 0) -> Problem:
+        """The problem with skeleton (start, steps), told with surface variant `surface` (names,
+        items and sentence templates are drawn from it)."""
+        steps = [(str(op), int(n)) for op, n in steps]
+        values = chain_values(start, steps)
+        if any(v < 1 or v.denominator != 1 for v in values):
+            raise ValueError(f"word_math: skeleton {skeleton(start, steps)} has a running total that is not a positive integer: {values}")
+        rng = random.Random(f"word_math/surface:{surface}")
+        name, he, him = rng.choice(NAMES)
+        friend = rng.choice([n for n, _, _ in NAMES if n != name])
+        items = rng.choice(ITEMS)
+        sentences = [f"{name} has {start} {items}."]
+        for op, n in steps:
+            sentences.append(rng.choice(STEP_TEMPLATES[op]).format(he=he, him=him, friend=friend, n=n, items=items))
+        sentences.append(f"How many {items} does {name} have now?")
+        text = " ".join(s[0].upper() + s[1:] for s in sentences)
+        return Problem(
+            id=f"{skeleton(start, steps)}#{surface}",
+            prompt=text,
+            answer=str(int(values[-1])),
+            meta={"start": start, "steps": steps, "values": [int(v) for v in values], "items": items, "name": name},
+        )
+
+    def sample_skeleton(self, rng: random.Random) -> tuple[int, list[tuple[str, int]]]:
+        start = rng.randint(2, self.max_number)
+        total, steps = start, []
+        for _ in range(self.n_steps):
+            feasible = [op for op in self.operations if op != "sub" or total >= 3]
+            op = rng.choice(feasible or ["add"])
+            if op == "sub":
+                n = rng.randint(2, min(self.max_number, total - 1))
+            elif op == "mul":
+                n = rng.randint(2, min(MAX_MULTIPLIER, self.max_number))
+            else:
+                n = rng.randint(2, self.max_number)
+            steps.append((op, n))
+            total = int(APPLY[op](total, n))
+        return start, steps
+
+    def split_of(self, problem_id: str) -> str:
+        return hash_split(problem_id.split("#")[0], self.fractions, salt=self.name)
+
+    def problems(self, split: str, n: int, seed: int) -> list[Problem]:
+        """`n` distinct problems of `split`, drawn reproducibly from `seed`."""
+        if split not in self.fractions or self.fractions[split] == 0:
+            raise ValueError(f"word_math: unknown or empty split {split!r}; splits: {self.fractions}")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"word_math: n must be a positive integer, got {n!r}")
+        config = f"{self.n_steps}:{self.max_number}:{','.join(self.operations)}"
+        rng = random.Random(f"word_math:{config}:{split}:{seed}")
+        seen: dict[str, Problem] = {}
+        tries = 0
+        while len(seen) < n:
+            tries += 1
+            if tries > 200 * n + 10_000:
+                raise ValueError(
+                    f"word_math: cannot draw n={n} distinct {split!r} problems with n_steps={self.n_steps}, "
+                    f"max_number={self.max_number}, operations={list(self.operations)} (found {len(seen)})"
+                )
+            start, steps = self.sample_skeleton(rng)
+            if self.split_of(skeleton(start, steps)) != split:
+                continue
+            problem = self.make_problem(start, steps, surface=rng.randrange(10**6))
+            seen.setdefault(problem.id, problem)
+        return list(seen.values())
+
+    def user_prompt(self, problem: Problem) -> str:
+        return self.prompt_template.format(instruction=self.instruction, problem=problem.prompt)
+
+    # --- verifier ------------------------------------------------------------------------------
+    def gold(self, problem: Problem) -> list:
+        from math_verify import parse
+
+        if problem.id not in self._gold:
+            self._gold[problem.id] = parse(problem.answer, parsing_timeout=self.parse_timeout_s)
+            if not self._gold[problem.id]:
+                raise ValueError(f"word_math problem {problem.id!r}: math-verify cannot parse its answer {problem.answer!r}")
+        return self._gold[problem.id]
+
+    def read_answer(self, completion: str) -> tuple[list, bool]:
+        """math-verify's reading of the attempt's answer, and whether it came from a
+        "Final Answer:" line (the last one; the rest of that line)."""
+        from math_verify import parse
+
+        marks = list(FINAL_ANSWER_RE.finditer(completion))
+        if marks:
+            line = completion[marks[-1].end():].split("\n")[0]
+            pred = parse(line, parsing_timeout=self.parse_timeout_s)
+            if pred:
+                return pred, True
+        return parse(completion, parsing_timeout=self.parse_timeout_s), False
+
+    def verify(self, problem: Problem, completion: str) -> Verdict:
+        from math_verify import verify
+
+        pred, well_formed = self.read_answer(completion)
+        if not pred:
+            return Verdict(False, False, None, "no_answer")
+        correct = bool(verify(self.gold(problem), pred, timeout_seconds=self.parse_timeout_s))
+        answer = str(pred[-1])
+        return Verdict(correct, well_formed, answer, None if correct else self.classify(problem, completion, pred[0]))
+
+    def classify(self, problem: Problem, completion: str, value) -> str:
+        """The error kind of a wrong attempt whose answer math-verify read as `value` (see the
+        module docstring for the order)."""
+        for j, (lhs, rhs) in enumerate(equations(completion), 1):
+            if lhs != rhs:
+                return f"arithmetic_slip@{j}"
+        try:
+            answer = Fraction(str(float(value)))
+        except (TypeError, ValueError):
+            return "wrong_answer"
+        start, steps = _chain(problem)
+        written = {int(m) for m in INTEGER_RE.findall(completion)}
+        for kind, position, alternative in explanations(start, steps, written):
+            if alternative == answer:
+                return f"{kind}@{position}"
+        return "wrong_answer"
+
+    def error_model(self) -> WordMathErrorModel:
+        return WordMathErrorModel(self)
+
+
+# --- the chain and its wrong variants ---------------------------------------------------------------
+def skeleton(start: int, steps: Sequence[tuple[str, int]]) -> str:
+    return str(start) + "".join(f"{SYMBOL[op]}{n}" for op, n in steps)
+
+
+def chain_values(start, steps: Sequence[tuple[str, int]]) -> list[Fraction]:
+    """Running totals after each operation (exact; division by zero gives no value)."""
+    values, total = [], Fraction(start)
+    for op, n in steps:
+        total = APPLY[op](total, Fraction(n))
+        values.append(total)
+    return values
+
+
+def explanations(start: int, steps: Sequence[tuple[str, int]], written: set[int]):
+    """(kind, position, value): the answers that each structural error would give, in the
+    taxonomy's order; `written` are the integers the attempt writes (misread candidates)."""
+    quantities = [start, *(n for _, n in steps)]
+    for i, (op, n) in enumerate(steps, 1):
+        for alt in ALTERNATIVE_OPS:
+            if alt != op:
+                yield "wrong_operation", i, chain_values(start, _replace(steps, i, alt, n))[-1]
+    for i, q in enumerate(quantities):
+        yield "copied_number", i, Fraction(q)
+    values = chain_values(start, steps)
+    for i in range(1, len(steps)):
+        yield "stopped_early", i, values[i - 1]
+    if len(steps) >= 2:
+        for i in range(1, len(steps) + 1):
+            yield "skipped_step", i, chain_values(start, [*steps[: i - 1], *steps[i:]])[-1]
+    for i, q in enumerate(quantities):
+        for m in sorted((written | set(quantities)) - {q}):
+            if i == 0:
+                yield "misread_number", 0, chain_values(m, steps)[-1]
+            else:
+                yield "misread_number", i, chain_values(start, _replace(steps, i, steps[i - 1][0], m))[-1]
+
+
+def equations(text: str) -> list[tuple[Fraction, Fraction]]:
+    """(value of the left side, right side) of every "a op b [op c ...] = r" the text writes,
+    with × x * ÷ / read as multiplication and division; a left side that divides by zero is
+    skipped."""
+    out = []
+    for m in EQUATION_RE.finditer(text):
+        expr = re.sub(r"[×x]", "*", m.group(1)).replace("÷", "/")
+        try:
+            lhs = _evaluate(ast.parse(expr, mode="eval").body)
+        except (ZeroDivisionError, SyntaxError, ValueError):
+            continue
+        out.append((lhs, Fraction(m.group(2))))
+    return out
+
+
+def _evaluate(node) -> Fraction:
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        return Fraction(str(node.value))
+    if isinstance(node, ast.BinOp) and type(node.op) in BINOPS:
+        return BINOPS[type(node.op)](_evaluate(node.left), _evaluate(node.right))
+    raise ValueError(f"not an arithmetic expression: {ast.dump(node)}")
+
+
+# --- the error model (teacher traces of sft_teacher, the correction matrix) --------------------------
+TEACHER_MODELS = ("random_digit", "wrong_operation", "mixed", "base_like")
+INJECTABLE = ("wrong_operation", "arithmetic_slip", "misread_number")  # one error at one site
+SLIPS = (-10, -1, 1, 10)
+
+
+class WordMathErrorModel:
+    """Where each writable error can sit in a worked solution, and how a teacher writes exactly
+    that error (the interface of `tasks/arithmetic_errors.py`).
+
+    A worked solution is one equation per operation, "Final Answer: <total>" last. A *site* is
+    the position of the error type: operation i for ``wrong_operation@i`` (done as another of
+    +, -, ×, ÷) and ``arithmetic_slip@i`` (equation i's result off by ±1 or ±10, carried on from
+    there); quantity q_i for ``misread_number@i`` (q_i read as its digits reversed, ±1 or ±10,
+    and used throughout). Only attempts whose running totals are non-negative integers and that
+    the task's verifier reads back as exactly that error type are written. A site's *signature*
+    is its error type, so `base_like` matches the kinds and positions where the base errs.
+
+    Teacher error models (`arm.error_model`): ``random_digit`` (one digit of the final answer
+    changed, the equations left right: the far end of the dial), ``wrong_operation`` (one kind),
+    ``mixed`` (each injectable kind equally often, at a random site), ``base_like`` (the base's
+    own first-attempt error types, in proportion).
+    """
+
+    teacher_models = TEACHER_MODELS
+    kinds = INJECTABLE
+
+    def __init__(self, task: WordMathTask):
+        self.task = task
+        self._written: dict[str, dict[str, list[str]]] = {}
+
+    # --- sites and injections ------------------------------------------------------------------
+    def correct_attempt(self, problem: Problem) -> str:
+        start, steps = _chain(problem)
+        return self._worked(problem, start, steps)
+
+    def sites(self, problem: Problem, kind: str) -> list[int]:
+        if kind not in self.kinds:
+            raise ValueError(f"unknown error kind {kind!r}; injectable kinds: {self.kinds}")
+        return sorted(int(t.split("@")[1]) for t in self._attempts(problem) if t.split("@")[0] == kind)
+
+    def inject(self, problem: Problem, kind: str, site: int, rng: random.Random | None = None) -> str:
+        """A worked solution with exactly one `kind` error at `site`; which one (which other
+        operation, slip or misreading) is drawn from `rng`, or fixed by (problem, kind, site)."""
+        options = self._attempts(problem).get(f"{kind}@{site}")
+        if not options:
+            raise ValueError(f"no {kind!r} site at {site!r} in {problem.id}; its sites: {self.sites(problem, kind)}")
+        return (rng or random.Random(f"word_math:{problem.id}:{kind}@{site}")).choice(options)
+
+    def error_site(self, problem: Problem, attempt: str) -> tuple[str, int | None] | None:
+        """(kind, site) of a wrong attempt (site None for kinds without one); None if right."""
+        v = self.task.verify(problem, attempt)
+        if v.correct:
+            return None
+        kind, _, site = v.error_type.partition("@")
+        return kind, int(site) if site else None
+
+    def signature(self, problem: Problem, kind: str, site: int | None) -> str:
+        return kind if site is None else f"{kind}@{site}"
+
+    def site_histogram(self, problems: Sequence[Problem], attempts: Sequence[str]) -> dict[str, int]:
+        """Counts of the error types (kind@site) of the wrong attempts."""
+        sites = (self.error_site(p, y) for p, y in zip(problems, attempts))
+        return dict(Counter(self.signature(p, *s) for p, s in zip(problems, sites) if s is not None))
+
+    # --- the teacher ---------------------------------------------------------------------------
+    def teacher_cells(self, error_model: str, base_sites: Mapping[str, float] | None = None) -> dict[str, float]:
+        if error_model in ("random_digit", "wrong_operation"):
+            return {error_model: 1.0}
+        if error_model == "mixed":
+            return {k: 1.0 for k in self.kinds}
+        if error_model == "base_like":
+            if not base_sites:
+                raise ValueError("error model 'base_like' needs the base model's first-attempt error sites; it made no errors")
+            writable = {c: float(v) for c, v in base_sites.items() if "@" in c and c.split("@")[0] in self.kinds and v > 0}
+            if not writable:
+                raise ValueError(f"none of the base model's error sites {sorted(base_sites)} can be written by the teacher ({self.kinds})")
+            return writable
+        raise ValueError(f"unknown arm.error_model {error_model!r} for word_math; expected one of {TEACHER_MODELS}")
+
+    def cells(self, problem: Problem) -> set[str]:
+        """Every teacher cell `write` can fill on this problem."""
+        types = set(self._attempts(problem))
+        return {"random_digit", *types, *(t.split("@")[0] for t in types)}
+
+    def write(self, problem: Problem, cell: str, rng: random.Random) -> str:
+        """A wrong first attempt for `cell`: `random_digit`, a kind at a random site, or kind@site."""
+        if cell == "random_digit":
+            right = self.correct_attempt(problem)
+            head, answer = right.rsplit(" ", 1)
+            i = rng.randrange(len(answer))
+            digits = [d for d in "0123456789" if d != answer[i] and not (i == 0 and d == "0" and len(answer) > 1)]
+            return f"{head} {answer[:i]}{rng.choice(digits)}{answer[i + 1:]}"
+        kind, _, site = cell.partition("@")
+        if kind not in self.kinds:
+            raise ValueError(f"unknown teacher cell {cell!r} for word_math; kinds: {self.kinds} (+ 'random_digit')")
+        sites = self.sites(problem, kind) if not site else [int(site)]
+        if not sites:
+            raise ValueError(f"no site for teacher cell {cell!r} in {problem.id}")
+        return self.inject(problem, kind, rng.choice(sites), rng)
+
+    # --- internals -----------------------------------------------------------------------------
+    def _attempts(self, problem: Problem) -> dict[str, list[str]]:
+        """Every one-error worked solution of the problem, by the error type it reads as."""
+        if problem.id not in self._written:
+            start, steps = _chain(problem)
+            drafts: list[tuple[str, str | None]] = []
+            for i, (op, n) in enumerate(steps, 1):
+                drafts += [(f"wrong_operation@{i}", self._worked(problem, start, _replace(steps, i, alt, n)))
+                           for alt in ALTERNATIVE_OPS if alt != op]
+                drafts += [(f"arithmetic_slip@{i}", self._worked(problem, start, steps, slip=(i, d))) for d in SLIPS]
+            drafts += [("misread_number@0", self._worked(problem, m, steps)) for m in misreadings(start)]
+            for i, (op, n) in enumerate(steps, 1):
+                drafts += [(f"misread_number@{i}", self._worked(problem, start, _replace(steps, i, op, m))) for m in misreadings(n)]
+            written: dict[str, list[str]] = {}
+            for error_type, text in drafts:
+                if text is not None and self._reads_as(problem, text) == error_type:
+                    written.setdefault(error_type, []).append(text)
+            self._written[problem.id] = written
+        return self._written[problem.id]
+
+    def _reads_as(self, problem: Problem, text: str) -> str | None:
+        """The verifier's error type of a worked solution (its answer is its last line's number;
+        math-verify itself is checked on these in the tests)."""
+        answer = Fraction(text.rsplit(" ", 1)[1])
+        return None if str(answer) == problem.answer else self.task.classify(problem, text, answer)
+
+    def _worked(self, problem: Problem, start: int, steps: Sequence[tuple[str, int]], slip: tuple[int, int] | None = None) -> str | None:
+        """A worked solution of the chain (start, steps); `slip=(i, d)` adds d to the result of
+        equation i and carries the wrong total on. None if a running total would not be a
+        non-negative integer (a teacher does not write those)."""
+        lines = [f"{problem.meta['name']} starts with {start} {problem.meta['items']}."]
+        total = Fraction(start)
+        for i, (op, n) in enumerate(steps, 1):
+            result = APPLY[op](total, Fraction(n)) + (slip[1] if slip and slip[0] == i else 0)
+            if result < 0 or result.denominator != 1:
+                return None
+            lines.append(f"{total} {SYMBOL[op]} {n} = {result}")
+            total = result
+        lines.append(f"Final Answer: {total}")
+        return "\n".join(lines)
+
+
+def _chain(problem: Problem) -> tuple[int, list[tuple[str, int]]]:
+    return problem.meta["start"], [tuple(s) for s in problem.meta["steps"]]
+
+
+def _replace(steps: Sequence[tuple[str, int]], i: int, op: str, n: int) -> list[tuple[str, int]]:
+    """The chain with operation i (1-based) replaced by (op, n)."""
+    return [*steps[: i - 1], (op, n), *steps[i:]]
+
+
+def misreadings(q: int) -> list[int]:
+    """Numbers a reader might take q for: its digits reversed, q ± 1, q ± 10 (positive, not q)."""
+    out = {int(str(q)[::-1]), q + 1, q - 1, q + 10, q - 10}
+    return sorted(m for m in out if m > 0 and m != q)

@@ -1,0 +1,23 @@
+"""A model-free stand-in for `policy.Policy` (its `two_turn` only), for evaluator tests: the
+first attempt and the revision are plain functions of the problem and the first attempt."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from selfcorrect.policy import Episode, Turn
+
+
+class FakePolicy:
+    def __init__(self, task, first: Callable, revise: Callable):
+        self.task, self.first, self.revise = task, first, revise
+        self.calls: list[dict] = []
+
+    def two_turn(self, problems, sampling, seed=0, first_attempts=None, n_turns=2):
+        self.calls.append({"n": len(problems), "offline": first_attempts is not None})
+        episodes = []
+        for i, p in enumerate(problems):
+            y1 = first_attempts[i] if first_attempts is not None else self.first(p)
+            turns = [Turn([], [], y1)] + ([Turn([], [], self.revise(p, y1))] if n_turns > 1 else [])
+            episodes.append(Episode(p, turns))
+        return episodes
