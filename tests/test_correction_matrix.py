@@ -4,7 +4,7 @@ at the base's own error site or at a random site) and the keep / fix rates of th
 import pytest
 
 from fake_policy import FakePolicy
-from selfcorrect.correction_matrix import SITES, correction_matrix, matrix_first_attempts, summarize_matrix
+from selfcorrect.correction_matrix import SITES, correction_matrix, matrix_first_attempts, matrix_line, summarize_matrix
 from selfcorrect.policy import Sampling
 from selfcorrect.tasks.arithmetic import ArithmeticTask
 from selfcorrect.tasks.arithmetic_errors import INJECTABLE
@@ -68,6 +68,9 @@ def test_rates_follow_a_policy_that_fixes_only_carry_drops_and_breaks_nothing():
                 assert summary["fix_rate"][kind][site] is None
     assert summary["n"]["carry_drop"]["base"] > 0 and summary["n"]["sum_slip"]["base"] == 0  # the base only drops carries
     assert summarize_matrix(records) == summary  # recomputable from the records
+    line = matrix_line(summary)
+    assert "150 problems] keep=1.00" in line and f"carry_drop 1.00 (n={summary['n']['carry_drop']['base']})" in line
+    assert "sum_slip – / 0.00" in line
 
 
 def test_a_policy_that_rewrites_every_answer_wrong_keeps_nothing():

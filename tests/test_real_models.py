@@ -4,7 +4,10 @@ SmolLM2-135M-Instruct itself, loaded once per module."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -140,3 +143,54 @@ def test_smollm2_two_turn_chat_prompts_and_generation(smollm2):
     # batched (left-padded) greedy generation equals one-at-a-time generation
     alone = policy.two_turn(problems[1:], Sampling(0.0, max_new_tokens=8), seed=0)
     assert alone[0].turns[0].completion_ids == eps[1].turns[0].completion_ids
+
+
+# --- issue 15: the SmolLM2 word-problem experiment, shrunk to a CPU smoke run --------------------
+# Two arms (SFT on teacher traces, written by the task's error model, and SCoRe), two gradient
+# steps, four test problems; the experiment file itself is composed, only sizes and device change.
+WORD_MATH_SMOKE = [
+    "experiment=smollm2_word_math", "seed=0", "model.device=cpu", "model.dtype=float32", "model.batch_size=8",
+    "threads=1", "tracking.mode=disabled", "budget.episodes=8", "budget.gradient_steps=2", "budget.sequences_per_step=4",
+    "eval.n_problems=4", "eval.n_monitor=4", "eval.max_new_tokens=64", "eval.correction_matrix.n_problems=2",
+]
+WORD_MATH_SMOKE_ARMS = {
+    "sft_teacher": ["arm.probe.n_train=2", "arm.probe.n_val=2", "arm.probe.val_problems=4"],
+    "score": [],
+}
+
+
+def _selfcorrect(args: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_SILENT": "true"}
+    return subprocess.run([sys.executable, "-m", "selfcorrect", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1800)
+
+
+def test_smollm2_word_math_smoke_two_arms_and_resume(tmp_path):
+    """`experiment=smollm2_word_math` on CPU with two arms, two steps and four problems: each run
+    completes with the budget it was given, verdicts from the word_math taxonomy, and a re-launch
+    into the same sweep directory skips the complete runs."""
+    if _smollm2_dir() is None:
+        pytest.skip("SmolLM2 tests run with SELFCORRECT_REAL_MODEL_TESTS=1")
+    from selfcorrect.tasks.word_math import ERROR_KINDS
+
+    sweep = tmp_path / "sweep"
+    for arm, extra in WORD_MATH_SMOKE_ARMS.items():
+        proc = _selfcorrect(["-m", *WORD_MATH_SMOKE, f"arm={arm}", *extra, f"hydra.sweep.dir={sweep}"])
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    runs = {arm: [d for d in sweep.iterdir() if f"arm={arm}" in d.name.split(",")] for arm in WORD_MATH_SMOKE_ARMS}
+    assert all(len(dirs) == 1 for dirs in runs.values()), runs
+    runs = {arm: dirs[0] for arm, dirs in runs.items()}
+    for d in runs.values():
+        assert json.loads((d / "run.json").read_text())["status"] == "complete"
+        m = json.loads((d / "metrics.json").read_text())
+        assert m["budget"]["episodes"] == 8 and m["budget"]["gradient_steps"] == 2 and m["budget"]["lr"] == 1e-5
+        assert 0.0 <= m["acc_t1"] <= 1.0 and 0.0 <= m["acc_t2"] <= 1.0
+        records = [json.loads(line) for line in (d / "generations.jsonl").read_text().splitlines()]
+        assert len(records) == 4
+        for r in records:
+            for key in ("error1", "error2"):
+                assert r[key] is None or r[key].split("@")[0] in ERROR_KINDS
+    # resumable: a second launch of a complete run is skipped, its metrics left as they were
+    before = {d: (d / "metrics.json").stat().st_mtime_ns for d in runs.values()}
+    proc = _selfcorrect(["-m", *WORD_MATH_SMOKE, "arm=score", f"hydra.sweep.dir={sweep}"])
+    assert proc.returncode == 0 and "already complete" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert {d: (d / "metrics.json").stat().st_mtime_ns for d in runs.values()} == before

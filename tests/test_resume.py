@@ -31,6 +31,7 @@ SMALL_EVAL = ["eval.n_problems=48", "eval.n_monitor=16", "tracking.mode=disabled
 SMALL = [*SMALL_BASE, *SMALL_BUDGET, *SMALL_EVAL]
 ARMS = ["base", "sft_self", "score"]  # no checkpoints (rerun), SFT (rerun), RL (resume from a checkpoint)
 
+
 def is_timing(key: str) -> bool:
     """Wall-clock times and speeds (…_s, tokens_per_s_…): they differ between any two runs."""
     return key.endswith("_s") or "_per_s" in key
@@ -110,13 +111,14 @@ def test_checkpoints_of_a_different_configuration_are_discarded(tmp_path, cfg):
 
 
 # --- end to end: SIGKILL jobs of a real sweep, resume it, compare with an uninterrupted one -----
-def sweep_args(sweep_dir: Path) -> list[str]:
+def sweep_args(sweep_dir: Path, launcher: str = "joblib") -> list[str]:
     # job subdirs are named by the overrides (as in `make sweep`); the size overrides stay out of
     # the names so that they remain short: arm=base, arm=score, ...
     keys = ["experiment", "tracking.mode", "paths.output_dir", "paths.cache_dir", "threads",
             *(o.split("=")[0].lstrip("+") for o in SMALL)]
     return [sys.executable, "-m", "selfcorrect", "-m", *SMALL, f"arm={','.join(ARMS)}",
-            f"hydra.sweep.dir={sweep_dir}", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+            f"hydra.sweep.dir={sweep_dir}", f"hydra/launcher={launcher}",
+            *(["hydra.launcher.n_jobs=2"] if launcher == "joblib" else []),  # as `make sweep`
             f"hydra.job.config.override_dirname.exclude_keys=[{','.join(keys)}]"]
 
 
@@ -127,8 +129,8 @@ def env(tmp_path_factory):
             "OMP_NUM_THREADS": "1", "HYDRA_FULL_ERROR": "1", "WANDB_SILENT": "true"}
 
 
-def run_sweep(sweep_dir: Path, env: dict) -> str:
-    res = subprocess.run(sweep_args(sweep_dir), capture_output=True, text=True, env=env, timeout=600)
+def run_sweep(sweep_dir: Path, env: dict, launcher: str = "joblib") -> str:
+    res = subprocess.run(sweep_args(sweep_dir, launcher), capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     return res.stdout
 
@@ -179,7 +181,9 @@ def jsonl(path: Path) -> list:
 
 def test_a_killed_sweep_resumed_equals_an_uninterrupted_one(tmp_path, env):
     a, b = tmp_path / "A", tmp_path / "B"
-    run_sweep(a, env)  # also builds the base model into the shared cache
+    # the reference: every job in turn in one process (cheaper; job dirs and results do not
+    # depend on the launcher); it also builds the base model into the shared cache
+    run_sweep(a, env, launcher="basic")
 
     # kill the RL job once it has written a checkpoint (the launcher then stops the whole sweep,
     # so whatever else was running at that moment is killed too)

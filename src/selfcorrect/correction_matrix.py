@@ -91,5 +91,16 @@ def summarize_matrix(records: Sequence[dict]) -> dict:
     return out
 
 
+def matrix_line(summary: dict) -> str:
+    """The matrix in one line: keep rate, then fix rate (n) per kind at the base / random sites."""
+    def cell(kind: str, site: str) -> str:
+        rate = summary["fix_rate"][kind][site]
+        return "–" if rate is None else f"{rate:.2f} (n={summary['n'][kind][site]})"
+
+    cells = [f"{kind} {cell(kind, 'base')} / {cell(kind, 'random')}" for kind in summary["fix_rate"]]
+    return (f"[correction matrix, {summary['n_problems']} problems] keep={summary['keep_rate']:.2f}; "
+            "fix at base / random site: " + "; ".join(cells))
+
+
 def _rate(values: Sequence[bool]) -> float | None:
     return sum(map(bool, values)) / len(values) if values else None

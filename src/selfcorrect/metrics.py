@@ -104,7 +104,7 @@ def total_variation(counts_p: dict[str, float], counts_q: dict[str, float]) -> f
     zp, zq = sum(counts_p.values()), sum(counts_q.values())
     if zp == 0 or zq == 0:
         return None
-    kinds = set(counts_p) | set(counts_q)
+    kinds = sorted(set(counts_p) | set(counts_q))  # a fixed order: set order differs between processes
     return 0.5 * sum(abs(counts_p.get(k, 0) / zp - counts_q.get(k, 0) / zq) for k in kinds)
 
 

@@ -45,7 +45,7 @@ RESUME_STATE = ("checkpoints", "history.jsonl", "wandb")
 @dataclass
 class Prepared:
     state: str             # "fresh" | "complete" | "incomplete"
-    status: dict           # run.json as it was ("" fields absent for a fresh dir)
+    status: dict           # run.json as it was ({} for a fresh dir)
     metrics: dict | None   # the saved metrics of a complete run
     resumable: bool        # an incomplete run restarting from its checkpoints
 
@@ -73,7 +73,10 @@ def prepare(run_dir: Path, cfg: DictConfig) -> Prepared:
     for path in run_dir.iterdir():
         if path.name in keep or path.suffix == ".log" or path.name == "run.json":
             continue
-        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     return Prepared("incomplete", status, None, resumable)
 
 
@@ -95,7 +98,7 @@ def config_diff(saved: Path, cfg: DictConfig) -> list[str]:
     a missing saved config counts as a difference)."""
     if not saved.exists():
         return [f"{saved.name} missing"]
-    old = _leaves(OmegaConf.to_container(OmegaConf.load(saved), resolve=True))
+    old = _leaves(OmegaConf.to_container(OmegaConf.load(saved)))  # saved resolved already
     new = _leaves(OmegaConf.to_container(cfg, resolve=True))
     keys = sorted(k for k in old.keys() | new.keys() if k.split(".")[0] not in RUNTIME_KEYS and old.get(k, _ABSENT) != new.get(k, _ABSENT))
     return [f"{k}: {old.get(k, '<absent>')!r} → {new.get(k, '<absent>')!r}" for k in keys]

@@ -30,7 +30,7 @@ from selfcorrect import resume
 from selfcorrect.arms import ArmContext, get_arm
 from selfcorrect.metrics import total_variation
 from selfcorrect.budget import Budget
-from selfcorrect.correction_matrix import correction_matrix
+from selfcorrect.correction_matrix import correction_matrix, matrix_line
 from selfcorrect.evaluate import OfflineAttempts, evaluate_policy, write_eval, write_json, write_jsonl
 from selfcorrect.models import base_model_path, load_base_policy
 from selfcorrect.policy import Sampling
@@ -135,6 +135,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str = "single") -> dict:
                 print(f"[correction matrix skipped] {summary['skipped']}", flush=True)
             else:
                 write_jsonl(run_dir / "correction_matrix.jsonl", matrix_records)
+                print(matrix_line(summary), flush=True)
             status["matrix_s"] = round(time.time() - t_matrix, 1)
         if callable(getattr(task, "error_model", None)):  # where the trained model's own first attempts err
             own_sites = task.error_model().site_histogram(problems, [r["y1"] for r in result.records])

@@ -40,6 +40,7 @@ import json
 import os
 import resource
 import secrets
+import select
 import selectors
 import shutil
 import signal
@@ -214,6 +215,7 @@ def _probe(mode: str, python: str) -> Isolation:
             for interp, prefix in interpreters:
                 if not os.path.exists(interp):
                     continue
+                interp = os.path.realpath(interp)   # a venv's link would point outside the sandbox
                 iso = Isolation(mode, tuple(_bwrap_argv(bwrap, prefix, 1 << 20)), interp, user,
                                 ("bwrap", "userns", "mountns", "pidns", "netns", "ipcns", "utsns", *(["uid_nobody"] if user else [])))
                 err = _try(iso)
@@ -251,8 +253,8 @@ def _bwrap_argv(bwrap: str, prefix: str, tmpfs_bytes: int) -> list[str]:
     prefix = os.path.realpath(prefix)
     if prefix != "/usr" and not prefix.startswith("/usr/"):
         argv += ["--ro-bind", prefix, prefix]
-        for sub in ("purelib", "platlib"):   # the interpreter's own site-packages stay hidden
-            site = sysconfig.get_paths(vars={"base": prefix, "platbase": prefix})[sub]
+        paths = sysconfig.get_paths(vars={"base": prefix, "platbase": prefix})
+        for site in dict.fromkeys([paths["purelib"], paths["platlib"]]):   # its own site-packages stay hidden
             if os.path.isdir(site):
                 argv += ["--tmpfs", site]
     argv += ["--proc", "/proc", "--dev", "/dev"]
@@ -308,8 +310,8 @@ def run_python(
         if info_w is not None:
             os.close(info_w)
             info_w = None
-        out, err, why, info = _collect(proc, payload, limits, t0, info_r)
-        _await_namespace_end(info)
+        out, err, why, init = _collect(proc, payload, limits, t0, info_r)
+        _await_namespace_end(init)
         wall = time.monotonic() - t0
     finally:
         for fd in (info_r, info_w):
@@ -348,10 +350,10 @@ def _set_limits(limits: Limits, nproc: int) -> None:
     cap(resource.RLIMIT_NPROC, nproc)
 
 
-def _collect(proc: subprocess.Popen, payload: bytes, limits: Limits, t0: float, info_fd: int | None) -> tuple[bytes, bytes, str | None, dict]:
+def _collect(proc: subprocess.Popen, payload: bytes, limits: Limits, t0: float, info_fd: int | None) -> tuple[bytes, bytes, str | None, int | None]:
     """Feed `payload` to stdin and read stdout/stderr (and bwrap's info pipe) until the child
     exits, killing its process group when it runs past the wall clock or prints more than the
-    cap. Returns (stdout, stderr, reason or None, bwrap's info)."""
+    cap. Returns (stdout, stderr, reason or None, a pidfd of the sandbox's PID-namespace init)."""
     bufs = {proc.stdout.fileno(): bytearray(), proc.stderr.fileno(): bytearray()}
     info = bytearray()
     sel = selectors.DefaultSelector()
@@ -363,7 +365,7 @@ def _collect(proc: subprocess.Popen, payload: bytes, limits: Limits, t0: float, 
     os.set_blocking(stdin_fd, False)
     sel.register(stdin_fd, selectors.EVENT_WRITE)
     pending = memoryview(payload)
-    why = None
+    why, init = None, None
     try:
         while any(k.fd in bufs for k in sel.get_map().values()):
             left = limits.wall_s - (time.monotonic() - t0)
@@ -384,7 +386,11 @@ def _collect(proc: subprocess.Popen, payload: bytes, limits: Limits, t0: float, 
                 if not chunk:
                     sel.unregister(key.fd)
                     continue
-                (info if key.fd == info_fd else bufs[key.fd]).extend(chunk)
+                if key.fd == info_fd:
+                    info.extend(chunk)
+                    init = init if init is not None else _open_init(info)
+                else:
+                    bufs[key.fd].extend(chunk)
             if sum(len(b) for b in bufs.values()) > limits.max_output_bytes:
                 why = "output_limit"
                 break
@@ -403,46 +409,41 @@ def _collect(proc: subprocess.Popen, payload: bytes, limits: Limits, t0: float, 
         _kill_group(proc)  # anything of bwrap's own process group that is still there
         proc.stdout.close()
         proc.stderr.close()
-    if info_fd is not None and not info:
-        os.set_blocking(info_fd, False)
-        try:
-            info.extend(os.read(info_fd, 1 << 12))
-        except (BlockingIOError, OSError):
-            pass
-    try:
-        parsed = json.loads(bytes(info).decode()) if info else {}
-    except ValueError:
-        parsed = {}
     cap = limits.max_output_bytes
     out_fd, err_fd = bufs
-    return bytes(bufs[out_fd][:cap]), bytes(bufs[err_fd][:cap]), why, parsed
+    return bytes(bufs[out_fd][:cap]), bytes(bufs[err_fd][:cap]), why, init
 
 
-def _await_namespace_end(info: dict, timeout_s: float = 5.0) -> None:
-    """Block until the sandbox's PID-namespace init (bwrap's `child-pid`) is gone: the kernel
-    kills every process of the namespace when it exits, so after this nothing the program
-    started is alive. Sends it SIGKILL if bwrap's exit did not already take it down."""
-    pid = info.get("child-pid")
-    if not isinstance(pid, int) or pid <= 1:
-        return
-    deadline = time.monotonic() + timeout_s
-    while _alive_in_sandbox(pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"sandbox: the namespace init (pid {pid}) is still alive {timeout_s} s after the run")
-        time.sleep(0.005)
-
-
-def _alive_in_sandbox(pid: int) -> bool:
+def _open_init(info: bytearray) -> int | None:
+    """A pidfd for bwrap's `child-pid` (the init of the sandbox's PID namespace), once bwrap's
+    JSON info (written by bwrap itself, before the program starts) is complete; else None."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
+        pid = json.loads(bytes(info).decode()).get("child-pid")
+    except ValueError:
+        return None
+    try:
+        return os.pidfd_open(pid) if isinstance(pid, int) and pid > 1 else None
+    except OSError:
+        return None
+
+
+def _await_namespace_end(init: int | None, timeout_s: float = 5.0) -> None:
+    """Block until the sandbox's PID-namespace init is gone: the kernel kills every process of
+    the namespace when it exits, so after this nothing the program started is alive. Sends it
+    SIGKILL if bwrap's exit did not already take it down. A pidfd, so a reused PID is never hit."""
+    if init is None:
+        return
+    try:
+        poller = select.poll()
+        poller.register(init, select.POLLIN)
+        if not poller.poll(0):
+            signal.pidfd_send_signal(init, signal.SIGKILL)
+            if not poller.poll(int(timeout_s * 1000)):
+                raise RuntimeError(f"sandbox: the namespace init is still alive {timeout_s} s after the run")
+    except ProcessLookupError:
+        pass
+    finally:
+        os.close(init)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:
