@@ -192,10 +192,11 @@ subprocess.Popen({SLEEPER}, start_new_session=True, stdout=subprocess.DEVNULL, s
     "posixsubprocess_fork_exec": f"""
 import _posixsubprocess, os, sys, subprocess
 args = {SLEEPER}
-try:  # the raw primitive under subprocess (CPython 3.11 signature)
-    _posixsubprocess.fork_exec(args, [os.fsencode(sys.executable)], True, (), None, None, -1, -1, -1, -1, -1, -1,
-                               -1, -1, False, True, None, None, None, -1, None, False)
-except Exception:
+r, w = os.pipe()
+try:  # the raw primitive under subprocess, which raises no audit event (CPython 3.11 signature), in a new session
+    _posixsubprocess.fork_exec(args, [os.fsencode(sys.executable)], True, (w,), None, None, -1, -1, -1, -1, -1, -1,
+                               r, w, False, True, -1, None, None, None, -1, None, True)
+except TypeError:  # another CPython: the hook switched off, then subprocess
     {HOOK_OFF.replace(chr(10), '; ')}
     subprocess.Popen(args, start_new_session=True)
 """,
