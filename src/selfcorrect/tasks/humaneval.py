@@ -35,6 +35,8 @@ as `encode_cyclic`, does not change the tests here).
 
 from __future__ import annotations
 
+import ast
+import copy
 import hashlib
 import inspect
 import json
@@ -315,6 +317,7 @@ os.write(_results_fd, ("\\n" + {_MARK!r} + json.dumps(_results) + "\\n").encode(
 os.dup2(_results_fd, 1)
 """
 
+_TEST_SEED = 0   # tests with random inputs draw them from this seed when recorded and when judged
 _RECORD_LIMITS = Limits(cpu_s=120, wall_s=240.0, memory_mb=2048, max_output_bytes=1 << 26)
 _RECORDED: dict[str, list[dict]] = {}
 
@@ -323,7 +326,7 @@ def _record_spec(problem: Problem) -> dict:
     spec = {
         "program": f"{problem.prompt}{problem.answer}\n\n{problem.meta['test']}\n",
         "entry_point": problem.meta["entry_point"],
-        "seed": 0,
+        "seed": _TEST_SEED,
     }
     spec["key"] = hashlib.sha256((_RECORDER + json.dumps(spec, sort_keys=True)).encode()).hexdigest()
     return spec
@@ -395,7 +398,7 @@ class _CandidateFailed(Exception):
 
 
 def _failure_type(result: dict) -> str:
-    name, msg = str(result.get("exc"))[:80], str(result.get("msg", ""))
+    name, msg = re.sub(r"\W", "", str(result.get("exc")))[:60] or "error", str(result.get("msg", ""))
     if name == "bad_output":
         return "bad_output"
     if name == "PermissionError" and msg.startswith("sandbox:"):
@@ -425,15 +428,13 @@ def _replay(problem: Problem, calls: list[dict], results: list[dict]) -> str | N
         return decode_plain(results[i]["value"])
 
     state = random.getstate()
-    random.seed(0)
+    random.seed(_TEST_SEED)
     try:
         ns["check"](candidate)
     except _CandidateFailed as e:
         return _failure_type(e.result)
-    except (AssertionError, _Diverged):
+    except Exception:   # an assertion, a call the canonical never got, or data the tests cannot use
         return "wrong_answer"
-    except (ValueError, TypeError, RecursionError, OverflowError, ArithmeticError, LookupError):
-        return "wrong_answer"   # the tests could not even compare the returned data
     finally:
         random.setstate(state)
     return None if len(used) == len(calls) else "wrong_answer"
@@ -446,9 +447,6 @@ def plausible_mutants(problem: Problem) -> dict[str, str]:
     + and - swapped, the first return replaced by its argument-free default (None), and the body
     replaced by `return <first parameter>`. Only the entry point's body is changed; a mutation
     that does not apply (or changes nothing) is left out."""
-    import ast
-    import copy
-
     entry = problem.meta["entry_point"]
     module = ast.parse(problem.prompt + problem.answer)
     fn = next(n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == entry)
