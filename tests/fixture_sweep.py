@@ -21,7 +21,7 @@ from selfcorrect.correction_matrix import matrix_first_attempts, summarize_matri
 from selfcorrect.metrics import edit_distance_ratio, summarize, total_variation
 from selfcorrect.probe import probe_metrics, probe_record
 from selfcorrect.tasks import make_task
-from selfcorrect.tasks.arithmetic import parse_rules, perturb_random_digit
+from selfcorrect.tasks.arithmetic import parse_rules
 from selfcorrect.tracking import flatten
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # as run.CONF_DIR, without importing torch
@@ -186,3 +186,13 @@ def make_sweep(root: Path, runs=DEFAULT_RUNS, n_problems: int = 40, scaling_labe
     for arm_label, seed in runs:
         make_run(sweep, arm_label, seed, cfg0, n_problems, scaling=arm_label in scaling_labels and seed == 0)
     return sweep
+
+
+def perturb_random_digit(text: str, rng: random.Random) -> str:
+    """Replace one uniformly chosen digit of an attempt with a different digit (fake revisions)."""
+    positions = [i for i, ch in enumerate(text) if ch.isdigit()]
+    if not positions:
+        raise ValueError(f"attempt {text!r} has no digit to perturb")
+    i = rng.choice(positions)
+    new = rng.choice([d for d in "0123456789" if d != text[i]])
+    return text[:i] + new + text[i + 1 :]

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from selfcorrect.tasks.arithmetic import ArithmeticTask, BugRule, parse_rules, perturb_random_digit
+from selfcorrect.tasks.arithmetic import ArithmeticTask, BugRule, parse_rules
 
 TASK = ArithmeticTask()
 P = TASK.make_problem(357, 468)  # 357 + 468 = 825
@@ -42,10 +42,6 @@ def test_bug_operators_write_what_the_taxonomy_reads():
     assert TASK.write(P, final_bug="final_copy") == "78015 56112 34108>852"
     assert TASK.bug_sites(P, "carry_drop") == [1, 2]  # carries enter columns 1 and 2
     assert TASK.bug_sites(P, "carry_error") == [0]
-    rng = random.Random(0)
-    for _ in range(20):
-        wrong = perturb_random_digit(RIGHT, rng)
-        assert wrong != RIGHT and len(wrong) == len(RIGHT)
 
 
 @pytest.mark.parametrize(

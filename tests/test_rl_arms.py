@@ -55,6 +55,11 @@ def test_every_rl_arm_composes_and_parses(name):
         assert stages.index("II") > stages.index("I")  # Stage I first, then Stage II
 
 
+def test_every_rl_arm_selects_among_the_same_checkpoint_steps():
+    steps = {name: RLConfig.from_cfg(*cfg_pair(name)).selection_steps() for name in RL_ARMS}
+    assert all(v == [60, 72, 84, 96] for v in steps.values()), steps
+
+
 def test_every_rl_arm_spends_the_shared_budget():
     budgets = {}
     for name in RL_ARMS:
@@ -238,9 +243,11 @@ def test_kept_checkpoint_is_the_best_training_reward_or_the_last(tmp_path):
     p_best = get_arm("score")(best)
     rewards = {r["step"]: r["train/train_reward"] for r in history(best) if "train/train_reward" in r}
     kept = best.extra_metrics["checkpoint"]
-    assert kept["selection"] == "best_train_reward" and kept["candidates"] == [1, 2, 3, 4]  # select_every = 1
-    assert kept["step"] == max(s for s in rewards if rewards[s] == max(rewards.values()))  # ties: the later step
-    saved = torch.load(best.run_dir / "checkpoints" / "best_train_reward.pt")
+    assert kept["selection"] == "best_train_reward" and kept["candidates"] == [3, 4]  # select_every = 1, last half
+    last_half = {s: r for s, r in rewards.items() if s >= 3}
+    assert kept["step"] == max(s for s in last_half if last_half[s] == max(last_half.values()))  # ties: the later step
+    assert [p.name for p in (best.run_dir / "checkpoints").glob("best_train_reward_*.pt")] == [f"best_train_reward_{kept['step']:07d}.pt"]
+    saved = torch.load(best.run_dir / "checkpoints" / f"best_train_reward_{kept['step']:07d}.pt")
     assert all(torch.equal(saved[k], v) for k, v in p_best.model.state_dict().items())
 
     last = make_ctx(tmp_path, "last", schedule=[{"stage": "II", "share": 1.0}], checkpoint="last")

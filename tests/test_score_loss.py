@@ -45,6 +45,29 @@ def test_turn_returns_per_stage():
         turn_rewards("III", R1, R2, alpha=1.0)
 
 
+def test_shaping_control_and_score_have_the_same_expected_turn2_gradient_monte_carlo():
+    """With r(y1) varying inside the RLOO groups: a two-turn toy where y1 ~ Bernoulli(0.5) is fixed
+    and y2 ~ Bernoulli(σ(θ + w·y1)). The turn-2 policy-gradient estimates of SCoRe's return
+    (1+α)·r2 − α·r1 and of the control's (1+α)·r2 agree in expectation, and both equal
+    (1+α)·∇E[r2] (the raw gradient; clipping and Adam act on single steps, not on expectations)."""
+    torch.manual_seed(0)
+    groups, k, alpha, w = 100_000, 4, 10.0, 1.5
+    theta = torch.tensor(0.3, requires_grad=True)
+    r1 = torch.bernoulli(torch.full((groups * k,), 0.5))
+    p2 = torch.sigmoid(theta + w * r1)
+    r2 = torch.bernoulli(p2.detach())
+    logp2 = torch.where(r2 == 1, torch.log(p2), torch.log1p(-p2))
+    grads = {}
+    for name, (a, scale) in {"score": (alpha, 1.0), "control": (0.0, 1.0 + alpha)}.items():
+        adv = advantages(turn_rewards("II", r1, r2, alpha=a, turn2_scale=scale)[1], k, "rloo")
+        (g,) = torch.autograd.grad((adv * logp2).mean(), theta, retain_graph=True)
+        grads[name] = g.item()
+    s0, s1 = torch.sigmoid(torch.tensor(0.3)), torch.sigmoid(torch.tensor(0.3 + w))
+    exact = (1 + alpha) * 0.5 * (s0 * (1 - s0) + s1 * (1 - s1)).item()
+    assert grads["score"] == pytest.approx(exact, abs=0.05) and grads["control"] == pytest.approx(exact, abs=0.05)
+    assert grads["score"] == pytest.approx(grads["control"], abs=0.05)
+
+
 def test_shaping_control_has_the_same_expected_turn2_gradient_as_score():
     """With γ = 0, (1+α)·r2 − α·r1 and (1+α)·r2 differ by a term fixed before y2 is sampled: within
     a group with the same r1 the leave-one-out advantages are identical."""
@@ -176,6 +199,10 @@ def test_rloo_advantages_and_bad_groups():
 def test_bad_loss_settings_name_the_value():
     with pytest.raises(ValueError, match="k1"):
         LossConfig("rloo", "k1", "loss")
+    with pytest.raises(ValueError, match="'k3' in the reward"):
+        LossConfig("rloo", "k3", "reward")
+    with pytest.raises(ValueError, match="'k2' in the reward"):
+        LossConfig("rloo", "k2", "reward")
     with pytest.raises(ValueError, match="'k4'"):
         LossConfig("rloo", "k4", "loss")
     with pytest.raises(ValueError, match="'grpo'"):

@@ -69,10 +69,11 @@ def scripted_samples(policy, problems, per_problem, sampling, seed):
 
 
 def arm_overrides(arm: str, n_problems: int, extra=()):
-    """A 48-episode, 6-step budget; `n_problems` (per round) is what the arm derives from it."""
+    """A 48-episode, 6-step budget of 2 traces a step (STaR's filter keeps only a few traces from 16
+    scripted samples a round); `n_problems` (per round) is what the arm derives from it."""
     assert n_problems * 2 * (3 if arm.startswith("star") else 1) == 48
     return [
-        *TINY_OVERRIDES, f"arm={arm}", "budget.episodes=48", "budget.gradient_steps=6", "budget.sequences_per_step=8",
+        *TINY_OVERRIDES, f"arm={arm}", "budget.episodes=48", "budget.gradient_steps=6", "budget.sequences_per_step=2",
         "budget.lr=5e-4", "arm.samples_per_problem=2", "arm.sft.eval_every=3",
         "arm.sft.logging_steps=2", "arm.probe.n_train=8", "arm.probe.n_val=8",
         "arm.probe.val_problems=16", "eval.max_new_tokens=24", *extra,
@@ -105,7 +106,7 @@ def test_each_offline_arm_runs_end_to_end(case, tiny_cache, tmp_path, monkeypatc
         probe = m[f"probe/{label}"]
         assert 0 < probe["n"] <= 8 and probe["n_wrong_offline"] == probe["n"]
     a = m["arm"]
-    assert m["budget"] == {"episodes": 48, "gradient_steps": 6, "sequences_per_step": 8, "optimizer": "adamw", "lr": 5e-4,
+    assert m["budget"] == {"episodes": 48, "gradient_steps": 6, "sequences_per_step": 2, "measurement_samples": 0, "optimizer": "adamw", "lr": 5e-4,
                            "lr_schedule": "constant", "warmup_steps": 0, "weight_decay": 0.0, "max_grad_norm": 1.0}
     assert m["offline_error_tv"] is not None and sum(a["train_error_hist"].values()) == a["n_traces_i2c"]
     history = [json.loads(line) for line in open(tmp_path / "run" / "history.jsonl")]

@@ -132,6 +132,7 @@ def test_math_verify_checks_the_final_answer(chain, attempt, correct, well_forme
         ("9 + 6 = 16\n16 - 4 = 12\nFinal Answer: 12", "arithmetic_slip@1"),
         ("9 + 6 = 15\n15 - 4 = 10\nFinal Answer: 10", "arithmetic_slip@2"),
         ("9 + 6 - 4 = 12\nFinal Answer: 12", "arithmetic_slip@1"),  # a chained left side
+        ("9 + 6 = 15\n15 - 4 = 11\n11 + 1 = 13\nFinal Answer: 13", "arithmetic_slip@2"),  # past the chain: its last operation
         ("9 + 6 = 15\n15 + 4 = 19\nFinal Answer: 19", "wrong_operation@2"),
         ("9 - 6 = 3\n3 - 4 = -1\nFinal Answer: -1", "wrong_operation@1"),
         ("Final Answer: 6", "copied_number@1"),
@@ -181,6 +182,20 @@ def test_the_error_model_injects_exactly_the_error_it_names_at_each_site(task):
                 assert task.verify(p, y).error_type == f"{kind}@{site}", (p.id, y)
                 assert errors.error_site(p, y) == (kind, site)
                 assert y.splitlines()[0] == right.splitlines()[0] or (kind, site) == ("misread_number", 0)
+
+
+def test_every_wrong_operation_or_slip_the_verifier_names_can_be_injected(chain):
+    """The correction matrix injects the base's own first error where it erred: every site the
+    verifier gives these kinds must be one the error model can write (negative and decimal totals
+    included)."""
+    t, p = chain  # 9 + 6 - 4
+    errors = t.error_model()
+    for attempt, site in [("9 - 6 = 3\n3 - 4 = -1\nFinal Answer: -1", ("wrong_operation", 1)),
+                          ("9 + 6 = 15\n15 ÷ 4 = 3.75\nFinal Answer: 3.75", ("wrong_operation", 2)),
+                          ("9 + 6 = 15\n15 - 4 = 11\n11 - 4 = 8\n8 + 1 = 10\nFinal Answer: 10", ("arithmetic_slip", 2))]:
+        assert errors.error_site(p, attempt) == site
+        assert site[1] in errors.sites(p, site[0])
+        assert t.verify(p, errors.inject(p, *site)).error_type == "@".join(map(str, site))
 
 
 def test_injections_on_a_known_chain(chain):

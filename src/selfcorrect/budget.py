@@ -83,10 +83,12 @@ class Budget:
             max_grad_norm=float(self.max_grad_norm),
         )
 
-    def spent(self, episodes: int, gradient_steps: int, sequences_per_step: int) -> dict:
-        """What a run actually spent, in the form every run writes to metrics.json."""
+    def spent(self, episodes: int, gradient_steps: int, sequences_per_step: int, measurement_samples: int = 0) -> dict:
+        """What a run actually spent, in the form every run writes to metrics.json;
+        `measurement_samples` counts model samples drawn outside the episode budget."""
         return {
             "episodes": int(episodes), "gradient_steps": int(gradient_steps), "sequences_per_step": int(sequences_per_step),
+            "measurement_samples": int(measurement_samples),
             "optimizer": self.optimizer, "lr": float(self.lr), "lr_schedule": self.lr_schedule,
             "warmup_steps": self.warmup_steps, "weight_decay": float(self.weight_decay), "max_grad_norm": float(self.max_grad_norm),
         }

@@ -48,6 +48,10 @@ def main_table(sweep: Sweep, n_boot: int = 10_000) -> pd.DataFrame:
             row.update({m: e.mean, f"{m}_se": e.se, f"{m}_lo": e.lo, f"{m}_hi": e.hi})
         # two figures that the Acc@t1 ceiling does not bound
         row["delta_matched_t1"], row["delta_matched_t1_se"], row["n_matched_t1"] = matched_t1_delta(sweep, label)
+        runs = sweep.runs[sweep.runs["label"] == label]
+        if "matched_t1/step" in runs and runs["matched_t1/step"].notna().any():  # where, and how close it came
+            row["matched_t1_step"] = float(runs["matched_t1/step"].mean())
+            row["matched_t1_val_gap"] = float((runs["matched_t1/val_acc_t1"] - runs["matched_t1/base_val_acc_t1"]).mean())
         gain = gain_over_best_first_attempt(sweep, label, n_boot=n_boot)
         row.update(gain_over_best_t1=gain.diff, gain_over_best_t1_lo=gain.lo, gain_over_best_t1_hi=gain.hi,
                    best_t1_label=best_single_turn_label(sweep))
@@ -65,6 +69,8 @@ def table_markdown(table: pd.DataFrame) -> str:
         cells = [f"{100 * r[m]:+.1f} ± {100 * r[m + '_se']:.1f}" if m == "delta" else f"{100 * r[m]:.1f} ± {100 * r[m + '_se']:.1f}"
                  for m in TABLE_METRICS]
         matched = "—" if r.get("n_matched_t1", 0) == 0 else f"{100 * r['delta_matched_t1']:+.1f} ± {100 * r['delta_matched_t1_se']:.1f}"
+        if r.get("n_matched_t1", 0) and label_arm(r["label"]) != "base" and not pd.isna(r.get("matched_t1_step")):
+            matched += f" (step {r['matched_t1_step']:.0f}, val Acc@t1 {100 * r['matched_t1_val_gap']:+.1f})"
         gain = f"{100 * r['gain_over_best_t1']:+.1f} [{100 * r['gain_over_best_t1_lo']:+.1f}, {100 * r['gain_over_best_t1_hi']:+.1f}]"
         method = f"**{r['method']} (budget differs: {r['budget_differs']})**" if r.get("budget_differs") else r["method"]
         lines.append(f"| {method} | {r['n_seeds']} | " + " | ".join(cells) + f" | {matched} | {gain} |")
@@ -72,7 +78,8 @@ def table_markdown(table: pd.DataFrame) -> str:
     best = table["best_t1_label"].iloc[0] if len(table) else ""
     lines.append("Per cent over the test problems; ± one s.e. over seeds (over problems for single-seed rows). "
                  "Bootstrap 95% intervals (seeds × problems) are in the CSV. Δ at matched Acc@t1: Δ on the test problems "
-                 "of the arm's checkpoint whose validation Acc@t1 was closest to the base's (the base: its own Δ). "
+                 "of the arm's checkpoint whose validation Acc@t1 was closest to the base's (the base: its own Δ; in brackets the "
+                 "mean step of that checkpoint and its validation Acc@t1 minus the base's). "
                  f"Acc@t2 − best Acc@t1: paired against the first attempts of the arm with the highest Acc@t1 "
                  f"({display_name(best)}).")
     return "\n".join(lines)

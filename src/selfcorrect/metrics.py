@@ -87,18 +87,6 @@ def summarize(records: Sequence[dict]) -> dict:
     return out
 
 
-def summarize_probe(records: Sequence[dict]) -> dict:
-    """Correction rate when the policy revises fixed offline first attempts."""
-    c1 = [r["offline_correct1"] for r in records]
-    c2 = [r["correct2"] for r in records]
-    return {
-        "n": len(records),
-        "n_wrong": sum(not c for c in c1),
-        "correction_rate": correction_rate(c1, c2),
-        "c2i_rate": (sum(a and not b for a, b in zip(c1, c2)) / max(1, sum(c1))),
-    }
-
-
 def total_variation(counts_p: dict[str, float], counts_q: dict[str, float]) -> float | None:
     """TV distance between two error-kind histograms (counts are normalised first)."""
     zp, zq = sum(counts_p.values()), sum(counts_q.values())

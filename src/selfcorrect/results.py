@@ -58,7 +58,8 @@ ARM_NAMES = {
     "rl_multi_turn_sum": "Multi-turn RL, r1 + r2, α = 0 (ours)",
 }
 # the fields of a run's `budget` block (metrics.json) that must agree across the trained arms of a sweep
-BUDGET_FIELDS = ("episodes", "gradient_steps", "sequences_per_step", "optimizer", "lr", "lr_schedule")
+BUDGET_FIELDS = ("episodes", "gradient_steps", "sequences_per_step", "measurement_samples", "optimizer", "lr",
+                 "lr_schedule", "warmup_steps", "weight_decay", "max_grad_norm")
 ERROR_MODEL_ORDER = ("random_digit", "carry_drop", "mixed", "base_like")
 TABLE_METRICS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i")
 # per-problem quantity whose mean over the test problems is the metric

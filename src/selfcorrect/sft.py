@@ -94,6 +94,7 @@ def sft_config(budget: Budget, sft_cfg, steps: int, seed: int, output_dir, devic
         report_to=[],
         disable_tqdm=True,
         dataloader_num_workers=0,
+        dataloader_drop_last=True,  # every step trains exactly `sequences_per_step` sequences, as an RL step does
     )
 
 
@@ -114,6 +115,11 @@ def sft_train(ctx, policy: Policy, traces: Sequence[dict], steps: int, seed: int
     (the arm's `sft` block sets logging and evaluation); returns facts for the run."""
     out = ctx.run_dir / "sft_trainer"
     sft_cfg, budget = ctx.cfg.arm.sft, Budget.from_cfg(ctx.cfg.budget)
+    if len(traces) < budget.sequences_per_step:
+        raise ValueError(
+            f"{len(traces)} training traces are fewer than budget.sequences_per_step={budget.sequences_per_step}: "
+            "not one full batch; the filter kept too little of the sampled episodes"
+        )
     if at_start and offset == 0:
         ctx.restore_snapshots(0)
     callback = EvaluateEvery(ctx, policy, int(sft_cfg.eval_every), offset, at_start)
@@ -128,6 +134,7 @@ def sft_train(ctx, policy: Policy, traces: Sequence[dict], steps: int, seed: int
     return {
         "n_examples": n,
         "steps": int(result.global_step),
+        "sequences": int(result.global_step) * budget.sequences_per_step,  # full batches only (drop_last)
         "epochs": round(result.global_step * budget.sequences_per_step / n, 3),
         "train_loss": round(float(result.training_loss), 5),
         "prepare_s": round(t_prep, 2),

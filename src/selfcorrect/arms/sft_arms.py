@@ -1,9 +1,10 @@
 """The offline arms (SCoRe §4): SFT on teacher correction traces, Pair-SFT on the model's own
 samples (D_SFT / D+_SFT) and multi-turn STaR (D_STaR / D+_STaR).
 
-All of them spend the same budget, set once in `conf/arm/offline/budget.yaml`: `budget.samples`
-two-turn episodes (traces for the teacher) and `budget.steps` gradient steps, with the same
-optimiser settings (`sft`). Each registers fixed first attempts it trained on for the mismatch
+All of them spend the shared budget (`conf/budget/`, `selfcorrect.budget`) that the RL arms
+spend too: `budget.episodes` two-turn episodes sampled from a model (traces written by the
+teacher) and `budget.gradient_steps` SFT steps of `budget.sequences_per_step` traces, with the
+same optimizer and schedule. Each registers fixed first attempts it trained on for the mismatch
 probe (`train_fixed` on train problems, `val_fixed` built the same way on val problems) and
 reports the error-kind histogram of its training first attempts (`ctx.offline_error_hist`).
 """
@@ -48,11 +49,16 @@ def problems_per_round(ctx) -> int:
     return episodes // per
 
 
-def record_spent(ctx, episodes: int, steps: int) -> None:
+def record_spent(ctx, episodes: int, fits: list[dict], measurement_samples: int = 0) -> None:
+    """What the arm spent: episodes sampled (or written), the SFT steps actually taken (`fits`: one
+    `sft_train` result per round) and their sequences per step, and model samples drawn outside
+    the episode budget (base_like's measurement of where the base errs)."""
     from selfcorrect.budget import Budget
 
     budget = Budget.from_cfg(ctx.cfg.budget)
-    ctx.record_budget(budget.spent(episodes, steps, budget.sequences_per_step))
+    steps = sum(f["steps"] for f in fits)
+    per_step = sum(f["sequences"] for f in fits) // max(steps, 1)
+    ctx.record_budget(budget.spent(episodes, steps, per_step, measurement_samples))
 
 
 def model_id(base_path) -> str:
@@ -139,7 +145,7 @@ def train_sft_teacher(ctx) -> Policy:
             eps = ctx.base.two_turn(measure, Sampling(float(arm.base_like.temperature), int(ctx.cfg.eval.max_new_tokens)), seed=ctx.seed, n_turns=1)
             y1 = [ep.y1 for ep in eps]
             base_sites = errors.site_histogram(measure, y1)
-            facts.update(base_error_hist=error_histogram(task, measure, y1), base_site_hist=base_sites, model_samples=len(measure))
+            facts.update(base_error_hist=error_histogram(task, measure, y1), base_site_hist=base_sites, measurement_samples=len(measure))
         weights = errors.teacher_cells(arm.error_model, base_sites)
         rng = rng_for(ctx, f"teacher_{arm.error_model}")
         problems = task.problems("train", n_problems, seed=ctx.seed)
@@ -151,10 +157,10 @@ def train_sft_teacher(ctx) -> Policy:
 
     t0 = time.time()
     datasets, probes, facts, path = cached_traces(cache_dir(ctx), trace_spec(ctx, "sft_teacher"), build)
-    register(ctx, probes, datasets["train"], {**facts, "data_s": round(time.time() - t0, 2), "model_samples": facts.get("model_samples", 0)})
+    register(ctx, probes, datasets["train"], {**facts, "data_s": round(time.time() - t0, 2), "measurement_samples": facts.get("measurement_samples", 0)})
     policy, steps = ctx.new_policy(), int(ctx.cfg.budget.gradient_steps)
     ctx.extra_metrics["sft"] = sft_train(ctx, policy, datasets["train"], steps, ctx.seed)
-    record_spent(ctx, len(datasets["train"]), steps)  # one teacher trace per episode
+    record_spent(ctx, len(datasets["train"]), [ctx.extra_metrics["sft"]], facts.get("measurement_samples", 0))  # a teacher trace per episode
     return policy
 
 
@@ -183,7 +189,7 @@ def train_pair_sft(ctx) -> Policy:
     register(ctx, probes, datasets["train"], {**facts, "data_s": round(time.time() - t0, 2)})
     policy, steps = ctx.new_policy(), int(ctx.cfg.budget.gradient_steps)
     ctx.extra_metrics["sft"] = sft_train(ctx, policy, datasets["train"], steps, ctx.seed)
-    record_spent(ctx, facts["model_samples"], steps)
+    record_spent(ctx, facts["model_samples"], [ctx.extra_metrics["sft"]])
     return policy
 
 
@@ -229,5 +235,5 @@ def train_star(ctx) -> Policy:
         offset += steps[r]
     ctx.extra_metrics.update(model_samples=rounds * len(problems) * k, rounds=per_round, init=str(arm.init),
                              epochs_per_round=[r["epochs"] for r in per_round])
-    record_spent(ctx, rounds * len(problems) * k, sum(steps))
+    record_spent(ctx, rounds * len(problems) * k, per_round)
     return policy

@@ -54,6 +54,11 @@ class LossConfig:
             raise ValueError(f"kl_in must be one of {KL_PLACEMENTS}, got {self.kl_in!r}")
         if self.kl_in == "loss" and self.kl_estimator == "k1":
             raise ValueError("kl_estimator 'k1' as a loss term has zero expected gradient; use kl_in='reward' or k2/k3")
+        if self.kl_in == "reward" and self.kl_estimator != "k1":
+            raise ValueError(
+                f"kl_estimator {self.kl_estimator!r} in the reward does not give the gradient of either KL "
+                "(k3 in the reward gives ∇KL(π‖π_ref) − ∇KL(π_ref‖π)); use k1 in the reward, or k2/k3 with kl_in='loss'"
+            )
 
 
 @dataclass

@@ -120,14 +120,16 @@ class RLConfig:
         return [stage for _ in range(self.iterations) for stage, steps in self.schedule for _ in range(steps)]
 
     def selection_steps(self) -> list[int]:
-        """Candidate steps for `best_train_reward`: every `select_every` steps of the schedule's
-        final stage (of the last iteration), and its last step."""
+        """Candidate steps for `best_train_reward`, the same absolute steps for every RL arm: every
+        `select_every` steps counted back from the last, within the last half of the run (and
+        within the schedule's final stage, so SCoRe keeps a Stage II policy)."""
         plan = self.stages_by_step()
         total, final = len(plan), plan[-1]
         first = total
         while first > 1 and plan[first - 2] == final:
             first -= 1
-        return sorted({s for s in range(first, total + 1) if (s - first + 1) % self.select_every == 0} | {total})
+        first = max(first, total // 2 + 1)
+        return [s for s in range(first, total + 1) if (total - s) % self.select_every == 0]
 
 
 def policy_update(
@@ -181,6 +183,10 @@ def train(ctx, rl: RLConfig) -> Policy:
     candidates = set(rl.selection_steps())
     select = {"window": [], "best_step": None, "best_reward": None}
 
+    def best_path(step: int):
+        return ckpt_dir / f"best_train_reward_{step:07d}.pt"
+
+
     start = 0
     last = checkpoint.latest(ckpt_dir)
     if last is not None:
@@ -189,9 +195,14 @@ def train(ctx, rl: RLConfig) -> Policy:
         start, counts, select = state["step"], state["budget"], state["select"]
         checkpoint.trim_history(ctx.tracker.history, start)
         ctx.restore_snapshots(start)
+        for stale in ckpt_dir.glob("best_train_reward_*.pt"):  # chosen after the resumed step: redone
+            if int(stale.stem.rsplit("_", 1)[1]) > start:
+                stale.unlink()
         print(f"[rl] resuming {ctx.cfg.arm.name} from {last} (step {start}/{total})", flush=True)
     else:  # a run killed before its first checkpoint starts over: forget what it logged
         checkpoint.trim_history(ctx.tracker.history, -1)
+        for stale in ckpt_dir.glob("best_train_reward_*.pt"):
+            stale.unlink()
         ctx.restore_snapshots(0)
         _evaluate(ctx, policy, 0, counts)
 
@@ -215,10 +226,12 @@ def train(ctx, rl: RLConfig) -> Policy:
 
         select["window"] = (select["window"] + [stats["train_reward"]])[-rl.select_every:]
         if step in candidates:  # the paper keeps the checkpoint with the highest training reward
+            # (the window's rewards come from the rollouts of the policies before steps s-11..s;
+            # the weights kept are those after step s's update)
             score = sum(select["window"]) / len(select["window"])
             if select["best_reward"] is None or score >= select["best_reward"]:
                 select.update(best_step=step, best_reward=score)
-                checkpoint.save_weights(ckpt_dir / "best_train_reward.pt", policy.model)
+                checkpoint.save_weights(best_path(step), policy.model)
         if step % rl.eval_every == 0 or step == total:
             _evaluate(ctx, policy, step, counts)
         stage_ends = step == total or plan[step] != stage
@@ -228,8 +241,11 @@ def train(ctx, rl: RLConfig) -> Policy:
 
     kept = total
     if rl.checkpoint == "best_train_reward":
-        checkpoint.load_weights(ckpt_dir / "best_train_reward.pt", policy.model)
         kept = select["best_step"]
+        checkpoint.load_weights(best_path(kept), policy.model)
+        for other in ckpt_dir.glob("best_train_reward_*.pt"):  # earlier winners are no longer needed
+            if other != best_path(kept):
+                other.unlink()
     ctx.record_budget(rl.budget.spent(counts["episodes"], counts["gradient_steps"], rl.prompts_per_step * rl.samples_per_prompt))
     ctx.extra_metrics.update({k: (round(v, 2) if isinstance(v, float) else v) for k, v in counts.items()})
     ctx.extra_metrics.update(

@@ -309,13 +309,3 @@ def _miscopy(answer: str, n_digits: int) -> str:
     if len(answer) >= 2 and answer[-1] != answer[-2]:
         return answer[:-2] + answer[-1] + answer[-2]
     return answer[:-1] + str((int(answer[-1]) + 1) % 10)
-
-
-def perturb_random_digit(text: str, rng: random.Random) -> str:
-    """Replace one uniformly chosen digit of an attempt with a different digit."""
-    positions = [i for i, ch in enumerate(text) if ch.isdigit()]
-    if not positions:
-        raise ValueError(f"attempt {text!r} has no digit to perturb")
-    i = rng.choice(positions)
-    new = rng.choice([d for d in "0123456789" if d != text[i]])
-    return text[:i] + new + text[i + 1 :]

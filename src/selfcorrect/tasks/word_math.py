@@ -22,7 +22,8 @@ or the operations 1..n, or for slips the attempt's own equations, 1-based):
 
 - ``no_answer``            nothing math-verify can read as an answer
 - ``arithmetic_slip@j``    the j-th equation the attempt writes ("a + b = c", chains allowed)
-                           is false
+                           is false (j > n counts as n: equations written after the chain
+                           should have ended belong to its last operation)
 - ``wrong_operation@i``    the answer is the chain with operation i replaced by another of
                            +, -, ×, ÷ (exact), everything else right
 - ``copied_number@i``      the answer is the number q_i of the story
@@ -32,8 +33,9 @@ or the operations 1..n, or for slips the attempt's own equations, 1-based):
                            attempt writes or the story holds
 - ``wrong_answer``         none of these explains it
 
-`WordMathErrorModel` writes wrong worked solutions on purpose (wrong_operation, arithmetic_slip,
-misread_number, or a random digit), for the teacher traces of the sft_teacher arm.
+`WordMathErrorModel` (`WordMathTask.error_model()`) writes worked solutions with exactly one
+wrong_operation, arithmetic_slip or misread_number at a chosen site, for the teacher traces of
+the sft_teacher arm and the correction matrix (the interface of `tasks/arithmetic_errors.py`).
 """
 
 from __future__ import annotations
@@ -234,7 +236,7 @@ class WordMathTask:
         module docstring for the order)."""
         for j, (lhs, rhs) in enumerate(equations(completion), 1):
             if lhs != rhs:
-                return f"arithmetic_slip@{j}"
+                return f"arithmetic_slip@{min(j, len(problem.meta['steps']))}"
         try:
             answer = Fraction(str(float(value)))
         except (TypeError, ValueError):
@@ -323,10 +325,10 @@ class WordMathErrorModel:
 
     A worked solution is one equation per operation, "Final Answer: <total>" last. A *site* is
     the position of the error type: operation i for ``wrong_operation@i`` (done as another of
-    +, -, ×, ÷) and ``arithmetic_slip@i`` (equation i's result off by ±1 or ±10, carried on from
-    there); quantity q_i for ``misread_number@i`` (q_i read as its digits reversed, ±1 or ±10,
-    and used throughout). Only attempts whose running totals are non-negative integers and that
-    the task's verifier reads back as exactly that error type are written. A site's *signature*
+    +, -, ×, ÷, so a total may turn negative or a terminating decimal) and ``arithmetic_slip@i``
+    (equation i's result off by ±1 or ±10, never below 0, carried on from there); quantity q_i
+    for ``misread_number@i`` (q_i read as its digits reversed, ±1 or ±10, and used throughout).
+    Only attempts that the task's verifier reads back as exactly that error type are written. A site's *signature*
     is its error type, so `base_like` matches the kinds and positions where the base errs.
 
     Teacher error models (`arm.error_model`): ``random_digit`` (one digit of the final answer
@@ -421,7 +423,8 @@ class WordMathErrorModel:
             for i, (op, n) in enumerate(steps, 1):
                 drafts += [(f"wrong_operation@{i}", self._worked(problem, start, _replace(steps, i, alt, n)))
                            for alt in ALTERNATIVE_OPS if alt != op]
-                drafts += [(f"arithmetic_slip@{i}", self._worked(problem, start, steps, slip=(i, d))) for d in SLIPS]
+                drafts += [(f"arithmetic_slip@{i}", self._worked(problem, start, steps, slip=(i, d)))
+                           for d in SLIPS if chain_values(start, steps)[i - 1] + d >= 0]
             drafts += [("misread_number@0", self._worked(problem, m, steps)) for m in misreadings(start)]
             for i, (op, n) in enumerate(steps, 1):
                 drafts += [(f"misread_number@{i}", self._worked(problem, start, _replace(steps, i, op, m))) for m in misreadings(n)]
@@ -440,13 +443,13 @@ class WordMathErrorModel:
 
     def _worked(self, problem: Problem, start: int, steps: Sequence[tuple[str, int]], slip: tuple[int, int] | None = None) -> str | None:
         """A worked solution of the chain (start, steps); `slip=(i, d)` adds d to the result of
-        equation i and carries the wrong total on. None if a running total would not be a
-        non-negative integer (a teacher does not write those)."""
+        equation i and carries the wrong total on. None if a running total has no finite decimal
+        form (a teacher does not write those)."""
         lines = [f"{problem.meta['name']} starts with {start} {problem.meta['items']}."]
-        total = Fraction(start)
+        total = _decimal(Fraction(start))
         for i, (op, n) in enumerate(steps, 1):
-            result = APPLY[op](total, Fraction(n)) + (slip[1] if slip and slip[0] == i else 0)
-            if result < 0 or result.denominator != 1:
+            result = _decimal(APPLY[op](Fraction(total), Fraction(n)) + (slip[1] if slip and slip[0] == i else 0))
+            if result is None:
                 return None
             lines.append(f"{total} {SYMBOL[op]} {n} = {result}")
             total = result
@@ -461,6 +464,15 @@ def _chain(problem: Problem) -> tuple[int, list[tuple[str, int]]]:
 def _replace(steps: Sequence[tuple[str, int]], i: int, op: str, n: int) -> list[tuple[str, int]]:
     """The chain with operation i (1-based) replaced by (op, n)."""
     return [*steps[: i - 1], (op, n), *steps[i:]]
+
+
+def _decimal(x: Fraction) -> str | None:
+    """x written as an integer or a terminating decimal; None if it has no finite form."""
+    d = x.denominator
+    for p in (2, 5):
+        while d % p == 0:
+            d //= p
+    return None if d != 1 else (str(x.numerator) if x.denominator == 1 else repr(float(x)))
 
 
 def misreadings(q: int) -> list[int]:
