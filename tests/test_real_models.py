@@ -151,7 +151,7 @@ def test_smollm2_two_turn_chat_prompts_and_generation(smollm2):
 WORD_MATH_SMOKE = [
     "experiment=smollm2_word_math", "seed=0", "model.device=cpu", "model.dtype=float32", "model.batch_size=8",
     "threads=1", "tracking.mode=disabled", "budget.episodes=8", "budget.gradient_steps=2", "budget.sequences_per_step=4",
-    "eval.n_problems=4", "eval.n_monitor=4", "eval.max_new_tokens=64", "eval.correction_matrix.n_problems=2",
+    "eval.n_problems=4", "eval.n_monitor=4", "eval.max_new_tokens=48", "eval.correction_matrix.n_problems=2",
     "hydra.sweep.subdir=${arm.name}_s${seed}",  # the override list is too long for a directory name
 ]
 WORD_MATH_SMOKE_ARMS = {

@@ -199,8 +199,9 @@ def test_subprocess_and_ctypes_are_refused():
 
 def test_limits_are_applied_in_the_child():
     r = run_python(
-        "import resource\nfor k in ('RLIMIT_CPU', 'RLIMIT_AS', 'RLIMIT_NPROC', 'RLIMIT_FSIZE'):\n"
-        "    print(k, *resource.getrlimit(getattr(resource, k)))\n",
+        "import resource\nfor k in ('RLIMIT_CPU', 'RLIMIT_AS', 'RLIMIT_FSIZE'):\n"
+        "    print(k, *resource.getrlimit(getattr(resource, k)))\n"
+        "print('oom_score_adj', open('/proc/self/oom_score_adj').read().strip())\n",
         Limits(cpu_s=3, memory_mb=256, max_file_bytes=4096, max_processes=8),
     )
     assert r.passed
@@ -208,7 +209,90 @@ def test_limits_are_applied_in_the_child():
     assert got["RLIMIT_CPU"] == (3, 4)
     assert got["RLIMIT_AS"] == (256 << 20, 256 << 20)
     assert got["RLIMIT_FSIZE"] == (4096, 4096)
-    assert got["RLIMIT_NPROC"][0] >= 8
+    assert got["oom_score_adj"] == (1000,)   # the host's OOM killer takes the sandbox first
+
+
+# Starts threads until one cannot be started; prints how many ran at once.
+THREADS = """
+import threading, time
+n = 0
+try:
+    for _ in range(64):
+        threading.Thread(target=time.sleep, args=(1,), daemon=True).start()
+        n += 1
+except RuntimeError:
+    pass
+print(n)
+"""
+
+
+def test_processes_and_threads_are_capped():
+    """max_processes bounds the sandbox's tasks together (bwrap's two, the program, its threads):
+    by its own pids cgroup where there is one, else by RLIMIT_NPROC of the sandbox's user."""
+    r = run_python(THREADS, Limits(max_processes=8), audit_hook=False)
+    assert r.passed and 0 < int(r.stdout) < 8, r.stdout
+
+
+def _without_cgroups(monkeypatch) -> None:
+    """The sandbox as on a machine where this process cannot create cgroups (no root, cgroup v2)."""
+    monkeypatch.setattr(sandbox, "_cgroup_parents", lambda: ())
+    sandbox._probe.cache_clear()
+
+
+# Forks `n` children that each touch 64 MB and wait; prints each child's exit status.
+FORKED_MEMORY = """
+import os, time
+kids = []
+for _ in range({n}):
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        block = bytearray(64 << 20)
+        for j in range(0, len(block), 4096):
+            block[j] = 1
+        os.write(w, b"x")
+        time.sleep(1)
+        os._exit(0)
+    os.close(w)
+    os.read(r, 1)
+    kids.append(pid)
+print(*[os.waitstatus_to_exitcode(os.waitpid(k, 0)[1]) for k in kids])
+"""
+
+
+@pytest.mark.skipif("memory_cgroup" not in OS_LAYERS, reason="no memory cgroup per sandbox on this machine")
+def test_memory_is_bounded_for_the_whole_sandbox_not_per_process():
+    """RLIMIT_AS bounds each process; the sandbox's memory cgroup bounds them together, and the
+    kernel kills inside the sandbox when it is full. Control: one 64 MB child fits in 160 MB."""
+    limits = Limits(memory_mb=160, wall_s=10)
+    one = run_python(FORKED_MEMORY.format(n=1), limits, audit_hook=False)
+    assert one.passed and one.stdout.split() == ["0"]
+    three = run_python(FORKED_MEMORY.format(n=3), limits, audit_hook=False)
+    assert three.passed and "-9" in three.stdout.split(), three.stdout   # a child was OOM-killed in the sandbox
+
+
+@pytest.mark.skipif(not isolation().cgroups, reason="no cgroups per sandbox on this machine")
+def test_the_runs_cgroups_are_removed_afterwards():
+    assert run_python("print(1)", FAST).passed
+    assert not run_python("import os\nos.fork()\nimport time\ntime.sleep(30)", Limits(wall_s=1.5), audit_hook=False).passed
+    for controller, parent in isolation().cgroups:
+        ours = [n for n in os.listdir(parent) if n.startswith(f"selfcorrect-sandbox-{os.getpid()}-")]
+        assert ours == [], (controller, ours)
+
+
+def test_without_cgroups_the_sandbox_still_runs_and_says_what_it_lacks(monkeypatch):
+    _without_cgroups(monkeypatch)
+    try:
+        iso = isolation()
+        assert iso.cgroups == () and not {"memory_cgroup", "pids_cgroup"} & set(iso.layers)
+        r = run_python("import resource; print(resource.getrlimit(resource.RLIMIT_NPROC)[0])", Limits(max_processes=8))
+        assert r.passed and int(r.stdout) >= 8 and "pids_cgroup" not in r.isolation
+        if "uid_nobody" in iso.layers:   # RLIMIT_NPROC binds for `nobody` (shared by concurrent sandboxes)
+            r = run_python(THREADS, Limits(max_processes=8), audit_hook=False)
+            assert r.passed and 0 < int(r.stdout) < 8, r.stdout
+    finally:
+        sandbox._probe.cache_clear()
 
 
 def test_bad_limits_are_rejected_by_name():

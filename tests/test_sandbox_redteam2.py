@@ -118,7 +118,7 @@ FOUND = written > {cap}
 
 # RLIMIT_AS bounds each process, and RLIMIT_NPROC allows 16 of them (plus every process `nobody`
 # already runs): with the defaults a sample can hold ~16 x 1 GiB of RAM, and its processes keep
-# oom_score_adj 0, so the host's OOM killer picks the largest process, i.e. the training run.
+# oom_score_adj 0, so the host's OOM killer picks the largest process: typically the training run.
 # Fix: a memory cgroup per sandbox (memory.limit_in_bytes; this host has cgroup v1 memory and pids
 # controllers), or no fork at all (seccomp) so that threads share one address space; and
 # oom_score_adj 1000 in the child so that the sandbox dies first.

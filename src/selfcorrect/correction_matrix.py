@@ -45,7 +45,9 @@ def matrix_first_attempts(errors, problems: Sequence[Problem], base_first: Seque
         base_error = errors.error_site(p, y_base)
         for kind in errors.kinds:
             sites = errors.sites(p, kind)
-            if base_error is not None and base_error[0] == kind:
+            # the base's own error site, where the error model can write that kind there (a site it
+            # cannot write, e.g. a misread number of a free-form task, gives no base row)
+            if base_error is not None and base_error[0] == kind and base_error[1] in sites:
                 rows.append({"id": p.id, "row": kind, "site": "base", "column": base_error[1],
                              "y1": errors.inject(p, kind, base_error[1])})
             if sites:

