@@ -2,8 +2,9 @@
 completions through `HumanEvalTask().verify` (bwrap only), each paired with a wrong solution or
 one that is right only if the attack worked, so a successful attack shows up as a PASS.
 
-Part 1 holds attacks that got through the sandbox as first built with bwrap (they fail until it
-is fixed); part 2 holds attacks that were stopped, kept to catch a regression. Every payload is a
+Part 1 holds attacks that got through the sandbox as first built with bwrap (all five are fixed
+now: read-only `/` and `/dev`, a memory and a pids cgroup per sandbox, the parse errors caught,
+`/proc/cmdline` hidden; the two cgroup tests are strict xfails where cgroups cannot be made); part 2 holds attacks that were stopped, kept to catch a regression. Every payload is a
 bounded, benign proof (a few tens of MB, a few sleeping threads, a marker named with TOKEN).
 """
 
@@ -122,6 +123,8 @@ FOUND = written > {cap}
 # Fix: a memory cgroup per sandbox (memory.limit_in_bytes; this host has cgroup v1 memory and pids
 # controllers), or no fork at all (seccomp) so that threads share one address space; and
 # oom_score_adj 1000 in the child so that the sandbox dies first.
+@pytest.mark.xfail("memory_cgroup" not in isolation().layers, strict=True,
+                   reason="without a memory cgroup per sandbox (not root, or cgroup v2 only) memory is bounded per process (README)")
 def test_memory_is_bounded_per_sandbox_not_per_process():
     small = HumanEvalTask(memory_mb=128)
     fails(gcd(f"""
@@ -152,6 +155,8 @@ FOUND = rss_kb > 128 * 1024
 # A sample that starts second fills the shared count up to its own (higher) limit, and a correct
 # sample scored at the same time can no longer start a thread. Fix: a pids cgroup per sandbox
 # (pids.max), or a distinct uid per concurrent sandbox.
+# Fixed (both): a memory and a pids cgroup per sandbox where the harness can create them, and
+# oom_score_adj 1000; where it cannot, these two are expected to fail (strict xfail).
 THREAD_USER = gcd("import threading, time\ntime.sleep(1.5)", """
     out = []
     t = threading.Thread(target=lambda: out.append(__import__('math').gcd(a, b)))
@@ -170,6 +175,8 @@ time.sleep(3)
 """)
 
 
+@pytest.mark.xfail("pids_cgroup" not in isolation().layers, strict=True,
+                   reason="without a pids cgroup per sandbox (not root, or cgroup v2 only) RLIMIT_NPROC is shared by one uid (README)")
 def test_a_sample_scored_at_the_same_time_cannot_starve_another_of_processes():
     assert TASK.verify(GCD, THREAD_USER).correct   # control: right when scored alone
     victim, hog = scored_together(THREAD_USER, THREAD_HOG)

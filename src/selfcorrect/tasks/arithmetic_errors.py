@@ -31,7 +31,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 
 from selfcorrect.tasks.arithmetic import COLUMN_BUGS, FINAL_BUGS, FINAL_FEATURES, ArithmeticTask
-from selfcorrect.tasks.base import Problem
+from selfcorrect.tasks.base import Problem, base_like_cells
 
 TEACHER_MODELS = ("random_digit", "carry_drop", "mixed", "base_like")
 INJECTABLE = (*COLUMN_BUGS, *FINAL_BUGS)  # the taxonomy's kinds that are one bug at one site
@@ -116,12 +116,7 @@ class ArithmeticErrorModel:
         if error_model == "mixed":
             return {k: 1.0 for k in self.kinds}
         if error_model == "base_like":
-            if not base_sites:
-                raise ValueError("error model 'base_like' needs the base model's first-attempt error sites; it made no errors")
-            writable = {c: float(v) for c, v in base_sites.items() if "@" in c and c.split("@")[0] in self.kinds and v > 0}
-            if not writable:
-                raise ValueError(f"none of the base model's error sites {sorted(base_sites)} can be written by the teacher ({self.kinds})")
-            return writable
+            return base_like_cells(base_sites, self.kinds)
         raise ValueError(f"unknown arm.error_model {error_model!r}; expected one of {TEACHER_MODELS}")
 
     def cells(self, problem: Problem) -> set[str]:

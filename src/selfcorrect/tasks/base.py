@@ -57,3 +57,14 @@ def stable_hash(text: str) -> int:
 def check_split(split: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+
+
+def base_like_cells(base_sites: dict[str, float] | None, kinds: tuple[str, ...]) -> dict[str, float]:
+    """The teacher mixture of error model `base_like`: the base's own first-attempt error sites
+    (`kind@site` signatures with their counts) that the teacher can write."""
+    if not base_sites:
+        raise ValueError("error model 'base_like' needs the base model's first-attempt error sites; it made no errors")
+    writable = {c: float(v) for c, v in base_sites.items() if "@" in c and c.split("@")[0] in kinds and v > 0}
+    if not writable:
+        raise ValueError(f"none of the base model's error sites {sorted(base_sites)} can be written by the teacher ({kinds})")
+    return writable

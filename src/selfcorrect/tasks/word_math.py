@@ -48,7 +48,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 
-from selfcorrect.tasks.base import Problem, Verdict
+from selfcorrect.tasks.base import Problem, Verdict, base_like_cells
 from selfcorrect.tasks.splits import check_fractions, hash_split
 
 OPERATIONS = ("add", "sub", "mul")
@@ -385,12 +385,7 @@ class WordMathErrorModel:
         if error_model == "mixed":
             return {k: 1.0 for k in self.kinds}
         if error_model == "base_like":
-            if not base_sites:
-                raise ValueError("error model 'base_like' needs the base model's first-attempt error sites; it made no errors")
-            writable = {c: float(v) for c, v in base_sites.items() if "@" in c and c.split("@")[0] in self.kinds and v > 0}
-            if not writable:
-                raise ValueError(f"none of the base model's error sites {sorted(base_sites)} can be written by the teacher ({self.kinds})")
-            return writable
+            return base_like_cells(base_sites, self.kinds)
         raise ValueError(f"unknown arm.error_model {error_model!r} for word_math; expected one of {TEACHER_MODELS}")
 
     def cells(self, problem: Problem) -> set[str]:
