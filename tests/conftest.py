@@ -66,3 +66,13 @@ def tiny_base(tiny_cfg, tiny_cache):
 
     task = make_task(tiny_cfg.task)
     return task, load_base_policy(tiny_cfg.model, task, tiny_cache), base_model_path(tiny_cfg.model, task, tiny_cache)
+
+
+@pytest.fixture
+def harness_files(tmp_path):
+    """A results file and a directory that hostile sandboxed programs try to overwrite or delete."""
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "metrics.json").write_text('{"acc_t1": 0.5}')
+    os.chmod(tmp_path, 0o755)
+    return results

@@ -18,15 +18,6 @@ FAST = Limits(cpu_s=1, wall_s=3.0, memory_mb=512)
 OS_LAYERS = isolation().layers
 
 
-@pytest.fixture
-def harness_files(tmp_path):
-    """A results file and a directory the hostile programs try to overwrite or delete."""
-    results = tmp_path / "results"
-    results.mkdir()
-    (results / "metrics.json").write_text('{"acc_t1": 0.5}')
-    os.chmod(tmp_path, 0o755)
-    return results
-
 
 def _intact(results) -> bool:
     return (results / "metrics.json").read_text() == '{"acc_t1": 0.5}' and sorted(os.listdir(results)) == ["metrics.json"]

@@ -85,13 +85,9 @@ def _outside_entries() -> set[str]:
 
 
 @pytest.fixture
-def results(tmp_path):
-    """The harness's outputs (a run directory) that attacks try to overwrite or delete."""
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "metrics.json").write_text('{"acc_t1": 0.5}')
-    os.chmod(tmp_path, 0o755)
-    return run
+def results(harness_files):
+    """The harness's outputs (conftest's `harness_files`) that attacks try to overwrite or delete."""
+    return harness_files
 
 
 @pytest.fixture(autouse=True)
