@@ -115,9 +115,11 @@ def run(cfg: DictConfig, run_dir: Path, group: str = "single") -> dict:
         problems = task.problems(cfg.eval.split, cfg.eval.n_problems, seed=cfg.eval.problem_seed)
         sampling = Sampling(cfg.eval.temperature, cfg.eval.max_new_tokens)
         offline = list(ctx.offline)
-        base_first = None  # the base's greedy first attempts on the test problems
-        if cfg.eval.probe.source == "base":
+        matrix_cfg = OmegaConf.select(cfg, "eval.correction_matrix", default=None)
+        base_first = None  # the base's greedy first attempts on the test problems (probe and matrix)
+        if cfg.eval.probe.source == "base" or (matrix_cfg is not None and matrix_cfg.enabled):
             base_first = [ep.y1 for ep in base.two_turn(problems, sampling, seed=cfg.eval.problem_seed, n_turns=1)]
+        if cfg.eval.probe.source == "base":
             offline.insert(0, OfflineAttempts("base", problems, base_first))
         t_eval = time.time()
         result = evaluate_policy(policy, problems, sampling, seed=cfg.seed, offline=offline)
@@ -126,11 +128,8 @@ def run(cfg: DictConfig, run_dir: Path, group: str = "single") -> dict:
             result.metrics["arm"] = ctx.extra_metrics
         if ctx.offline_error_hist is not None:
             result.metrics["offline_error_tv"] = total_variation(ctx.offline_error_hist, result.metrics["errors_t1"])
-        matrix_cfg = OmegaConf.select(cfg, "eval.correction_matrix", default=None)
         if matrix_cfg is not None and matrix_cfg.enabled:  # second attempts on controlled first attempts
             t_matrix = time.time()
-            if base_first is None:
-                base_first = [ep.y1 for ep in base.two_turn(problems, sampling, seed=cfg.eval.problem_seed, n_turns=1)]
             summary, matrix_records = correction_matrix(policy, task, problems, base_first, sampling,
                                                         seed=cfg.eval.problem_seed, n_problems=matrix_cfg.n_problems)
             result.metrics["correction_matrix"] = summary

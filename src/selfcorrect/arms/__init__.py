@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import DictConfig
 
-from selfcorrect.evaluate import OfflineAttempts, evaluate_policy
+from selfcorrect.evaluate import OfflineAttempts, evaluate_policy, write_json
 from selfcorrect.policy import Policy, Sampling
 from selfcorrect.tasks.base import Task
 from selfcorrect.tracking import Tracker
@@ -114,9 +113,7 @@ class ArmContext:
         if best is None or distance < best["distance"]:
             save_weights(self.matched_dir / "matched_t1.pt", policy.model)
             info = {"step": step, "val_acc_t1": acc_t1, "base_val_acc_t1": self._base_val_acc_t1, "distance": distance}
-            tmp = self.matched_dir / "matched_t1.json.tmp"
-            tmp.write_text(json.dumps(info))
-            os.replace(tmp, self.matched_dir / "matched_t1.json")
+            write_json(self.matched_dir / "matched_t1.json", info)
 
 
 def get_arm(name: str) -> Callable[[ArmContext], Policy]:

@@ -186,7 +186,6 @@ def train(ctx, rl: RLConfig) -> Policy:
     def best_path(step: int):
         return ckpt_dir / f"best_train_reward_{step:07d}.pt"
 
-
     start = 0
     last = checkpoint.latest(ckpt_dir)
     if last is not None:
@@ -194,16 +193,15 @@ def train(ctx, rl: RLConfig) -> Policy:
         scheduler.load_state_dict(state["scheduler"])
         start, counts, select = state["step"], state["budget"], state["select"]
         checkpoint.trim_history(ctx.tracker.history, start)
-        ctx.restore_snapshots(start)
-        for stale in ckpt_dir.glob("best_train_reward_*.pt"):  # chosen after the resumed step: redone
-            if int(stale.stem.rsplit("_", 1)[1]) > start:
-                stale.unlink()
         print(f"[rl] resuming {ctx.cfg.arm.name} from {last} (step {start}/{total})", flush=True)
     else:  # a run killed before its first checkpoint starts over: forget what it logged
         checkpoint.trim_history(ctx.tracker.history, -1)
-        for stale in ckpt_dir.glob("best_train_reward_*.pt"):
+    # weights chosen after the step we (re)start from are chosen again, identically
+    ctx.restore_snapshots(start)
+    for stale in ckpt_dir.glob("best_train_reward_*.pt"):
+        if int(stale.stem.rsplit("_", 1)[1]) > start:
             stale.unlink()
-        ctx.restore_snapshots(0)
+    if last is None:
         _evaluate(ctx, policy, 0, counts)
 
     for step in range(start + 1, total + 1):

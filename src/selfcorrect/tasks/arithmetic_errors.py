@@ -27,11 +27,10 @@ which `write` can fill on the problems `cells(problem)` lists:
 from __future__ import annotations
 
 import random
-from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from selfcorrect.tasks.arithmetic import COLUMN_BUGS, FINAL_BUGS, FINAL_FEATURES, ArithmeticTask
-from selfcorrect.tasks.base import Problem, base_like_cells
+from selfcorrect.tasks.base import Problem, SiteErrorModel, base_like_cells
 
 TEACHER_MODELS = ("random_digit", "carry_drop", "mixed", "base_like")
 INJECTABLE = (*COLUMN_BUGS, *FINAL_BUGS)  # the taxonomy's kinds that are one bug at one site
@@ -42,7 +41,7 @@ def error_type(kind: str, site: int | None) -> str:
     return kind if site is None else f"{kind}@{site}"
 
 
-class ArithmeticErrorModel:
+class ArithmeticErrorModel(SiteErrorModel):
     """Error sites, signatures and one-bug injections for `ArithmeticTask`, and the teacher
     error models built from them (see the module docstring)."""
 
@@ -74,14 +73,6 @@ class ArithmeticErrorModel:
             raise AssertionError(f"injecting {error_type(kind, site)} into {problem.id} gave {y!r}, read as {got!r}")
         return y
 
-    def error_site(self, problem: Problem, attempt: str) -> tuple[str, int | None] | None:
-        """(kind, site) of the first error of a wrong attempt (site None when it has none); None if right."""
-        v = self.task.verify(problem, attempt)
-        if v.correct:
-            return None
-        kind, _, col = v.error_type.partition("@")
-        return kind, int(col) if col else None
-
     def signature(self, problem: Problem, kind: str, site: int | None) -> str:
         """What the base's bugs see at this site (see the module docstring)."""
         if kind in FINAL_BUGS:
@@ -91,11 +82,6 @@ class ArithmeticErrorModel:
             a, b = self.task.digits(problem)[site]
             return f"{kind}@pair={min(a, b)}{max(a, b)},carry={self._carries(problem)[site]}"
         return kind
-
-    def site_histogram(self, problems: Sequence[Problem], attempts: Sequence[str]) -> dict[str, int]:
-        """Counts of the signatures of the first errors of the wrong attempts."""
-        sites = (self.error_site(p, y) for p, y in zip(problems, attempts))
-        return dict(Counter(self.signature(p, *s) for p, s in zip(problems, sites) if s is not None))
 
     def _carries(self, problem: Problem) -> list[int]:
         """The carry into each column on the correct procedure."""

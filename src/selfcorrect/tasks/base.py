@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -57,6 +59,30 @@ def stable_hash(text: str) -> int:
 def check_split(split: str) -> None:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+
+
+class SiteErrorModel:
+    """What every task's error model shares: reading where a wrong attempt first errs from the
+    task's verdict (`kind@site`) and counting those sites by the model's own `signature`.
+    Subclasses set `self.task` and define `signature(problem, kind, site)`."""
+
+    task: Task
+
+    def signature(self, problem: Problem, kind: str, site: int | None) -> str:
+        raise NotImplementedError
+
+    def error_site(self, problem: Problem, attempt: str) -> tuple[str, int | None] | None:
+        """(kind, site) of the first error of a wrong attempt (site None when it has none); None if right."""
+        v = self.task.verify(problem, attempt)
+        if v.correct:
+            return None
+        kind, _, site = v.error_type.partition("@")
+        return kind, int(site) if site else None
+
+    def site_histogram(self, problems: Sequence[Problem], attempts: Sequence[str]) -> dict[str, int]:
+        """Counts of the signatures of the first errors of the wrong attempts."""
+        sites = (self.error_site(p, y) for p, y in zip(problems, attempts))
+        return dict(Counter(self.signature(p, *s) for p, s in zip(problems, sites) if s is not None))
 
 
 def base_like_cells(base_sites: dict[str, float] | None, kinds: tuple[str, ...]) -> dict[str, float]:

@@ -44,11 +44,10 @@ import ast
 import operator
 import random
 import re
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 
-from selfcorrect.tasks.base import Problem, Verdict, base_like_cells
+from selfcorrect.tasks.base import Problem, Verdict, SiteErrorModel, base_like_cells
 from selfcorrect.tasks.splits import check_fractions, hash_split
 
 OPERATIONS = ("add", "sub", "mul")
@@ -319,7 +318,7 @@ INJECTABLE = ("wrong_operation", "arithmetic_slip", "misread_number")  # one err
 SLIPS = (-10, -1, 1, 10)
 
 
-class WordMathErrorModel:
+class WordMathErrorModel(SiteErrorModel):
     """Where each writable error can sit in a worked solution, and how a teacher writes exactly
     that error (the interface of `tasks/arithmetic_errors.py`).
 
@@ -362,21 +361,8 @@ class WordMathErrorModel:
             raise ValueError(f"no {kind!r} site at {site!r} in {problem.id}; its sites: {self.sites(problem, kind)}")
         return (rng or random.Random(f"word_math:{problem.id}:{kind}@{site}")).choice(options)
 
-    def error_site(self, problem: Problem, attempt: str) -> tuple[str, int | None] | None:
-        """(kind, site) of a wrong attempt (site None for kinds without one); None if right."""
-        v = self.task.verify(problem, attempt)
-        if v.correct:
-            return None
-        kind, _, site = v.error_type.partition("@")
-        return kind, int(site) if site else None
-
     def signature(self, problem: Problem, kind: str, site: int | None) -> str:
         return kind if site is None else f"{kind}@{site}"
-
-    def site_histogram(self, problems: Sequence[Problem], attempts: Sequence[str]) -> dict[str, int]:
-        """Counts of the error types (kind@site) of the wrong attempts."""
-        sites = (self.error_site(p, y) for p, y in zip(problems, attempts))
-        return dict(Counter(self.signature(p, *s) for p, s in zip(problems, sites) if s is not None))
 
     # --- the teacher ---------------------------------------------------------------------------
     def teacher_cells(self, error_model: str, base_sites: Mapping[str, float] | None = None) -> dict[str, float]:
