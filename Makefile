@@ -35,12 +35,23 @@ test: install
 
 LAUNCH := hydra.sweep.dir=$(SWEEP_DIR) hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)
 
-sweep: install
-	@echo "sweep dir: $(SWEEP_DIR)  (if interrupted, resume with: make sweep SWEEP_DIR=$(SWEEP_DIR))"
-	$(BIN)/python -m selfcorrect -m experiment=embedded_sweep $(LAUNCH)
-	$(BIN)/python -m selfcorrect -m experiment=embedded_dial $(LAUNCH)
-	$(BIN)/python experiments/summarize_sweep.py $(SWEEP_DIR)
-	$(BIN)/python experiments/make_figures.py --sweep $(SWEEP_DIR)   # main table + figure paths
+# the second testbed (answer first, working after) sweeps into its own directory beside it
+AF_LAUNCH := hydra.sweep.dir=$(SWEEP_DIR)-answer_first hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)
+
+sweep: install          # both embedded testbeds; each step prints its wall time (the split per testbed)
+	@echo "sweep dirs: $(SWEEP_DIR) and $(SWEEP_DIR)-answer_first  (if interrupted, resume with: make sweep SWEEP_DIR=$(SWEEP_DIR))"
+	@s=$$(date +%s); \
+	$(BIN)/python -m selfcorrect -m experiment=embedded_sweep $(LAUNCH) && \
+	$(BIN)/python -m selfcorrect -m experiment=embedded_dial $(LAUNCH) && \
+	$(BIN)/python experiments/summarize_sweep.py $(SWEEP_DIR) && \
+	$(BIN)/python experiments/make_figures.py --sweep $(SWEEP_DIR) && \
+	echo "testbed arithmetic: $$(( $$(date +%s) - s )) s" | tee $(SWEEP_DIR)/wall_time.txt
+	@s=$$(date +%s); \
+	$(BIN)/python -m selfcorrect -m experiment=answer_first_sweep $(AF_LAUNCH) && \
+	$(BIN)/python -m selfcorrect -m experiment=answer_first_dial $(AF_LAUNCH) && \
+	$(BIN)/python experiments/summarize_sweep.py $(SWEEP_DIR)-answer_first && \
+	$(BIN)/python experiments/make_figures.py --sweep $(SWEEP_DIR)-answer_first && \
+	echo "testbed answer_first: $$(( $$(date +%s) - s )) s" | tee $(SWEEP_DIR)-answer_first/wall_time.txt
 
 figures: install        # newest sweep, or SWEEP=outputs/sweeps/<stamp>
 	$(BIN)/python experiments/make_figures.py $(if $(SWEEP),--sweep $(SWEEP))

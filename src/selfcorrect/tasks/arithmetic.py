@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from selfcorrect.tasks.base import Problem, Verdict, check_split, stable_hash
@@ -104,6 +104,10 @@ class ArithmeticTask:
         self.revise_instruction = revise_instruction
         self.eval_seed = int(eval_seed)
         self.low, self.high = 10 ** (self.n_digits - 1), 10**self.n_digits - 1
+
+    def build_spec(self) -> dict:
+        """What of the task determines a base model pretrained on it (`tiny_model`)."""
+        return {"n_digits": self.n_digits, "revise_instruction": self.revise_instruction}
 
     # --- problems -------------------------------------------------------------------------------
     def make_problem(self, a: int, b: int) -> Problem:
@@ -222,6 +226,12 @@ class ArithmeticTask:
                     final_bug = r.kind
                 break
         return self._render(columns, final_bug)
+
+    def pretraining_attempts(self, problem: Problem, n_attempts: int, pre: Mapping, rng: random.Random) -> list[str]:
+        """One trace's attempts for the tiny base model's corpus: independent draws from the bug
+        mixtures `pre["turn1_rules"]` (first attempt) and `pre["turn2_rules"]` (every later one)."""
+        rules = [parse_rules(pre["turn1_rules"] if t == 0 else pre["turn2_rules"]) for t in range(n_attempts)]
+        return [self.sample(problem, r, rng) for r in rules]
 
     def bug_sites(self, problem: Problem, kind: str) -> list[int]:
         """Columns where a column bug of `kind` can occur on the correct procedure."""

@@ -1,0 +1,115 @@
+"""The answer-first task's error model: where a wrong answer can sit, and how a teacher (or the
+correction matrix) writes exactly that error, with the right working after it.
+
+A *site* is an answer column k (0 = units, n = the leading carry digit). ``carry_lookahead@k``
+can sit only where a carry reaches column k through a carry chain (the digit is written with the
+one-step carry guess there, every other digit right); ``digit_slip@k`` at any column, the digit
+written one higher or lower (a slip that would read back as a carry_lookahead, or make a leading
+zero, is not written). A site's signature is its error type, so `base_like` matches the kinds and
+columns where the base errs. Every written attempt keeps the *right* working: a second attempt
+that reads it can always fix the answer.
+
+Teacher error models (`arm.error_model`):
+- ``random_digit``: one answer digit, drawn uniformly, written as another digit (the far end of
+  the dial: errors that have nothing to do with carries);
+- ``carry_lookahead``: only carry-lookahead errors, at a random chain column;
+- ``mixed``: each injectable kind equally often, at a random site;
+- ``base_like``: the base's own first-attempt error types, in proportion.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+
+from selfcorrect.tasks.answer_first import AnswerFirstTask
+from selfcorrect.tasks.base import Problem, SiteErrorModel, base_like_cells
+
+TEACHER_MODELS = ("random_digit", "carry_lookahead", "mixed", "base_like")
+INJECTABLE = ("carry_lookahead", "digit_slip")
+
+
+class AnswerFirstErrorModel(SiteErrorModel):
+    teacher_models = TEACHER_MODELS
+    kinds = INJECTABLE
+
+    def __init__(self, task: AnswerFirstTask):
+        self.task = task
+
+    # --- sites and injections ------------------------------------------------------------------
+    def correct_attempt(self, problem: Problem) -> str:
+        return self.task.write(problem.answer, self.task.working(problem))
+
+    def sites(self, problem: Problem, kind: str) -> list[int]:
+        if kind == "carry_lookahead":
+            return self.task.lookahead_sites(problem)
+        if kind == "digit_slip":
+            return [k for k in range(self.task.n_digits + 1) if self._slips(problem, k)]
+        raise ValueError(f"unknown error kind {kind!r}; injectable kinds: {self.kinds}")
+
+    def inject(self, problem: Problem, kind: str, site: int, rng: random.Random | None = None) -> str:
+        """The right working after an answer with exactly one `kind` error at column `site`."""
+        if site not in self.sites(problem, kind):
+            raise ValueError(f"no {kind!r} site at {site!r} in {problem.id}; its sites: {self.sites(problem, kind)}")
+        if kind == "carry_lookahead":
+            carries = self.task.carries(problem)
+            carries[site] = 0
+            answer = self.task.answer_with_carries(problem, carries)
+        else:
+            answer = (rng or random.Random(f"answer_first:{problem.id}:{kind}@{site}")).choice(self._slips(problem, site))
+        y = self.task.write(answer, self.task.working(problem))
+        got = self.task.verify(problem, y).error_type
+        if got != f"{kind}@{site}":
+            raise AssertionError(f"injecting {kind}@{site} into {problem.id} gave {y!r}, read as {got!r}")
+        return y
+
+    def signature(self, problem: Problem, kind: str, site: int | None) -> str:
+        return kind if site is None else f"{kind}@{site}"
+
+    def _slips(self, problem: Problem, k: int) -> list[str]:
+        """Answers with column k's digit one higher or lower that read back as digit_slip@k."""
+        n = self.task.n_digits + 1
+        digits = problem.answer.zfill(n)
+        i = n - 1 - k
+        out = []
+        for d in (int(digits[i]) - 1, int(digits[i]) + 1):
+            if 0 <= d <= 9:
+                answer = (digits[:i] + str(d) + digits[i + 1 :]).lstrip("0") or "0"
+                if len(answer) >= len(problem.answer) and self.task.classify(problem, answer) == f"digit_slip@{k}":
+                    out.append(answer)
+        return out
+
+    # --- the teacher ---------------------------------------------------------------------------
+    def teacher_cells(self, error_model: str, base_sites: Mapping[str, float] | None = None) -> dict[str, float]:
+        if error_model in ("random_digit", "carry_lookahead"):
+            return {error_model: 1.0}
+        if error_model == "mixed":
+            return {k: 1.0 for k in self.kinds}
+        if error_model == "base_like":
+            return base_like_cells(base_sites, self.kinds)
+        raise ValueError(f"unknown arm.error_model {error_model!r} for answer_first; expected one of {TEACHER_MODELS}")
+
+    def cells(self, problem: Problem) -> set[str]:
+        """Every teacher cell `write` can fill on this problem."""
+        out = {"random_digit"}
+        for kind in self.kinds:
+            sites = self.sites(problem, kind)
+            if sites:
+                out.add(kind)
+                out.update(f"{kind}@{s}" for s in sites)
+        return out
+
+    def write(self, problem: Problem, cell: str, rng: random.Random) -> str:
+        """A wrong first attempt for `cell`: a random answer digit, a kind at a random site, or kind@site."""
+        if cell == "random_digit":
+            answer = problem.answer
+            i = rng.randrange(len(answer))
+            choices = [d for d in "0123456789" if d != answer[i] and not (i == 0 and d == "0")]
+            return self.task.write(answer[:i] + rng.choice(choices) + answer[i + 1 :], self.task.working(problem))
+        kind, _, site = cell.partition("@")
+        if kind not in self.kinds:
+            raise ValueError(f"unknown teacher cell {cell!r} for answer_first; kinds: {self.kinds} (+ 'random_digit')")
+        sites = self.sites(problem, kind) if not site else [int(site)]
+        if not sites:
+            raise ValueError(f"no site for teacher cell {cell!r} in {problem.id}")
+        return self.inject(problem, kind, rng.choice(sites), rng)
