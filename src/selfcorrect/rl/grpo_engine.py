@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from collections.abc import Callable, Sequence
 
 import torch
@@ -110,6 +111,7 @@ class SCoReGRPOTrainer(GRPOTrainer):
         self.rl, self.stages, self.rollouts_for_step = rl, list(stages), rollouts_for_step
         self.last_rollouts: Rollouts | None = None
         self.last_stats: dict[str, float] = {}
+        self.last_unpacked, self.last_update_s, self.update_times = 0, 0.0, []
         no_dropout(model)
         super().__init__(model=model, args=args, rollout_func=self._rollout, reward_funcs=[_verifier_reward], **kwargs)
         self.score_ref = ref_model.eval()
@@ -131,9 +133,18 @@ class SCoReGRPOTrainer(GRPOTrainer):
                 for ep in ro.episodes]
         self.last_rollouts = ro
         self._turn_ids = [turn for _, _, turn in rows]
+        self.last_unpacked = sum(TURN1 not in t for t in self._turn_ids)
         env_mask = [[int((t == TURN1 and trains[0]) or (t == TURN2 and trains[1])) for t in turn] for turn in self._turn_ids]
         return {"prompt_ids": [p for p, _, _ in rows], "completion_ids": [c for _, c, _ in rows], "logprobs": None,
-                "env_mask": env_mask, "r2": ro.r2.tolist(), "unpacked": float(sum(TURN1 not in t for t in self._turn_ids))}
+                "env_mask": env_mask, "r2": ro.r2.tolist()}
+
+    def training_step(self, model, inputs, num_items_in_batch):
+        """Times the update as the old loop does: the whole step less the rollout's sampling."""
+        t0 = time.perf_counter()
+        out = super().training_step(model, inputs, num_items_in_batch)
+        self.last_update_s = time.perf_counter() - t0 - (self.last_rollouts.gen_s if self.last_rollouts else 0.0)
+        self.update_times.append(self.last_update_s)
+        return out
 
     # --- the per-token advantages --------------------------------------------------------------
     def _generate_and_score_completions(self, inputs):
