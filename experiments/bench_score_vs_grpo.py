@@ -113,21 +113,22 @@ def grpo_seconds_per_step(base_path, task, rl: RLConfig, prompts: int, k: int, s
 
 
 def subclass_seconds_per_step(base_path, task, rl: RLConfig, prompts: int, k: int, steps: int) -> tuple[list[float], list[float]]:
-    """SCoRe Stage II through `SCoReGRPOTrainer`: the same rollouts as `score_seconds_per_step`
-    (`collect`, same seeds); returns (whole step, update only = step less sampling) seconds."""
+    """SCoRe Stage II through `SCoReGRPOTrainer`: the rollouts of `score_seconds_per_step` (same
+    seeds; turn-2 prompts token for token, `two_turn_tokens`); returns (whole step, update only = step less sampling) seconds."""
     import dataclasses
 
     from datasets import Dataset
     from transformers import TrainerCallback
 
-    from selfcorrect.rl.grpo_engine import SCoReGRPOTrainer, grpo_args
+    from selfcorrect.rl.grpo_engine import SCoReGRPOTrainer, grpo_args, two_turn_tokens
 
     policy, ref = Policy.load(base_path, task), Policy.load(base_path, task)
     rl = dataclasses.replace(rl, prompts_per_step=prompts, samples_per_prompt=k)
     sampling = Sampling(rl.temperature, rl.max_new_tokens)
 
     def rollouts_for_step(trainer, step):
-        return collect(policy, task, task.problems("train", prompts, seed=10_000 + step), k, sampling, seed=step)
+        return collect(policy, task, task.problems("train", prompts, seed=10_000 + step), k, sampling, seed=step,
+                       sampler=two_turn_tokens)
 
     class StepTimer(TrainerCallback):
         def __init__(self):

@@ -13,8 +13,10 @@ gradient ∇log π), is then exactly `losses.score_loss`: −1/N Σ_i Σ_t A_{i,
 Hooks used (TRL 1.16): `rollout_func` and its `env_mask` (documented, experimental) and
 `_generate_and_score_completions` (private, overridden to swap in our (B, T) advantages before
 the generation batch is shuffled, which breaks the prompt groups RLOO needs); hence the TRL pin
-in pyproject.toml. Without vLLM, `rollout_func` samples through `Policy.two_turn`, exactly as
-the old loop (`trainer.policy_update`), so the same seeds give the same episodes.
+in pyproject.toml. The caller's `rollouts_for_step` samples the episodes; `grpo_run` uses
+`two_turn_tokens`: the old loop's `Policy.two_turn` (same seeds), except that y2 is sampled after
+x + y1 + instruction token for token, so that every episode is one row; the episodes are the old loop's whenever
+y1 round-trips through its text (all of them for the sweep's tiny base, 10 of 16 for SmolLM2).
 """
 
 from __future__ import annotations
@@ -32,9 +34,12 @@ os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 from trl.trainer.utils import add_fused_lm_head, pad  # noqa: E402
 
+from selfcorrect.policy import Episode, Policy, Sampling, Turn  # noqa: E402
+from selfcorrect.prompts import conversation  # noqa: E402
 from selfcorrect.rl.losses import kl_per_token, turn_advantages  # noqa: E402
 from selfcorrect.rl.rewards import kl_weights, trained_turns, training_reward, turn_rewards  # noqa: E402
 from selfcorrect.rl.rollouts import Rollouts  # noqa: E402
+from selfcorrect.tasks.base import Problem  # noqa: E402
 
 INSTRUCTION, TURN1, TURN2 = 0, 1, 2  # per completion token: which part of the episode it is
 
@@ -49,6 +54,37 @@ def pack(p1: Sequence[int], c1: Sequence[int], p2: Sequence[int], c2: Sequence[i
         injected = list(p2[len(head):])
         return list(p1), [*c1, *injected, *c2], [TURN1] * len(c1) + [INSTRUCTION] * len(injected) + [TURN2] * len(c2)
     return list(p2), list(c2), [TURN2] * len(c2)
+
+
+def continued_prompt(policy: Policy, problem: Problem, first: Turn) -> list[int] | None:
+    """The turn-2 prompt as x + y1 + instruction *token for token*: the sampled y1 ids followed by
+    the tokens the chat template writes after the attempt (its end-of-turn token only once).
+    `Policy.two_turn` re-renders y1 from its stripped text instead, which gives the same ids when
+    y1 round-trips and other ids when it does not (BPE merges, trailing whitespace, <unk>:
+    6 of 16 SmolLM2 episodes); then y1 and y2 cannot share one row. None when the template does
+    not render the attempt verbatim after the first-turn prompt."""
+    tok = policy.tokenizer
+
+    def render(attempts):
+        return tok.apply_chat_template(conversation(policy.task, problem, attempts), tokenize=False, add_generation_prompt=True)
+
+    before, after = render([]), render([first.text])
+    if not after.startswith(before + first.text):
+        return None
+    injected = tok(after[len(before) + len(first.text):], add_special_tokens=False).input_ids
+    c1 = list(first.completion_ids)
+    if c1 and injected and c1[-1] in policy.eos_ids and injected[0] == c1[-1]:
+        injected = injected[1:]
+    return list(first.prompt_ids) + c1 + injected
+
+
+def two_turn_tokens(policy: Policy, problems: Sequence[Problem], sampling: Sampling, seed: int) -> list[Episode]:
+    """`Policy.two_turn` (same seeds, same batches) with y2 sampled after `continued_prompt`, so
+    every episode packs into one row; identical episodes whenever y1 round-trips."""
+    firsts = policy.attempt(problems, [[] for _ in problems], sampling, seed)
+    prompts = [continued_prompt(policy, p, t) or policy.prompt_ids(p, [t.text]) for p, t in zip(problems, firsts)]
+    seconds = policy.generate(prompts, sampling, seed + 7919)  # Policy.two_turn's turn-2 seed
+    return [Episode(p, [t, Turn(q, c, policy.decode(c))]) for p, t, q, c in zip(problems, firsts, prompts, seconds)]
 
 
 def no_dropout(model: nn.Module) -> None:

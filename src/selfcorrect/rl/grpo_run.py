@@ -1,5 +1,6 @@
 """One RL arm run through `SCoReGRPOTrainer` (issue 13): the old loop's schedule, budget, seeds,
-logging and kept checkpoint, with GRPOTrainer's training loop doing the updates.
+logging and kept checkpoint, with GRPOTrainer's training loop doing the updates. Episodes come
+from `grpo_engine.two_turn_tokens` (turn-2 prompts token for token; see there).
 
 Same as `trainer.train`: the budget's AdamW and schedule (`Budget.make_optimizer/make_scheduler`,
 passed to the Trainer as its optimizer), the step-s problem draws and sampling seeds
@@ -18,7 +19,7 @@ from transformers import TrainerCallback
 
 from selfcorrect.policy import Policy, Sampling
 from selfcorrect.rl import checkpoint
-from selfcorrect.rl.grpo_engine import SCoReGRPOTrainer, grpo_args
+from selfcorrect.rl.grpo_engine import SCoReGRPOTrainer, grpo_args, two_turn_tokens
 from selfcorrect.rl.rewards import get_stage
 from selfcorrect.rl.rollouts import collect
 from selfcorrect.rl.trainer import STEP_SEED_STRIDE, RLConfig
@@ -82,7 +83,7 @@ def train_grpo(ctx, rl: RLConfig) -> Policy:
     def rollouts_for_step(trainer, step0: int):
         step_seed = ctx.seed * STEP_SEED_STRIDE + step0 + 1  # the old loop's seeds for step s = step0 + 1
         problems = ctx.task.problems("train", rl.prompts_per_step, seed=step_seed)
-        return collect(policy, ctx.task, problems, rl.samples_per_prompt, sampling, seed=step_seed)
+        return collect(policy, ctx.task, problems, rl.samples_per_prompt, sampling, seed=step_seed, sampler=two_turn_tokens)
 
     from datasets import Dataset
 
