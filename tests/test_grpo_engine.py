@@ -1,6 +1,7 @@
 """Equivalence before replacement (issue 13): on one fixed batch of the tiny model, the loss
 gradient of the GRPOTrainer subclass equals the old loop's `policy_update` gradient, for Stage I,
-Stage II and single-turn RL; and the check is sharp enough to catch a wrong per-turn weight."""
+Stage II and single-turn RL (and naive multi-turn RL on a left-padded mixed batch); the check is
+sharp enough to catch a wrong per-turn weight; and a short run matches the old loop step for step."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import torch
 
 from selfcorrect.policy import Policy, Sampling
 from selfcorrect.rl.grpo_engine import INSTRUCTION, TURN1, TURN2, SCoReGRPOTrainer, grpo_args, pack, two_turn_tokens
+from selfcorrect.rl.losses import LossConfig
 from selfcorrect.rl.rollouts import Rollouts, collect
 from selfcorrect.rl.trainer import RLConfig, policy_update
 
@@ -71,7 +73,8 @@ def engine(fixed, stage, rl=None):
 def engine_grads(trainer, edit_advantages=None):
     trainer.model.train()
     trainer.current_gradient_accumulation_steps = 1  # what Trainer's training loop sets before each step
-    batch = trainer._prepare_inputs([{"prompt": "-"} for _ in range(len(trainer.last_rollouts or trainer.rollouts_for_step(trainer, 0)))])
+    n = len(trainer.rollouts_for_step(trainer, 0))
+    batch = trainer._prepare_inputs([{"prompt": "-"} for _ in range(n)])  # rollout_func → packed rows → our advantages
     if edit_advantages is not None:
         batch["advantages"] = edit_advantages(batch)
     trainer.model.zero_grad(set_to_none=True)
@@ -122,21 +125,28 @@ def test_engine_gradient_equals_old_loop_gradient(fixed, stage):
     mask = batch["tool_mask"] * batch["completion_mask"]
     assert trainer.last_stats["kl_t1"] > 0 and trainer.last_stats["kl_t2"] > 0  # π ≠ π_ref: the KL term is live
     assert (mask.sum(1) > 0).all() and trainer.last_rollouts is fixed[3]
+    turn = batch["turn_ids"]
+    assert (mask[turn == INSTRUCTION] == 0).all() and (batch["advantages"][turn == INSTRUCTION] == 0).all()
+    assert (mask[turn == TURN1] == int(turn1_trained)).all() and (mask[turn == TURN2] == int(turn2_trained)).all()
     assert ("adv_abs_t1" in trainer.last_stats) == turn1_trained and ("adv_abs_t2" in trainer.last_stats) == turn2_trained
 
 
 @pytest.mark.parametrize("stage", ["I", "II"])
 def test_equality_breaks_when_a_per_turn_weight_is_perturbed(fixed, stage):
-    """The comparison can fail: 5 % more weight on turn 2's advantages, or a different β of the
-    turn that carries β2 in Stage I, moves the gradient far outside the tolerance."""
+    """The comparison can fail: 5 % more weight on either turn's advantages, doubled KL weights, or
+    the other stage's returns each move the gradient far (> 100×) outside the tolerance."""
     want = old_loop_grads(fixed, stage)
     trainer = engine(fixed, stage)
 
     def heavier_turn2(batch):
         return torch.where(batch["turn_ids"] == TURN2, 1.05 * batch["advantages"], batch["advantages"])
 
-    got, _ = engine_grads(trainer, heavier_turn2)
-    assert rel_err(want, got) > 1e-3
+    def heavier_turn1(batch):
+        return torch.where(batch["turn_ids"] == TURN1, 1.05 * batch["advantages"], batch["advantages"])
+
+    for edit in (heavier_turn1, heavier_turn2):
+        got, _ = engine_grads(trainer, edit)
+        assert rel_err(want, got) > 1e-3, edit.__name__
     other = dataclasses.replace(fixed[4], beta2=2 * fixed[4].beta2, beta1=2 * fixed[4].beta1)
     got, _ = engine_grads(engine(fixed, stage, other))
     assert rel_err(want, got) > 1e-3
@@ -159,6 +169,12 @@ def test_rows_that_do_not_round_trip_train_y2_exactly_in_its_own_context(fixed):
     want = old_loop_grads(mixed, "naive")
     got, _ = engine_grads(engine(mixed, "naive"))
     assert rel_err(want, got) < 1e-5
+
+
+def test_engine_refuses_a_kl_term_in_the_loss(fixed):
+    rl = dataclasses.replace(fixed[4], loss=LossConfig(kl_estimator="k3", kl_in="loss"))
+    with pytest.raises(NotImplementedError, match="kl_in='loss'"):
+        engine(fixed, "II", rl)
 
 
 # --- a short run through the subclass, next to the old loop ------------------------------------
