@@ -3,6 +3,9 @@ batch and generation length, both two-turn, on CPU; prints seconds per step and 
 
     python experiments/bench_score_vs_grpo.py [--steps 5] [--prompts 32] [--k 4] [--seed 0]
 
+A third line runs the same SCoRe Stage II step through `rl.grpo_engine.SCoReGRPOTrainer`
+(issue 13) and prints its ratio to the compact trainer.
+
 Both sides: the seed's cached tiny base (built on first use), `prompts × k` two-turn episodes
 sampled at T=1 through the same `Policy.two_turn`, up to 32 new tokens per attempt, a KL to a
 frozen reference, one Adam step. GRPOTrainer gets the two turns through `rollout_func` (one
@@ -109,6 +112,47 @@ def grpo_seconds_per_step(base_path, task, rl: RLConfig, prompts: int, k: int, s
     return timer.times[1:]  # the first step warms up
 
 
+def subclass_seconds_per_step(base_path, task, rl: RLConfig, prompts: int, k: int, steps: int) -> tuple[list[float], list[float]]:
+    """SCoRe Stage II through `SCoReGRPOTrainer`: the rollouts of `score_seconds_per_step` (same
+    seeds; turn-2 prompts token for token, `two_turn_tokens`); returns (whole step, update only = step less sampling) seconds."""
+    import dataclasses
+
+    from datasets import Dataset
+    from transformers import TrainerCallback
+
+    from selfcorrect.rl.grpo_engine import SCoReGRPOTrainer, grpo_args, two_turn_tokens
+
+    policy, ref = Policy.load(base_path, task), Policy.load(base_path, task)
+    rl = dataclasses.replace(rl, prompts_per_step=prompts, samples_per_prompt=k)
+    sampling = Sampling(rl.temperature, rl.max_new_tokens)
+
+    def rollouts_for_step(trainer, step):
+        return collect(policy, task, task.problems("train", prompts, seed=10_000 + step), k, sampling, seed=step,
+                       sampler=two_turn_tokens)
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.times, self.t0 = [], None
+
+        def on_step_begin(self, args, state, control, **kw):
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            self.times.append(time.perf_counter() - self.t0)
+
+    timer = StepTimer()
+    opt = rl.budget.make_optimizer(policy.model.parameters())
+    with tempfile.TemporaryDirectory() as out:
+        trainer = SCoReGRPOTrainer(
+            rl=rl, ref_model=ref.model, rollouts_for_step=rollouts_for_step, stages=["II"] * (steps + 1), model=policy.model,
+            args=grpo_args(rl, out, steps=steps + 1, disable_tqdm=True), processing_class=policy.tokenizer,
+            train_dataset=Dataset.from_dict({"prompt": [""] * prompts}), optimizers=(opt, rl.budget.make_scheduler(opt, steps + 1)),
+            callbacks=[timer],
+        )
+        trainer.train()
+    return timer.times[1:], trainer.update_times[1:]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=5)
@@ -129,11 +173,14 @@ def main() -> None:
 
     score = score_seconds_per_step(base_path, task, rl, prompts, k, a.steps)
     grpo = grpo_seconds_per_step(base_path, task, rl, prompts, k, a.steps)
-    ms, mg = statistics.median(score), statistics.median(grpo)
+    sub, sub_update = subclass_seconds_per_step(base_path, task, rl, prompts, k, a.steps)
+    ms, mg, mx = statistics.median(score), statistics.median(grpo), statistics.median(sub)
     print(f"batch: {prompts} prompts x {k} two-turn episodes, <= {rl.max_new_tokens} new tokens/attempt, {a.threads} thread(s), median of {a.steps} steps")
     print(f"SCoRe compact trainer: {ms:.3f} s/step  (all: {[round(t, 3) for t in score]})")
     print(f"TRL GRPOTrainer      : {mg:.3f} s/step  (all: {[round(t, 3) for t in grpo]})")
+    print(f"SCoRe GRPO subclass  : {mx:.3f} s/step  (all: {[round(t, 3) for t in sub]}; update only, median: {statistics.median(sub_update):.3f} s)")
     print(f"ratio GRPOTrainer / SCoRe = {mg / ms:.2f}x")
+    print(f"ratio SCoRe subclass / SCoRe compact trainer = {mx / ms:.2f}x  (issue 13 bar: <= 1.1x)")
 
 
 if __name__ == "__main__":

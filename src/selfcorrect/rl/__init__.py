@@ -12,8 +12,10 @@ One training step, as in the paper:
 4. `trainer.train`         one optimizer step of the shared budget; log, evaluate, checkpoint,
                            and keep the checkpoint with the highest training reward
 
-Why our own compact trainer and not (yet) a TRL GRPOTrainer subclass: per-turn returns and
-per-turn KL weights need per-token advantages over a two-turn rollout; moving this loop onto
-GRPOTrainer's `rollout_func` is issue 13. The optimizer and schedule are already the ones TRL
-builds (`selfcorrect.budget`), so both families share them.
+The same step on TRL's GRPOTrainer (issue 13, not yet the default): `grpo_engine.SCoReGRPOTrainer`
+packs each episode as one row (y1 + instruction + y2, `env_mask` 0 on the instruction) and feeds
+GRPOTrainer per-token advantages from `losses.turn_advantages`; its gradient equals
+`trainer.policy_update`'s on a fixed batch (tests/test_grpo_engine.py). `grpo_run.train_grpo`
+runs a whole arm through it (no mid-run checkpoints/resume yet). The optimizer and schedule are
+the ones TRL builds (`selfcorrect.budget`), so both families share them.
 """

@@ -98,6 +98,16 @@ def advantages(returns: torch.Tensor, group_size: int, baseline: str) -> torch.T
     return (g - loo_mean).reshape(-1)
 
 
+def turn_advantages(returns: torch.Tensor, kl_seq: torch.Tensor, kl_coef: float, group_size: int, cfg: LossConfig) -> torch.Tensor:
+    """A_{i,t} of one turn: its return, minus β_t·Σ_tokens kl when the KL is in the reward (k1),
+    against the leave-one-out baseline of its prompt group. `kl_seq` is the per-attempt sum of
+    `kl_per_token(·, ·, cfg.kl_estimator)` over the turn's tokens, without gradient. Shared by
+    `score_loss` and the GRPOTrainer engine (`grpo_engine`)."""
+    if cfg.kl_in == "reward":
+        returns = returns - kl_coef * kl_seq
+    return advantages(returns, group_size, cfg.baseline)
+
+
 def score_loss(turns: Sequence[TurnBatch], group_size: int, cfg: LossConfig) -> tuple[torch.Tensor, dict]:
     """The loss to minimise and per-turn statistics (`kl_t{t}`: mean per-attempt k3 KL)."""
     loss = turns[0].logp.new_zeros(())
@@ -111,10 +121,7 @@ def score_loss(turns: Sequence[TurnBatch], group_size: int, cfg: LossConfig) -> 
         if not turn.trained:
             continue
         kl_seq = (kl_per_token(turn.logp, turn.ref_logp, cfg.kl_estimator) * mask).sum(-1)
-        returns = turn.returns
-        if cfg.kl_in == "reward":
-            returns = returns - turn.kl_coef * kl_seq.detach()
-        adv = advantages(returns, group_size, cfg.baseline).detach()
+        adv = turn_advantages(turn.returns, kl_seq.detach(), turn.kl_coef, group_size, cfg).detach()
         pg = -(adv * (turn.logp * mask).sum(-1)).sum() / n_tokens
         loss = loss + pg
         if cfg.kl_in == "loss":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -49,11 +49,17 @@ class Rollouts:
         }
 
 
-def collect(policy: Policy, task: Task, problems: Sequence[Problem], group_size: int, sampling: Sampling, seed: int) -> Rollouts:
-    """y1 ~ π(·|x), y2 ~ π(·|x, y1, instruction) for `group_size` samples of every problem."""
+def collect(policy: Policy, task: Task, problems: Sequence[Problem], group_size: int, sampling: Sampling, seed: int,
+            sampler: Callable[..., list[Episode]] | None = None) -> Rollouts:
+    """y1 ~ π(·|x), y2 ~ π(·|x, y1, instruction) for `group_size` samples of every problem;
+    `sampler(policy, problems, sampling, seed)` replaces `Policy.two_turn` (e.g. the token-level
+    turn-2 prompts of `grpo_engine.two_turn_tokens`)."""
     repeated = [p for p in problems for _ in range(group_size)]
     t0 = time.perf_counter()
-    episodes = policy.two_turn(repeated, sampling, seed=seed)
+    if sampler is None:
+        episodes = policy.two_turn(repeated, sampling, seed=seed)
+    else:
+        episodes = sampler(policy, repeated, sampling, seed)
     gen_s = time.perf_counter() - t0
     v1 = [task.verify(ep.problem, ep.y1) for ep in episodes]
     v2 = [task.verify(ep.problem, ep.y2) for ep in episodes]

@@ -1,0 +1,226 @@
+"""SCoRe on TRL's GRPOTrainer: the two-turn rollout and per-token, per-turn advantages.
+
+One episode is one GRPOTrainer row: prompt x, completion y1 + revise instruction + y2, with
+`env_mask` 1 exactly on the tokens of the turns the stage trains (0 on the instruction, and on
+an untrained turn's attempt). The SCoRe math is not here: the per-turn returns come from
+`rewards.turn_rewards`, the KL-in-reward (k1) and leave-one-out advantages from
+`losses.turn_advantages`; this module only places A_{i,1} on y1's tokens and A_{i,2} on y2's.
+
+GRPOTrainer's own KL is off (beta = 0: no reference model of its own). Its "dapo" loss
+−Σ coef·A·mask / (masked tokens in the batch), with one update per generation (coef = 1 with
+gradient ∇log π), is then exactly `losses.score_loss`: −1/N Σ_i Σ_t A_{i,t} Σ_{y_t} ∇log π.
+
+Hooks used (TRL 1.16): `rollout_func` and its `env_mask` (documented, experimental) and
+`_generate_and_score_completions` (private, overridden to swap in our (B, T) advantages before
+the generation batch is shuffled, which breaks the prompt groups RLOO needs); hence the TRL pin
+in pyproject.toml. The caller's `rollouts_for_step` samples the episodes; `grpo_run` uses
+`two_turn_tokens`: the old loop's `Policy.two_turn` (same seeds), except that y2 is sampled after
+x + y1 + instruction token for token, so that every episode is one row; the episodes are the old loop's whenever
+y1 round-trips through its text (all of them for the sweep's tiny base, 10 of 16 for SmolLM2).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+
+from trl import GRPOConfig, GRPOTrainer  # noqa: E402
+from trl.trainer.utils import add_fused_lm_head, pad  # noqa: E402
+
+from selfcorrect.policy import Episode, Policy, Sampling, Turn  # noqa: E402
+from selfcorrect.prompts import conversation  # noqa: E402
+from selfcorrect.rl.losses import kl_per_token, turn_advantages  # noqa: E402
+from selfcorrect.rl.rewards import kl_weights, trained_turns, training_reward, turn_rewards  # noqa: E402
+from selfcorrect.rl.rollouts import Rollouts  # noqa: E402
+from selfcorrect.tasks.base import Problem  # noqa: E402
+
+INSTRUCTION, TURN1, TURN2 = 0, 1, 2  # per completion token: which part of the episode it is
+
+
+def pack(p1: Sequence[int], c1: Sequence[int], p2: Sequence[int], c2: Sequence[int]) -> tuple[list[int], list[int], list[int]]:
+    """(prompt, completion, turn of each completion token) of one episode. When the turn-2
+    prompt continues x + y1 token for token (it is re-rendered from y1's text), the completion is
+    y1 + instruction + y2; otherwise (y1 does not round-trip through the tokenizer) the row is
+    the turn-2 prompt and y2 alone, and y1 is not trained in this episode."""
+    head = list(p1) + list(c1)
+    if list(p2[: len(head)]) == head:
+        injected = list(p2[len(head):])
+        return list(p1), [*c1, *injected, *c2], [TURN1] * len(c1) + [INSTRUCTION] * len(injected) + [TURN2] * len(c2)
+    return list(p2), list(c2), [TURN2] * len(c2)
+
+
+def continued_prompt(policy: Policy, problem: Problem, first: Turn) -> list[int] | None:
+    """The turn-2 prompt as x + y1 + instruction *token for token*: the sampled y1 ids followed by
+    the tokens the chat template writes after the attempt (its end-of-turn token only once).
+    `Policy.two_turn` re-renders y1 from its stripped text instead, which gives the same ids when
+    y1 round-trips and other ids when it does not (BPE merges, trailing whitespace, <unk>:
+    6 of 16 SmolLM2 episodes); then y1 and y2 cannot share one row. None when the template does
+    not render the attempt verbatim after the first-turn prompt."""
+    tok = policy.tokenizer
+
+    def render(attempts):
+        return tok.apply_chat_template(conversation(policy.task, problem, attempts), tokenize=False, add_generation_prompt=True)
+
+    before, after = render([]), render([first.text])
+    if not after.startswith(before + first.text):
+        return None
+    injected = tok(after[len(before) + len(first.text):], add_special_tokens=False).input_ids
+    c1 = list(first.completion_ids)
+    if c1 and injected and c1[-1] in policy.eos_ids and injected[0] == c1[-1]:
+        injected = injected[1:]
+    return list(first.prompt_ids) + c1 + injected
+
+
+def two_turn_tokens(policy: Policy, problems: Sequence[Problem], sampling: Sampling, seed: int) -> list[Episode]:
+    """`Policy.two_turn` (same seeds, same batches) with y2 sampled after `continued_prompt`, so
+    every episode packs into one row; identical episodes whenever y1 round-trips."""
+    firsts = policy.attempt(problems, [[] for _ in problems], sampling, seed)
+    prompts = [continued_prompt(policy, p, t) or policy.prompt_ids(p, [t.text]) for p, t in zip(problems, firsts)]
+    seconds = policy.generate(prompts, sampling, seed + 7919)  # Policy.two_turn's turn-2 seed
+    return [Episode(p, [t, Turn(q, c, policy.decode(c))]) for p, t, q, c in zip(problems, firsts, prompts, seconds)]
+
+
+def no_dropout(model: nn.Module) -> None:
+    """The old loop scores in eval mode; the Trainer trains in train mode. Zeroing every dropout
+    makes the two forwards identical (generation switches to eval mode itself)."""
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+    for key in ("resid_pdrop", "embd_pdrop", "attn_pdrop", "attention_dropout", "hidden_dropout", "dropout"):
+        if isinstance(getattr(model.config, key, None), float):
+            setattr(model.config, key, 0.0)
+
+
+def positions_from_mask(model: nn.Module) -> None:
+    """GRPOTrainer left-pads prompts and scores them without position ids, so a model with
+    absolute positions (GPT-2, our tiny model) would see every shorter prompt shifted; `generate`
+    and the old loop count positions from the first real token. Give TRL's scoring forward
+    (`fused_lm_head=True`) the same position ids; generation is untouched."""
+    inner = model.forward
+
+    @functools.wraps(inner)
+    def forward(*args, fused_lm_head=False, **kwargs):
+        mask = kwargs.get("attention_mask")
+        if fused_lm_head and kwargs.get("position_ids") is None and mask is not None:
+            kwargs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        return inner(*args, fused_lm_head=fused_lm_head, **kwargs)
+
+    model.forward = forward
+
+
+def grpo_args(rl, output_dir: str, steps: int, **overrides) -> GRPOConfig:
+    """GRPOConfig for one SCoRe episode batch per optimizer step: no KL of its own, one update per
+    generation, the budget's optimizer settings, float32 on CPU."""
+    n = rl.prompts_per_step * rl.samples_per_prompt
+    kw = dict(
+        output_dir=output_dir, **rl.budget.trainer_args(steps), num_generations=rl.samples_per_prompt,
+        gradient_accumulation_steps=1, steps_per_generation=1, num_iterations=1, beta=0.0, loss_type="dapo",
+        temperature=rl.temperature, max_completion_length=3 * rl.max_new_tokens, mask_truncated_completions=False,
+        use_cpu=not torch.cuda.is_available(), bf16=False, gradient_checkpointing=False, report_to=[],
+        logging_steps=1, save_strategy="no", dataloader_num_workers=0, seed=0, remove_unused_columns=False,
+    )
+    kw["per_device_train_batch_size"] = n
+    kw.update(overrides)
+    return GRPOConfig(**kw)
+
+
+class SCoReGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer whose rows are two-turn SCoRe episodes and whose advantages are SCoRe's.
+
+    `rollouts_for_step(trainer, step)` returns the `Rollouts` of 0-based optimizer step `step`
+    (k contiguous samples per prompt); `stages[step]` is its SCoRe stage; `ref_model` is π_ref.
+    """
+
+    def __init__(self, *, rl, ref_model: nn.Module, rollouts_for_step: Callable[["SCoReGRPOTrainer", int], Rollouts],
+                 stages: Sequence[str], model: nn.Module, args: GRPOConfig, **kwargs):
+        if rl.loss.kl_in != "reward":
+            raise NotImplementedError("the GRPOTrainer engine puts the KL in the reward (k1); kl_in='loss' runs on the old loop")
+        if args.beta != 0.0 or args.num_iterations != 1 or args.loss_type != "dapo":
+            raise ValueError("SCoRe's loss is GRPOTrainer's 'dapo' loss with beta=0 and num_iterations=1")
+        self.rl, self.stages, self.rollouts_for_step = rl, list(stages), rollouts_for_step
+        self.last_rollouts: Rollouts | None = None
+        self.last_stats: dict[str, float] = {}
+        self.last_unpacked, self.last_update_s, self.update_times = 0, 0.0, []
+        no_dropout(model)
+        super().__init__(model=model, args=args, rollout_func=self._rollout, reward_funcs=[_verifier_reward], **kwargs)
+        self.score_ref = ref_model.eval()
+        add_fused_lm_head(self.score_ref, temperature=self.temperature)
+        for m in (self.model, self.score_ref):
+            positions_from_mask(m)
+
+    @property
+    def stage(self) -> str:
+        return self.stages[min(self.state.global_step, len(self.stages) - 1)]
+
+    # --- rollout_func: one row per episode ---------------------------------------------------
+    def _rollout(self, prompts: list, trainer) -> dict:
+        ro = self.rollouts_for_step(self, self.state.global_step)
+        if len(ro) != len(prompts):
+            raise ValueError(f"{len(ro)} episodes for a generation batch of {len(prompts)} rows")
+        trains = trained_turns(self.stage)
+        rows = [pack(ep.turns[0].prompt_ids, ep.turns[0].completion_ids, ep.turns[1].prompt_ids, ep.turns[1].completion_ids)
+                for ep in ro.episodes]
+        self.last_rollouts = ro
+        self._turn_ids = [turn for _, _, turn in rows]
+        self.last_unpacked = sum(TURN1 not in t for t in self._turn_ids)
+        env_mask = [[int((t == TURN1 and trains[0]) or (t == TURN2 and trains[1])) for t in turn] for turn in self._turn_ids]
+        return {"prompt_ids": [p for p, _, _ in rows], "completion_ids": [c for _, c, _ in rows], "logprobs": None,
+                "env_mask": env_mask, "r2": ro.r2.tolist()}
+
+    def training_step(self, model, inputs, num_items_in_batch):
+        """Times the update as the old loop does: the whole step less the rollout's sampling."""
+        t0 = time.perf_counter()
+        out = super().training_step(model, inputs, num_items_in_batch)
+        self.last_update_s = time.perf_counter() - t0 - (self.last_rollouts.gen_s if self.last_rollouts else 0.0)
+        self.update_times.append(self.last_update_s)
+        return out
+
+    # --- the per-token advantages --------------------------------------------------------------
+    def _generate_and_score_completions(self, inputs):
+        out = super()._generate_and_score_completions(inputs)
+        turn = pad([torch.tensor(t, dtype=torch.long) for t in self._turn_ids], padding_value=-1, padding_side="right")
+        turn = turn.to(out["completion_ids"].device)[:, : out["completion_ids"].size(1)]
+        if turn.size(1) < out["completion_ids"].size(1):
+            turn = nn.functional.pad(turn, (0, out["completion_ids"].size(1) - turn.size(1)), value=-1)
+        out["advantages"] = self.score_advantages(out, turn)
+        out["turn_ids"] = turn  # travels with the rows through GRPOTrainer's shuffle; the loss ignores it
+        return out
+
+    @torch.no_grad()
+    def score_advantages(self, batch: dict, turn: torch.Tensor) -> torch.Tensor:
+        """(B, T) advantages: A_{i,t} of our SCoRe module on the tokens of turn t, 0 elsewhere."""
+        ro, stage, rl = self.last_rollouts, self.stage, self.rl
+        ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
+        attn = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
+        width = batch["completion_ids"].size(1)
+        logp, _, _ = self._get_per_token_logps_and_entropies(self.model, ids, attn, width)
+        ref_logp, _, _ = self._get_per_token_logps_and_entropies(self.score_ref, ids, attn, width)
+        returns = turn_rewards(stage, ro.r1, ro.r2, rl.alpha, rl.gamma, rl.turn2_scale)
+        trains, betas = trained_turns(stage), kl_weights(stage, rl.beta1, rl.beta2)
+        adv = torch.zeros_like(logp)
+        stats = {}
+        for t, code in enumerate((TURN1, TURN2)):
+            m = (turn == code).float() * batch["completion_mask"]
+            stats[f"kl_t{t + 1}"] = (kl_per_token(logp, ref_logp, "k3") * m).sum(-1).mean().item()
+            if not trains[t]:
+                continue
+            kl_seq = (kl_per_token(logp, ref_logp, rl.loss.kl_estimator) * m).sum(-1)
+            a = turn_advantages(returns[t].to(logp.device), kl_seq, betas[t], ro.group_size, rl.loss)
+            adv = adv + a[:, None] * m
+            stats[f"adv_abs_t{t + 1}"] = a.abs().mean().item()
+        stats.update(return_t1=returns[0].mean().item(), return_t2=returns[1].mean().item(),
+                     train_reward=training_reward(stage, ro.r1, ro.r2))
+        self.last_stats = stats
+        return adv
+
+
+def _verifier_reward(prompts, completions, r2, **kwargs) -> list[float]:
+    """Logged by GRPOTrainer as its reward; the advantages it would derive are replaced."""
+    return list(r2)
