@@ -18,12 +18,13 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def sweep_arms(experiment: str) -> list[list[str]]:
-    """The arm overrides of an experiment's sweep (one list of overrides per arm configuration)."""
-    params = OmegaConf.load(CONF / "experiment" / f"{experiment}.yaml").hydra.sweeper.params
-    if "arm" in params:
-        return [[f"arm={a}"] for a in str(params.arm).split(",")]
-    arm = next(d["override /arm"] for d in OmegaConf.load(CONF / "experiment" / f"{experiment}.yaml").defaults if "override /arm" in d)
-    return [[f"arm={arm}", f"arm.error_model={m}"] for m in str(params["arm.error_model"]).split(",")]
+    """The overrides of each arm configuration of an experiment's sweep (the experiment included)."""
+    exp = OmegaConf.load(CONF / "experiment" / f"{experiment}.yaml")
+    params = exp.hydra.sweeper.params
+    arms = str(params.arm).split(",") if "arm" in params else [
+        next(d["override /arm"] for d in exp.defaults if OmegaConf.is_dict(d) and "override /arm" in d)]
+    models = str(params["arm.error_model"]).split(",") if "arm.error_model" in params else [None]
+    return [[f"experiment={experiment}", f"arm={a}", *([f"arm.error_model={m}"] if m else [])] for a in arms for m in models]
 
 
 def planned_spend(cfg) -> dict:
@@ -48,9 +49,12 @@ def planned_spend(cfg) -> dict:
     return budget.spent(episodes, budget.gradient_steps, budget.sequences_per_step)
 
 
-def test_every_trained_arm_of_the_sweep_plans_the_same_budget():
-    overrides = sweep_arms("embedded_sweep") + sweep_arms("embedded_dial")
-    plans = {" ".join(o): planned_spend(compose_config(o)) for o in overrides}
+@pytest.mark.parametrize("sweep,dial", [("embedded_sweep", "embedded_dial"), ("answer_first_sweep", "answer_first_dial")])
+def test_every_trained_arm_of_the_sweep_plans_the_same_budget(sweep, dial):
+    overrides = sweep_arms(sweep) + sweep_arms(dial)
+    configs = {" ".join(o[1:]): compose_config(o) for o in overrides}
+    assert len({c.budget.lr for c in configs.values()}) == 1  # one learning rate per testbed
+    plans = {k: planned_spend(c) for k, c in configs.items()}
     trained = {k: v for k, v in plans.items() if k != "arm=base"}
     assert len(trained) >= 14
     first = next(iter(trained.values()))
