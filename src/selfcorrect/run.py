@@ -64,7 +64,7 @@ def validate(cfg: DictConfig) -> None:
     get_arm(cfg.arm.name)  # unknown arm names fail here, before the base model is built
     Budget.from_cfg(cfg.budget)  # a bad budget value fails here too
     if "schedule" in cfg.arm:  # an RL arm: its schedule must fit the budget
-        from selfcorrect.rl.trainer import RLConfig
+        from selfcorrect.rl.config import RLConfig
 
         RLConfig.from_cfg(cfg.arm, cfg.budget)
     world = os.environ.get("WORLD_SIZE", "1")
