@@ -35,6 +35,9 @@ class RLConfig:
     eval_every: int
     ckpt_every: int
     budget: Budget
+    # the step's prompts are sampled in this many equal shares, share r with seed(s) + r·stride
+    # (at least one per process; set it to N in one process to draw the episodes of an N-process run)
+    rollout_shards: int = 1
 
     @classmethod
     def from_cfg(cls, arm: DictConfig, budget: DictConfig | Budget) -> "RLConfig":
@@ -102,6 +105,7 @@ class RLConfig:
             eval_every=num("eval_every", 0, integer=True, strict=True),
             ckpt_every=num("ckpt_every", 0, integer=True, strict=True),
             budget=budget,
+            rollout_shards=num("rollout_shards", 0, integer=True, strict=True) if "rollout_shards" in a else 1,
         )
 
     def stages_by_step(self) -> list[str]:

@@ -115,10 +115,10 @@ def positions_from_mask(model: nn.Module) -> None:
     model.forward = forward
 
 
-def grpo_args(rl, output_dir: str, steps: int, **overrides) -> GRPOConfig:
-    """GRPOConfig for one SCoRe episode batch per optimizer step: no KL of its own, one update per
-    generation, the budget's optimizer settings, float32 on CPU."""
-    n = rl.prompts_per_step * rl.samples_per_prompt
+def grpo_args(rl, output_dir: str, steps: int, processes: int = 1, **overrides) -> GRPOConfig:
+    """GRPOConfig for one SCoRe episode batch per optimizer step, split evenly over `processes`:
+    no KL of its own, one update per generation, the budget's optimizer settings, float32 on CPU."""
+    n = rl.prompts_per_step * rl.samples_per_prompt // processes
     kw = dict(
         output_dir=output_dir, **rl.budget.trainer_args(steps), num_generations=rl.samples_per_prompt,
         gradient_accumulation_steps=1, steps_per_generation=1, num_iterations=1, beta=0.0, loss_type="dapo",

@@ -11,6 +11,13 @@ updates. Episodes come from `grpo_engine.two_turn_tokens` (turn-2 prompts token 
   selection state every `ckpt_every` steps and at every stage boundary. A run re-launched into
   its run directory resumes from the latest one (history trimmed to it, later snapshots
   forgotten) and ends exactly as an uninterrupted run;
+- several processes (`selfcorrect.distributed`): each samples its contiguous shares of the step's
+  prompts (`RLConfig.rollout_shards`, at least one per process; all k episodes of a prompt, so
+  the RLOO groups stay within one process; one process with rollout_shards = N draws exactly
+  the episodes of an N-process run) and the
+  Trainer's DDP averages the gradients (its "dapo" normaliser counts the tokens of all
+  processes, so the update is that of the whole batch); the logged statistics are means over
+  the processes, and only the main process logs, evaluates and writes checkpoints;
 - kept policy: the paper's best training reward among `RLConfig.selection_steps()` (weights
   saved as `best_train_reward_<step>.pt`, the losers deleted at the end), or the last.
 """
@@ -24,13 +31,15 @@ import time
 from omegaconf import OmegaConf
 from transformers import PrinterCallback, TrainerCallback
 
+from selfcorrect import distributed
 from selfcorrect.policy import Policy, Sampling
 from selfcorrect.rl import checkpoint
 from selfcorrect.rl.config import STEP_SEED_STRIDE, RLConfig
 from selfcorrect.rl.grpo_engine import SCoReGRPOTrainer, grpo_args, two_turn_tokens
 from selfcorrect.rl.rewards import get_stage
-from selfcorrect.rl.rollouts import collect
+from selfcorrect.rl.rollouts import collect, concat
 
+SHARD_SEED_STRIDE = 7_919_007  # share r > 0 of step s is sampled with seed(s) + r·stride
 COUNTS = {"episodes": 0, "attempts_sampled": 0, "prompts": 0, "gradient_steps": 0, "rollout_s": 0.0, "update_s": 0.0, "eval_s": 0.0}
 
 
@@ -55,19 +64,22 @@ class _StepLog(TrainerCallback):
         if state.global_step == 0 or step == self.logged or tr.last_rollouts is None:
             return
         self.logged = step
-        ro, stage = tr.last_rollouts, self.plan[step - 1]
+        ro, stage, world = tr.last_rollouts, self.plan[step - 1], distributed.world_size()
         row = {**ro.metrics(), **tr.last_stats, "stage": get_stage(stage).code, "unpacked_rate": tr.last_unpacked / len(ro),
                "update_s": tr.last_update_s, "tokens_per_s_update": tr.last_update_tokens / max(tr.last_update_s, 1e-9)}
         for ours, theirs in (("grad_norm", "grad_norm"), ("loss", "loss"), ("lr", "learning_rate")):
             if logs and theirs in logs:
                 row[ours] = float(logs[theirs])
-        self.ctx.tracker.log(row, step=step, prefix="train/")
+        row = distributed.mean_over_processes(row)  # every process takes part
         c = self.counts
-        c.update(episodes=c["episodes"] + len(ro), attempts_sampled=c["attempts_sampled"] + 2 * len(ro),
-                 prompts=c["prompts"] + len(ro) // ro.group_size, gradient_steps=step,
+        c.update(episodes=c["episodes"] + world * len(ro), attempts_sampled=c["attempts_sampled"] + 2 * world * len(ro),
+                 prompts=c["prompts"] + world * len(ro) // ro.group_size, gradient_steps=step,
                  rollout_s=c["rollout_s"] + ro.gen_s, update_s=c["update_s"] + tr.last_update_s)
         sel = self.select
-        sel["window"] = (sel["window"] + [tr.last_stats["train_reward"]])[-self.rl.select_every:]
+        sel["window"] = (sel["window"] + [row["train_reward"]])[-self.rl.select_every:]
+        if not distributed.is_main():
+            return
+        self.ctx.tracker.log(row, step=step, prefix="train/")
         if step in self.candidates:  # the paper keeps the checkpoint with the highest training reward
             # (the window's rewards come from the rollouts of the policies before steps s-11..s;
             # the weights kept are those after step s's update)
@@ -90,6 +102,11 @@ def fingerprint(ctx, rl: RLConfig) -> dict:
 def train_grpo(ctx, rl: RLConfig) -> Policy:
     """Run the arm's stage schedule from the base through GRPOTrainer (resuming from
     `run_dir/checkpoints` when a checkpoint is there); returns the kept policy."""
+    world, rank, main = distributed.world_size(), distributed.rank(), distributed.is_main()
+    shards = max(rl.rollout_shards, world)
+    if shards % world or rl.prompts_per_step % shards:
+        raise ValueError(f"{rl.prompts_per_step} prompts per step do not split into {shards} equal shares over {world} processes")
+    per, mine = rl.prompts_per_step // shards, range(rank * shards // world, (rank + 1) * shards // world)
     policy = ctx.new_policy()
     ref = copy.deepcopy(ctx.base.model)  # GRPOTrainer patches the reference's forward: keep ctx.base untouched
     plan = rl.stages_by_step()
@@ -105,9 +122,10 @@ def train_grpo(ctx, rl: RLConfig) -> Policy:
     def rollouts_for_step(trainer, step0: int):
         step_seed = ctx.seed * STEP_SEED_STRIDE + step0 + 1  # step s = step0 + 1
         problems = ctx.task.problems("train", rl.prompts_per_step, seed=step_seed)
-        return collect(policy, ctx.task, problems, rl.samples_per_prompt, sampling, seed=step_seed, sampler=two_turn_tokens)
+        return concat([collect(policy, ctx.task, problems[r * per:(r + 1) * per], rl.samples_per_prompt, sampling,
+                               seed=step_seed + r * SHARD_SEED_STRIDE, sampler=two_turn_tokens) for r in mine])
 
-    def save(step: int, stage: str) -> None:
+    def save(step: int, stage: str) -> None:  # on the main process only
         checkpoint.save(ckpt_dir, step, policy.model, optimizer, budget=dict(counts), fingerprint=fp, stage=stage,
                         scheduler=scheduler.state_dict(), select=copy.deepcopy(select))
 
@@ -120,7 +138,7 @@ def train_grpo(ctx, rl: RLConfig) -> Policy:
     with tempfile.TemporaryDirectory() as out:
         trainer = SCoReGRPOTrainer(
             rl=rl, ref_model=ref, rollouts_for_step=rollouts_for_step, stages=plan, model=policy.model,
-            args=grpo_args(rl, out, steps=max(total - start, 1)), processing_class=policy.tokenizer,
+            args=grpo_args(rl, out, steps=max(total - start, 1), processes=world), processing_class=policy.tokenizer,
             train_dataset=Dataset.from_dict({"prompt": [""] * rl.prompts_per_step}),
             optimizers=(optimizer, scheduler), callbacks=[log], first_step=start,
         )
@@ -132,21 +150,24 @@ def train_grpo(ctx, rl: RLConfig) -> Policy:
             scheduler.load_state_dict(state["scheduler"])
             counts.update(state["budget"])
             select.update(state["select"])
-            checkpoint.trim_history(ctx.tracker.history, start)
-            print(f"[rl] resuming {ctx.cfg.arm.name} from {last} (step {start}/{total})", flush=True)
-        else:  # a run killed before its first checkpoint starts over: forget what it logged
-            checkpoint.trim_history(ctx.tracker.history, -1)
-        # weights chosen after the step we (re)start from are chosen again, identically
-        ctx.restore_snapshots(start)
-        for stale in ckpt_dir.glob("best_train_reward_*.pt"):
-            if int(stale.stem.rsplit("_", 1)[1]) > start:
-                stale.unlink()
-        if last is None:
-            _evaluate(ctx, policy, 0, counts)
+            if main:
+                print(f"[rl] resuming {ctx.cfg.arm.name} from {last} (step {start}/{total})", flush=True)
+        if main:
+            # a run killed before its first checkpoint starts over: forget what it logged
+            checkpoint.trim_history(ctx.tracker.history, start if last is not None else -1)
+            # weights chosen after the step we (re)start from are chosen again, identically
+            ctx.restore_snapshots(start)
+            for stale in ckpt_dir.glob("best_train_reward_*.pt"):
+                if int(stale.stem.rsplit("_", 1)[1]) > start:
+                    stale.unlink()
+            if last is None:
+                _evaluate(ctx, policy, 0, counts)
         if start < total:
             trainer.train()
 
     kept = total
+    if not main:  # the main process evaluates and keeps the policy
+        return policy
     if rl.checkpoint == "best_train_reward":
         kept = select["best_step"]
         checkpoint.load_weights(best_path(ctx, kept), policy.model)
