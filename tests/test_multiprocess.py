@@ -85,3 +85,38 @@ def test_only_rl_arms_split_over_processes(monkeypatch):
     with pytest.raises(RuntimeError, match="'base' runs in one process"):
         validate(compose_config([*TINY_OVERRIDES, "arm=base"]))
     validate(compose_config([*TINY_OVERRIDES, "arm=score"]))
+
+
+def test_accelerate_configs_and_the_vllm_switch(tmp_path):
+    """experiments/accelerate/*.yaml are accelerate config files for DDP, ZeRO-2/3 and FSDP;
+    arm.use_vllm reaches GRPOConfig only where there is a GPU (never needed on CPU)."""
+    import dataclasses
+
+    import torch
+    import yaml
+
+    from conftest import compose_config
+
+    from selfcorrect.rl.config import RLConfig
+    from selfcorrect.rl.grpo_engine import grpo_args
+
+    root = Path(__file__).resolve().parents[1] / "experiments" / "accelerate"
+    kinds = {p.stem: yaml.safe_load(p.read_text()) for p in root.glob("*.yaml")}
+    assert {k: v["distributed_type"] for k, v in kinds.items()} == {
+        "ddp": "MULTI_GPU", "zero2": "DEEPSPEED", "zero3": "DEEPSPEED", "fsdp": "FSDP"}
+    assert kinds["zero2"]["deepspeed_config"]["zero_stage"] == 2 and kinds["zero3"]["deepspeed_config"]["zero_stage"] == 3
+
+    cfg = compose_config([*TINY_OVERRIDES, "arm=score"])
+    rl = RLConfig.from_cfg(cfg.arm, cfg.budget)
+    assert rl.use_vllm is False and grpo_args(rl, str(tmp_path), steps=1).use_vllm is False
+    on = RLConfig.from_cfg(compose_config([*TINY_OVERRIDES, "arm=score", "++arm.use_vllm=true"]).arm, cfg.budget)
+    assert on.use_vllm is True
+    if torch.cuda.is_available():
+        args = grpo_args(on, str(tmp_path), steps=1)
+        assert args.use_vllm and args.vllm_mode == "colocate"
+    else:
+        with pytest.raises(RuntimeError, match="needs a GPU"):
+            grpo_args(on, str(tmp_path), steps=1)
+    with pytest.raises(ValueError, match="use_vllm"):
+        RLConfig.from_cfg(compose_config([*TINY_OVERRIDES, "arm=score", "++arm.use_vllm=1"]).arm, cfg.budget)
+    assert dataclasses.replace(rl, use_vllm=False) == rl

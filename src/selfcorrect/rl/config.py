@@ -38,6 +38,8 @@ class RLConfig:
     # the step's prompts are sampled in this many equal shares, share r with seed(s) + r·stride
     # (at least one per process; set it to N in one process to draw the episodes of an N-process run)
     rollout_shards: int = 1
+    # GRPOTrainer's vLLM engine in colocate mode (GPU only; off by default and on CPU)
+    use_vllm: bool = False
 
     @classmethod
     def from_cfg(cls, arm: DictConfig, budget: DictConfig | Budget) -> "RLConfig":
@@ -106,6 +108,7 @@ class RLConfig:
             ckpt_every=num("ckpt_every", 0, integer=True, strict=True),
             budget=budget,
             rollout_shards=num("rollout_shards", 0, integer=True, strict=True) if "rollout_shards" in a else 1,
+            use_vllm=_flag(a, "use_vllm"),
         )
 
     def stages_by_step(self) -> list[str]:
@@ -123,3 +126,10 @@ class RLConfig:
             first -= 1
         first = max(first, total // 2 + 1)
         return [s for s in range(first, total + 1) if (total - s) % self.select_every == 0]
+
+
+def _flag(arm: dict, key: str) -> bool:
+    v = arm.get(key, False)
+    if not isinstance(v, bool):
+        raise ValueError(f"arm.{key} must be true or false, got {v!r}")
+    return v
