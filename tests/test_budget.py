@@ -33,7 +33,7 @@ def planned_spend(cfg) -> dict:
     if cfg.arm.name == "base":
         return budget.spent(0, 0, 0)
     if "schedule" in cfg.arm:  # RL
-        from selfcorrect.rl.trainer import RLConfig
+        from selfcorrect.rl.config import RLConfig
 
         rl = RLConfig.from_cfg(cfg.arm, cfg.budget)
         steps = len(rl.stages_by_step())

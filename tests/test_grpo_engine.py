@@ -1,7 +1,9 @@
-"""Equivalence before replacement (issue 13): on one fixed batch of the tiny model, the loss
-gradient of the GRPOTrainer subclass equals the old loop's `policy_update` gradient, for Stage I,
-Stage II and single-turn RL (and naive multi-turn RL on a left-padded mixed batch); the check is
-sharp enough to catch a wrong per-turn weight; and a short run matches the old loop step for step."""
+"""The GRPOTrainer engine computes SCoRe (issue 13): on one fixed batch of the tiny model, the loss
+gradient of the GRPOTrainer subclass equals that of an independent reference computation of our
+SCoRe loss (`score_reference.reference_update`: per-turn log-probs, `losses.score_loss`), for
+Stage I, Stage II and single-turn RL (and naive multi-turn RL on a left-padded mixed batch); the
+check is sharp enough to catch a wrong per-turn weight; and a short run through `train_grpo`
+matches the reference update step for step."""
 
 from __future__ import annotations
 
@@ -15,9 +17,10 @@ from selfcorrect.policy import Policy, Sampling
 from selfcorrect.rl.grpo_engine import INSTRUCTION, TURN1, TURN2, SCoReGRPOTrainer, grpo_args, pack, two_turn_tokens
 from selfcorrect.rl.losses import LossConfig
 from selfcorrect.rl.rollouts import Rollouts, collect
-from selfcorrect.rl.trainer import RLConfig, policy_update
+from selfcorrect.rl.config import RLConfig
 
 from conftest import compose_config
+from score_reference import reference_run, reference_update
 
 PROMPTS, K, NEW_TOKENS, TEMPERATURE = 4, 4, 12, 0.8
 torch.set_num_threads(1)
@@ -50,11 +53,11 @@ def fixed(tiny_base, tiny_cfg, tmp_path_factory):
     return task, policy, ref, ro, rl, tmp_path_factory.mktemp("grpo")
 
 
-def old_loop_grads(fixed, stage):
+def reference_grads(fixed, stage):
     task, policy, ref, ro, rl, _ = fixed
     model = copy.deepcopy(policy.model)
     sgd = torch.optim.SGD(model.parameters(), lr=0.0)  # keeps the weights, leaves .grad for us
-    policy_update(Policy(model, policy.tokenizer, task), ref, ro, stage, rl, sgd)
+    reference_update(Policy(model, policy.tokenizer, task), ref, ro, stage, rl, sgd)
     return [p.grad.clone() for p in model.parameters()]
 
 
@@ -111,8 +114,8 @@ def test_fixed_batch_packs_every_episode_as_one_row(fixed):
 
 
 @pytest.mark.parametrize("stage", ["I", "II", "single"])
-def test_engine_gradient_equals_old_loop_gradient(fixed, stage):
-    want = old_loop_grads(fixed, stage)
+def test_engine_gradient_equals_reference_gradient(fixed, stage):
+    want = reference_grads(fixed, stage)
     trainer = engine(fixed, stage)
     got, batch = engine_grads(trainer)
     norm = sum((g**2).sum() for g in want).sqrt().item()
@@ -135,7 +138,7 @@ def test_engine_gradient_equals_old_loop_gradient(fixed, stage):
 def test_equality_breaks_when_a_per_turn_weight_is_perturbed(fixed, stage):
     """The comparison can fail: 5 % more weight on either turn's advantages, doubled KL weights, or
     the other stage's returns each move the gradient far (> 100×) outside the tolerance."""
-    want = old_loop_grads(fixed, stage)
+    want = reference_grads(fixed, stage)
     trainer = engine(fixed, stage)
 
     def heavier_turn2(batch):
@@ -158,7 +161,7 @@ def test_rows_that_do_not_round_trip_train_y2_exactly_in_its_own_context(fixed):
     """Raw samples of the barely trained tiny model hold <unk>/<pad> tokens, so about half the
     turn-2 prompts are not x + y1 token for token: those rows are (turn-2 prompt, y2), longer
     prompts that GRPOTrainer left-pads. Naive multi-turn RL trains y2 only, so its gradient must
-    still equal the old loop's on such a mixed batch (positions under left padding included)."""
+    still equal the reference's on such a mixed batch (positions under left padding included)."""
     task, policy, ref, ro, rl, tmp = fixed
     raw = collect(policy, task, task.problems("train", PROMPTS, seed=3), K, Sampling(TEMPERATURE, NEW_TOKENS), seed=5)
     raw.r1, raw.r2 = ro.r1, ro.r2
@@ -166,7 +169,7 @@ def test_rows_that_do_not_round_trip_train_y2_exactly_in_its_own_context(fixed):
     assert 0 < sum(TURN1 not in turn for _, _, turn in rows) < len(rows)  # a mixed batch
     assert len({len(p) for p, _, _ in rows}) > 1  # prompts of several lengths: left padding happens
     mixed = (task, policy, ref, raw, rl, tmp)
-    want = old_loop_grads(mixed, "naive")
+    want = reference_grads(mixed, "naive")
     got, _ = engine_grads(engine(mixed, "naive"))
     assert rel_err(want, got) < 1e-5
 
@@ -177,41 +180,33 @@ def test_engine_refuses_a_kl_term_in_the_loss(fixed):
         engine(fixed, "II", rl)
 
 
-# --- a short run through the subclass, next to the old loop ------------------------------------
-def test_short_score_run_through_grpo_trainer_matches_the_old_loop(tmp_path, monkeypatch):
+# --- a short run through the subclass, next to the reference update -----------------------------
+def test_short_score_run_through_grpo_trainer_matches_the_reference(tmp_path):
     """4 steps (2 Stage I + 2 Stage II) of the tiny random model on the even-length task, once
-    through GRPOTrainer (`train_grpo`) and once through the old loop given the same token-level
-    sampler, same seeds and budget: the same logged steps, stages and episodes' rewards at every
-    step, KL and advantages equal to float tolerance, the same budget and checkpoint candidates."""
-    import functools
-
+    through GRPOTrainer (`train_grpo`, what every RL arm runs) and once with `reference_update`
+    given the same sampler, seeds, optimizer and schedule: the same episodes' rewards at every
+    step, KL, advantages and gradient norms equal to float tolerance, the same final weights."""
     from test_rl_arms import history, make_ctx
 
-    import selfcorrect.rl.trainer as old_loop
-    from selfcorrect.arms import get_arm
     from selfcorrect.rl.grpo_run import train_grpo
 
     ctx = make_ctx(tmp_path, "grpo")
-    p_new = train_grpo(ctx, RLConfig.from_cfg(ctx.cfg.arm, ctx.cfg.budget))
-    monkeypatch.setattr(old_loop, "collect", functools.partial(collect, sampler=two_turn_tokens))
-    old = make_ctx(tmp_path, "old")
-    p_old = get_arm("score")(old)
+    rl = RLConfig.from_cfg(ctx.cfg.arm, ctx.cfg.budget)
+    rl = dataclasses.replace(rl, checkpoint="last")  # compare the final weights of both
+    p_new = train_grpo(ctx, rl)
+    p_ref, ref_rows = reference_run(make_ctx(tmp_path, "reference"), rl, sampler=two_turn_tokens)
 
     new_rows = [r for r in history(ctx) if "train/reward_t1" in r]
-    old_rows = [r for r in history(old) if "train/reward_t1" in r]
-    assert [r["step"] for r in new_rows] == [1, 2, 3, 4] and [r["train/stage"] for r in new_rows] == [1, 1, 2, 2]
-    for new, ref in zip(new_rows, old_rows):
+    assert [r["step"] for r in new_rows] == [r["step"] for r in ref_rows] == [1, 2, 3, 4]
+    assert [r["train/stage"] for r in new_rows] == [1, 1, 2, 2]
+    for new, ref in zip(new_rows, ref_rows):
         assert new["train/unpacked_rate"] == 0
         for key in ("reward_t1", "reward_t2", "answer_change_rate", "no_edit_rate", "return_t1", "return_t2", "train_reward"):
-            assert new[f"train/{key}"] == ref[f"train/{key}"], (new["step"], key)
+            assert new[f"train/{key}"] == ref[key], (new["step"], key)
         for key in ("kl_t1", "kl_t2", "adv_abs_t1", "adv_abs_t2", "grad_norm"):
-            assert new[f"train/{key}"] == pytest.approx(ref[f"train/{key}"], rel=1e-4, abs=1e-6), (new["step"], key)
-    val = lambda c: [(r["step"], r["val/acc_t1"], r["val/acc_t2"]) for r in history(c) if "val/acc_t1" in r]  # noqa: E731
-    assert val(ctx) == val(old) and [s for s, _, _ in val(ctx)] == [0, 2, 4]
-    assert ctx.budget_spent == old.budget_spent
-    assert ctx.extra_metrics["checkpoint"] == old.extra_metrics["checkpoint"]
+            assert new[f"train/{key}"] == pytest.approx(ref[key], rel=1e-4, abs=1e-6), (new["step"], key)
     # Adam divides by √v: on coordinates whose gradient is ~0, float noise in it moves the weight by a
     # visible fraction of lr (1e-2 here); 1e-4 is 1 % of one step
-    for a, b in zip(p_new.model.parameters(), p_old.model.parameters()):
+    for a, b in zip(p_new.model.parameters(), p_ref.model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
     assert any(not torch.equal(p, q) for p, q in zip(p_new.model.parameters(), ctx.base.model.parameters()))

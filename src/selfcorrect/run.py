@@ -29,7 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from selfcorrect import resume
+from selfcorrect import distributed, resume
 from selfcorrect.arms import ArmContext, get_arm
 from selfcorrect.metrics import total_variation
 from selfcorrect.budget import Budget
@@ -64,14 +64,14 @@ def validate(cfg: DictConfig) -> None:
     get_arm(cfg.arm.name)  # unknown arm names fail here, before the base model is built
     Budget.from_cfg(cfg.budget)  # a bad budget value fails here too
     if "schedule" in cfg.arm:  # an RL arm: its schedule must fit the budget
-        from selfcorrect.rl.trainer import RLConfig
+        from selfcorrect.rl.config import RLConfig
 
         RLConfig.from_cfg(cfg.arm, cfg.budget)
-    world = os.environ.get("WORLD_SIZE", "1")
-    if world != "1":  # a multi-process launch would run N independent copies into N run dirs
+    world = distributed.world_size()
+    if world > 1 and "schedule" not in cfg.arm:  # only the RL arms split their work over processes
         raise RuntimeError(
-            f"multi-process launch (WORLD_SIZE={world}) is not supported yet: one run is one process; "
-            "scale out over runs with hydra/launcher=submitit_slurm instead"
+            f"multi-process launch (WORLD_SIZE={world}) is for the RL arms; arm {cfg.arm.name!r} runs in one process "
+            "(scale out over runs with hydra/launcher=submitit_slurm instead)"
         )
 
 
@@ -83,7 +83,11 @@ def seed_everything(seed: int) -> None:
 
 def run(cfg: DictConfig, run_dir: Path, group: str = "single") -> dict:
     validate(cfg)
+    distributed.init()
+    if not distributed.is_main():
+        return _run_worker(cfg, run_dir)
     prepared = resume.prepare(run_dir, cfg)  # a re-launch into the same dir: skip, resume or rerun
+    distributed.broadcast(prepared.state)
     if prepared.state == "complete":
         print(f"[skip] {run_dir} already complete", flush=True)
         return prepared.metrics
@@ -104,6 +108,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str = "single") -> dict:
     try:
         base_path = base_model_path(cfg.model, task, cache_dir)
         base = load_base_policy(cfg.model, task, cache_dir)
+        distributed.barrier()  # the base is built and cached: the other processes load it
         status.update(machine=machine_info(), base_weights_sha256=weights_sha256(base.model))
         ctx = ArmContext(cfg, task, base, base_path, run_dir, tracker)
         t_train = time.time()
@@ -166,6 +171,23 @@ def run(cfg: DictConfig, run_dir: Path, group: str = "single") -> dict:
     return result.metrics
 
 
+def _run_worker(cfg: DictConfig, run_dir: Path) -> dict:
+    """A process other than the main one: trains its share of the arm and stops (the main
+    process prepares the run directory, writes everything and evaluates)."""
+    if distributed.broadcast(None) == "complete":
+        return {}
+    torch.set_num_threads(cfg.threads)
+    seed_everything(cfg.seed)
+    task = make_task(cfg.task)
+    cache_dir = Path(hydra.utils.to_absolute_path(cfg.paths.cache_dir))
+    distributed.barrier()
+    base = load_base_policy(cfg.model, task, cache_dir)
+    quiet = Tracker(OmegaConf.create({"mode": "disabled"}), run_dir, {}, name="", group="", tags=[])
+    quiet.log = lambda *args, **kwargs: None  # history.jsonl is the main process's
+    get_arm(cfg.arm.name)(ArmContext(cfg, task, base, base_model_path(cfg.model, task, cache_dir), run_dir, quiet))
+    return {}
+
+
 def evaluate_matched_t1(ctx: ArmContext, matched: dict, problems, sampling: Sampling, run_dir: Path) -> dict:
     """Test metrics of the matched-Acc@t1 checkpoint; its records go to matched_t1_generations.jsonl."""
     from selfcorrect.rl.checkpoint import load_weights
@@ -211,8 +233,11 @@ def summary_line(cfg: DictConfig, m: dict, run_dir: Path) -> str:
 def main(cfg: DictConfig) -> float:
     hc = HydraConfig.get()
     group = Path(hc.sweep.dir).name if hc.mode == RunMode.MULTIRUN else "single"
+    if distributed.world_size() > 1 and (hc.mode == RunMode.MULTIRUN or not any(o.startswith("hydra.run.dir=") for o in hc.overrides.hydra)):
+        # every process resolves the default run dir itself (its own time stamp and suffix)
+        raise RuntimeError("a multi-process launch is one run: name its directory with hydra.run.dir=... (no -m)")
     metrics = run(cfg, Path(hc.runtime.output_dir), group=group)
-    return metrics["acc_t2"]
+    return metrics.get("acc_t2", 0.0)
 
 
 if __name__ == "__main__":

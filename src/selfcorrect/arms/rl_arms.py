@@ -1,5 +1,6 @@
 """The online-RL arms: SCoRe, its ablations and the RL baselines, all one trainer with a
-different stage schedule (stages in `rl/rewards.py`):
+different stage schedule (stages in `rl/rewards.py`), trained through TRL's GRPOTrainer
+(`rl/grpo_run.py`, `rl/grpo_engine.py`):
 
   score                  Stage I then Stage II (α > 0)                             paper §5
   score_no_stage1        Stage II only, from the base (α > 0)                      Table 4 "w/o Stage I"
@@ -16,8 +17,10 @@ top-level `budget` block that the offline arms read too.
 from __future__ import annotations
 
 from selfcorrect.policy import Policy
-from selfcorrect.rl.trainer import RLConfig, train as train_rl
+from selfcorrect.rl.config import RLConfig
 
 
 def train(ctx) -> Policy:
-    return train_rl(ctx, RLConfig.from_cfg(ctx.cfg.arm, ctx.cfg.budget))
+    from selfcorrect.rl.grpo_run import train_grpo  # imports TRL: only when an RL arm runs
+
+    return train_grpo(ctx, RLConfig.from_cfg(ctx.cfg.arm, ctx.cfg.budget))

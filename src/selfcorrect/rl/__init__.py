@@ -9,13 +9,12 @@ One training step, as in the paper:
                            single-turn RL, naive multi-turn RL)
 3. `losses.score_loss`     REINFORCE with a leave-one-out baseline per turn and the KL penalty in
                            the reward, per turn (β2 on turn 1 in Stage I, β1 elsewhere; Eq. 2)
-4. `trainer.train`         one optimizer step of the shared budget; log, evaluate, checkpoint,
-                           and keep the checkpoint with the highest training reward
-
-The same step on TRL's GRPOTrainer (issue 13, not yet the default): `grpo_engine.SCoReGRPOTrainer`
-packs each episode as one row (y1 + instruction + y2, `env_mask` 0 on the instruction) and feeds
-GRPOTrainer per-token advantages from `losses.turn_advantages`; its gradient equals
-`trainer.policy_update`'s on a fixed batch (tests/test_grpo_engine.py). `grpo_run.train_grpo`
-runs a whole arm through it (no mid-run checkpoints/resume yet). The optimizer and schedule are
-the ones TRL builds (`selfcorrect.budget`), so both families share them.
+4. `grpo_engine`           TRL's GRPOTrainer takes the step (`SCoReGRPOTrainer`): each episode
+                           is one row (y1 + instruction + y2, `env_mask` 0 on the instruction and
+                           on an untrained turn) with per-token advantages from
+                           `losses.turn_advantages`; its "dapo" loss is then `losses.score_loss`
+                           (tests/test_grpo_engine.py compares the gradients)
+5. `grpo_run.train_grpo`   one arm: the shared budget's optimizer and schedule, per-step seeds,
+                           logging, evaluations, checkpoints and resume (`checkpoint`), and the
+                           kept checkpoint (highest training reward); settings in `config.RLConfig`
 """

@@ -14,9 +14,9 @@ Hooks used (TRL 1.16): `rollout_func` and its `env_mask` (documented, experiment
 `_generate_and_score_completions` (private, overridden to swap in our (B, T) advantages before
 the generation batch is shuffled, which breaks the prompt groups RLOO needs); hence the TRL pin
 in pyproject.toml. The caller's `rollouts_for_step` samples the episodes; `grpo_run` uses
-`two_turn_tokens`: the old loop's `Policy.two_turn` (same seeds), except that y2 is sampled after
-x + y1 + instruction token for token, so that every episode is one row; the episodes are the old loop's whenever
-y1 round-trips through its text (all of them for the sweep's tiny base, 10 of 16 for SmolLM2).
+`two_turn_tokens`: `Policy.two_turn` (same seeds), except that y2 is sampled after x + y1 +
+instruction token for token, so that every episode is one row; the episodes are `Policy.two_turn`'s
+whenever y1 round-trips through its text (all of them for the sweep's tiny base, 10 of 16 for SmolLM2).
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def two_turn_tokens(policy: Policy, problems: Sequence[Problem], sampling: Sampl
 
 
 def no_dropout(model: nn.Module) -> None:
-    """The old loop scores in eval mode; the Trainer trains in train mode. Zeroing every dropout
+    """Sampling runs in eval mode; the Trainer trains in train mode. Zeroing every dropout
     makes the two forwards identical (generation switches to eval mode itself)."""
     for m in model.modules():
         if isinstance(m, nn.Dropout):
@@ -101,7 +101,7 @@ def no_dropout(model: nn.Module) -> None:
 def positions_from_mask(model: nn.Module) -> None:
     """GRPOTrainer left-pads prompts and scores them without position ids, so a model with
     absolute positions (GPT-2, our tiny model) would see every shorter prompt shifted; `generate`
-    and the old loop count positions from the first real token. Give TRL's scoring forward
+    and `Policy.token_logprobs` count positions from the first real token. Give TRL's scoring forward
     (`fused_lm_head=True`) the same position ids; generation is untouched."""
     inner = model.forward
 
@@ -115,18 +115,22 @@ def positions_from_mask(model: nn.Module) -> None:
     model.forward = forward
 
 
-def grpo_args(rl, output_dir: str, steps: int, **overrides) -> GRPOConfig:
-    """GRPOConfig for one SCoRe episode batch per optimizer step: no KL of its own, one update per
-    generation, the budget's optimizer settings, float32 on CPU."""
-    n = rl.prompts_per_step * rl.samples_per_prompt
+def grpo_args(rl, output_dir: str, steps: int, processes: int = 1, **overrides) -> GRPOConfig:
+    """GRPOConfig for one SCoRe episode batch per optimizer step, split evenly over `processes`:
+    no KL of its own, one update per generation, the budget's optimizer settings, float32 on CPU."""
+    n = rl.prompts_per_step * rl.samples_per_prompt // processes
     kw = dict(
         output_dir=output_dir, **rl.budget.trainer_args(steps), num_generations=rl.samples_per_prompt,
         gradient_accumulation_steps=1, steps_per_generation=1, num_iterations=1, beta=0.0, loss_type="dapo",
         temperature=rl.temperature, max_completion_length=3 * rl.max_new_tokens, mask_truncated_completions=False,
         use_cpu=not torch.cuda.is_available(), bf16=False, gradient_checkpointing=False, report_to=[],
-        logging_steps=1, save_strategy="no", dataloader_num_workers=0, seed=0, remove_unused_columns=False,
+        logging_steps=1, disable_tqdm=True, save_strategy="no", dataloader_num_workers=0, seed=0, remove_unused_columns=False,
     )
     kw["per_device_train_batch_size"] = n
+    if rl.use_vllm:  # passed through to GRPOTrainer; the episodes are still sampled by `rollouts_for_step`
+        if not torch.cuda.is_available():
+            raise RuntimeError("arm.use_vllm=true needs a GPU (vLLM colocate mode); on CPU leave it off")
+        kw.update(use_vllm=True, vllm_mode="colocate")
     kw.update(overrides)
     return GRPOConfig(**kw)
 
@@ -136,18 +140,19 @@ class SCoReGRPOTrainer(GRPOTrainer):
 
     `rollouts_for_step(trainer, step)` returns the `Rollouts` of 0-based optimizer step `step`
     (k contiguous samples per prompt); `stages[step]` is its SCoRe stage; `ref_model` is π_ref.
+    A run resumed after `first_step` steps trains steps first_step.. (its Trainer counts from 0).
     """
 
     def __init__(self, *, rl, ref_model: nn.Module, rollouts_for_step: Callable[["SCoReGRPOTrainer", int], Rollouts],
-                 stages: Sequence[str], model: nn.Module, args: GRPOConfig, **kwargs):
+                 stages: Sequence[str], model: nn.Module, args: GRPOConfig, first_step: int = 0, **kwargs):
         if rl.loss.kl_in != "reward":
-            raise NotImplementedError("the GRPOTrainer engine puts the KL in the reward (k1); kl_in='loss' runs on the old loop")
+            raise NotImplementedError("the GRPOTrainer engine puts the KL in the reward (k1); kl_in='loss' is not supported")
         if args.beta != 0.0 or args.num_iterations != 1 or args.loss_type != "dapo":
             raise ValueError("SCoRe's loss is GRPOTrainer's 'dapo' loss with beta=0 and num_iterations=1")
-        self.rl, self.stages, self.rollouts_for_step = rl, list(stages), rollouts_for_step
+        self.rl, self.stages, self.rollouts_for_step, self.first_step = rl, list(stages), rollouts_for_step, first_step
         self.last_rollouts: Rollouts | None = None
         self.last_stats: dict[str, float] = {}
-        self.last_unpacked, self.last_update_s, self.update_times = 0, 0.0, []
+        self.last_unpacked, self.last_update_tokens, self.last_update_s, self.update_times = 0, 0, 0.0, []
         no_dropout(model)
         super().__init__(model=model, args=args, rollout_func=self._rollout, reward_funcs=[_verifier_reward], **kwargs)
         self.score_ref = ref_model.eval()
@@ -156,12 +161,17 @@ class SCoReGRPOTrainer(GRPOTrainer):
             positions_from_mask(m)
 
     @property
+    def step0(self) -> int:
+        """The 0-based optimizer step being taken, counted over the whole run."""
+        return self.first_step + self.state.global_step
+
+    @property
     def stage(self) -> str:
-        return self.stages[min(self.state.global_step, len(self.stages) - 1)]
+        return self.stages[min(self.step0, len(self.stages) - 1)]
 
     # --- rollout_func: one row per episode ---------------------------------------------------
     def _rollout(self, prompts: list, trainer) -> dict:
-        ro = self.rollouts_for_step(self, self.state.global_step)
+        ro = self.rollouts_for_step(self, self.step0)
         if len(ro) != len(prompts):
             raise ValueError(f"{len(ro)} episodes for a generation batch of {len(prompts)} rows")
         trains = trained_turns(self.stage)
@@ -170,12 +180,13 @@ class SCoReGRPOTrainer(GRPOTrainer):
         self.last_rollouts = ro
         self._turn_ids = [turn for _, _, turn in rows]
         self.last_unpacked = sum(TURN1 not in t for t in self._turn_ids)
+        self.last_update_tokens = sum(len(p) + len(c) for p, c, _ in rows)
         env_mask = [[int((t == TURN1 and trains[0]) or (t == TURN2 and trains[1])) for t in turn] for turn in self._turn_ids]
         return {"prompt_ids": [p for p, _, _ in rows], "completion_ids": [c for _, c, _ in rows], "logprobs": None,
                 "env_mask": env_mask, "r2": ro.r2.tolist()}
 
     def training_step(self, model, inputs, num_items_in_batch):
-        """Times the update as the old loop does: the whole step less the rollout's sampling."""
+        """The update's time: the whole step less the rollout's sampling."""
         t0 = time.perf_counter()
         out = super().training_step(model, inputs, num_items_in_batch)
         self.last_update_s = time.perf_counter() - t0 - (self.last_rollouts.gen_s if self.last_rollouts else 0.0)

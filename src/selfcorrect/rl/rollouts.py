@@ -79,3 +79,21 @@ def collect(policy: Policy, task: Task, problems: Sequence[Problem], group_size:
         gen_tokens=sum(len(t.completion_ids) for ep in episodes for t in ep.turns),
         gen_s=gen_s,
     )
+
+
+def concat(parts: Sequence[Rollouts]) -> Rollouts:
+    """The rollouts of several shares of one step's prompts, in order (groups stay contiguous)."""
+    if len(parts) == 1:
+        return parts[0]
+    if len({p.group_size for p in parts}) != 1:
+        raise ValueError("rollouts with different group sizes cannot be concatenated")
+
+    def cat(name: str) -> torch.Tensor:
+        return torch.cat([getattr(p, name) for p in parts])
+
+    return Rollouts(
+        episodes=[ep for p in parts for ep in p.episodes], group_size=parts[0].group_size,
+        r1=cat("r1"), r2=cat("r2"), well_formed1=cat("well_formed1"), well_formed2=cat("well_formed2"),
+        answer_changed=cat("answer_changed"), no_edit=cat("no_edit"),
+        gen_tokens=sum(p.gen_tokens for p in parts), gen_s=sum(p.gen_s for p in parts),
+    )

@@ -1,0 +1,55 @@
+"""An independent reference for the GRPOTrainer engine: the SCoRe update written directly with
+our own modules (`Policy.token_logprobs` per turn, `rewards.turn_rewards`, `losses.score_loss`),
+one turn at a time and without TRL, as the pre-issue-13 training loop computed it."""
+
+from __future__ import annotations
+
+import torch
+
+from selfcorrect.policy import Policy, Sampling
+from selfcorrect.rl.config import STEP_SEED_STRIDE, RLConfig
+from selfcorrect.rl.losses import TurnBatch, score_loss
+from selfcorrect.rl.rewards import kl_weights, trained_turns, training_reward, turn_rewards
+from selfcorrect.rl.rollouts import Rollouts, collect
+
+
+def reference_update(policy: Policy, ref: Policy, rollouts: Rollouts, stage: str, rl: RLConfig,
+                     optimizer: torch.optim.Optimizer) -> dict[str, float]:
+    """One REINFORCE + KL step of `stage` (leave-one-out baseline, KL in the reward per turn);
+    gradients clipped to the budget's max norm, then one optimizer step."""
+    trains, kl_coef = trained_turns(stage), kl_weights(stage, rl.beta1, rl.beta2)
+    returns = turn_rewards(stage, rollouts.r1, rollouts.r2, rl.alpha, rl.gamma, rl.turn2_scale)
+    turns = []
+    for t in range(2):
+        prompts, completions = rollouts.turn(t)
+        with torch.set_grad_enabled(trains[t]):
+            logp, mask = policy.token_logprobs(prompts, completions, rl.temperature)
+        with torch.no_grad():
+            ref_logp, _ = ref.token_logprobs(prompts, completions, rl.temperature)
+        turns.append(TurnBatch(logp, ref_logp, mask, returns[t], kl_coef[t], trains[t]))
+    loss, stats = score_loss(turns, rollouts.group_size, rl.loss)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    stats["grad_norm"] = torch.nn.utils.clip_grad_norm_(policy.model.parameters(), rl.budget.max_grad_norm).item()
+    optimizer.step()
+    stats.update(return_t1=returns[0].mean().item(), return_t2=returns[1].mean().item(),
+                 train_reward=training_reward(stage, rollouts.r1, rollouts.r2))
+    return stats
+
+
+def reference_run(ctx, rl: RLConfig, sampler) -> tuple[Policy, list[dict]]:
+    """The arm's schedule with `reference_update`, the budget's optimizer and schedule and the
+    RL runs' per-step seeds; returns the final policy and one row of statistics per step."""
+    policy, ref = ctx.new_policy(), ctx.base
+    policy.model.eval(), ref.model.eval()
+    plan = rl.stages_by_step()
+    optimizer = rl.budget.make_optimizer(policy.model.parameters())
+    scheduler = rl.budget.make_scheduler(optimizer, len(plan))
+    sampling, rows = Sampling(rl.temperature, rl.max_new_tokens), []
+    for step, stage in enumerate(plan, 1):
+        seed = ctx.seed * STEP_SEED_STRIDE + step
+        problems = ctx.task.problems("train", rl.prompts_per_step, seed=seed)
+        ro = collect(policy, ctx.task, problems, rl.samples_per_prompt, sampling, seed=seed, sampler=sampler)
+        rows.append({"step": step, **ro.metrics(), **reference_update(policy, ref, ro, stage, rl, optimizer)})
+        scheduler.step()
+    return policy, rows

@@ -1,0 +1,122 @@
+"""One RL run over two CPU processes (`accelerate launch --multi_gpu --num_processes 2`, which
+on a machine without GPUs starts two gloo/DDP processes; `--cpu` would start one): one run
+directory, one metrics.json and history written by the main process, and the same training as
+a one-process run of the same global batch whose episodes are drawn in the same two shares
+(`arm.rollout_shards=2`): equal rewards at every step, KL and gradient norms to float tolerance."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_OVERRIDES
+
+ACCELERATE = Path(sys.executable).with_name("accelerate")
+SIZE = [o for o in TINY_OVERRIDES if not o.startswith("model.pretrain.steps")] + [
+    "model.pretrain.steps=220", "model.pretrain.warmup_steps=10",  # a base that is sometimes right
+    "budget.episodes=64", "budget.gradient_steps=4", "budget.sequences_per_step=16", "budget.lr=1e-3",
+    "++arm.ckpt_every=2", "++arm.eval_every=2", "++arm.select_every=1", "++arm.rollout_shards=2",
+]
+
+
+def launch(prefix: list[str], run_dir: Path, env: dict) -> None:
+    cmd = [*prefix, "-m", "selfcorrect", "arm=score", *SIZE, f"hydra.run.dir={run_dir}"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=run_dir.parent)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+
+
+def rows(run_dir: Path, key: str) -> dict[int, dict]:
+    out = {}
+    for line in (run_dir / "history.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if key in r:
+            assert r["step"] not in out, f"step {r['step']} logged twice: more than one process wrote history.jsonl"
+            out[r["step"]] = r
+    return out
+
+
+@pytest.mark.skipif(not ACCELERATE.exists(), reason="accelerate's launcher is not installed")
+def test_two_process_run_is_one_run_equal_to_one_process(tmp_path):
+    env = {**os.environ, "SELFCORRECT_CACHE_DIR": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1",
+           "HYDRA_FULL_ERROR": "1", "WANDB_SILENT": "true",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1] / "src"), os.environ.get("PYTHONPATH", "")])}
+    one, two = tmp_path / "one" / "run", tmp_path / "two" / "run"
+    one.parent.mkdir(), two.parent.mkdir()
+    launch([sys.executable], one, env)  # also builds the base into the shared cache
+    launch([str(ACCELERATE), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no"], two, env)
+
+    # one run: a single run directory with one metrics.json, complete
+    assert [p.name for p in two.parent.iterdir()] == ["run"]
+    assert sorted(p.relative_to(two.parent).as_posix() for p in two.parent.rglob("metrics.json")) == ["run/metrics.json"]
+    assert json.loads((two / "run.json").read_text())["status"] == "complete"
+    m1, m2 = (json.loads((d / "metrics.json").read_text()) for d in (one, two))
+    assert m2["budget"] == m1["budget"] and m2["budget"]["episodes"] == 64
+    assert (m2["arm"]["episodes"], m2["arm"]["prompts"]) == (m1["arm"]["episodes"], m1["arm"]["prompts"]) == (64, 16)
+
+    # the same training, step for step
+    t1, t2 = rows(one, "train/reward_t1"), rows(two, "train/reward_t1")
+    assert sorted(t1) == sorted(t2) == [1, 2, 3, 4]
+    assert any(r["train/grad_norm"] > 0 for r in t1.values()), "no gradient: the comparison would be vacuous"
+    for s in t1:
+        for key in ("reward_t1", "reward_t2", "answer_change_rate", "no_edit_rate", "train_reward", "stage"):
+            assert t2[s][f"train/{key}"] == pytest.approx(t1[s][f"train/{key}"], abs=1e-9), (s, key)
+        for key in ("kl_t1", "kl_t2", "grad_norm"):
+            assert t2[s][f"train/{key}"] == pytest.approx(t1[s][f"train/{key}"], rel=1e-3, abs=1e-5), (s, key)
+    v1, v2 = rows(one, "val/acc_t1"), rows(two, "val/acc_t1")
+    assert sorted(v2) == [0, 2, 4]
+    assert all(abs(v2[s]["val/acc_t1"] - v1[s]["val/acc_t1"]) <= 1 / 16 for s in v1)  # one problem of 16
+    for key in ("acc_t1", "acc_t2"):
+        assert abs(m2[key] - m1[key]) <= 2 / 48, key  # two problems of 48
+    assert m2["arm"]["checkpoint"]["step"] == m1["arm"]["checkpoint"]["step"]
+
+
+def test_only_rl_arms_split_over_processes(monkeypatch):
+    from conftest import compose_config
+
+    from selfcorrect.run import validate
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(RuntimeError, match="'base' runs in one process"):
+        validate(compose_config([*TINY_OVERRIDES, "arm=base"]))
+    validate(compose_config([*TINY_OVERRIDES, "arm=score"]))
+
+
+def test_accelerate_configs_and_the_vllm_switch(tmp_path):
+    """experiments/accelerate/*.yaml are accelerate config files for DDP, ZeRO-2/3 and FSDP;
+    arm.use_vllm reaches GRPOConfig only where there is a GPU (never needed on CPU)."""
+    import dataclasses
+
+    import torch
+    import yaml
+
+    from conftest import compose_config
+
+    from selfcorrect.rl.config import RLConfig
+    from selfcorrect.rl.grpo_engine import grpo_args
+
+    root = Path(__file__).resolve().parents[1] / "experiments" / "accelerate"
+    kinds = {p.stem: yaml.safe_load(p.read_text()) for p in root.glob("*.yaml")}
+    assert {k: v["distributed_type"] for k, v in kinds.items()} == {
+        "ddp": "MULTI_GPU", "zero2": "DEEPSPEED", "zero3": "DEEPSPEED", "fsdp": "FSDP"}
+    assert kinds["zero2"]["deepspeed_config"]["zero_stage"] == 2 and kinds["zero3"]["deepspeed_config"]["zero_stage"] == 3
+
+    cfg = compose_config([*TINY_OVERRIDES, "arm=score"])
+    rl = RLConfig.from_cfg(cfg.arm, cfg.budget)
+    assert rl.use_vllm is False and grpo_args(rl, str(tmp_path), steps=1).use_vllm is False
+    on = RLConfig.from_cfg(compose_config([*TINY_OVERRIDES, "arm=score", "++arm.use_vllm=true"]).arm, cfg.budget)
+    assert on.use_vllm is True
+    if torch.cuda.is_available():
+        args = grpo_args(on, str(tmp_path), steps=1)
+        assert args.use_vllm and args.vllm_mode == "colocate"
+    else:
+        with pytest.raises(RuntimeError, match="needs a GPU"):
+            grpo_args(on, str(tmp_path), steps=1)
+    with pytest.raises(ValueError, match="use_vllm"):
+        RLConfig.from_cfg(compose_config([*TINY_OVERRIDES, "arm=score", "++arm.use_vllm=1"]).arm, cfg.budget)
+    assert dataclasses.replace(rl, use_vllm=False) == rl
