@@ -176,3 +176,17 @@ def test_star_rounds_restart_from_the_base_or_continue(tiny_cache, tmp_path, mon
         # new_policy: one per training round (base) or one in all (continue); the matched-Acc@t1
         # evaluation loads one more copy at the end
         assert len(made) == policies + ("matched_t1" in m)
+
+
+def test_a_filtered_set_smaller_than_a_batch_is_repeated_to_fill_it(tiny_cache, tmp_path, monkeypatch):
+    """STaR D on a testbed where the base rarely fixes its answers: each round's few kept traces are
+    trained for the round's full batches (more epochs), not refused."""
+    from selfcorrect.arms import sft_arms
+    from selfcorrect.run import run
+
+    monkeypatch.setattr(sft_arms, "sample_episodes", scripted_samples)
+    cfg = compose_config([*arm_overrides("star", 8, ["budget.sequences_per_step=8"]), f"paths.cache_dir={tiny_cache}"])
+    a = run(cfg, tmp_path / "run")["arm"]
+    assert all(0 < r["n_traces"] < 8 for r in a["rounds"])  # ~16 × 0.4 × 0.6 ≈ 4 kept of 16 a round
+    assert [r["steps"] for r in a["rounds"]] == [2, 2, 2]
+    assert all(r["n_examples"] == r["n_traces"] and r["epochs"] == round(16 / r["n_traces"], 3) for r in a["rounds"])

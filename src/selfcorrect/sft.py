@@ -115,11 +115,11 @@ def sft_train(ctx, policy: Policy, traces: Sequence[dict], steps: int, seed: int
     (the arm's `sft` block sets logging and evaluation); returns facts for the run."""
     out = ctx.run_dir / "sft_trainer"
     sft_cfg, budget = ctx.cfg.arm.sft, Budget.from_cfg(ctx.cfg.budget)
-    if len(traces) < budget.sequences_per_step:
-        raise ValueError(
-            f"{len(traces)} training traces are fewer than budget.sequences_per_step={budget.sequences_per_step}: "
-            "not one full batch; the filter kept too little of the sampled episodes"
-        )
+    if not traces:
+        raise ValueError("no training traces: the filter kept none of the sampled episodes")
+    n_unique = len(traces)
+    if n_unique < budget.sequences_per_step:  # a filtered set smaller than one batch is repeated to fill
+        traces = list(traces) * -(-budget.sequences_per_step // n_unique)  # it (more epochs over the same traces)
     if at_start and offset == 0:
         ctx.restore_snapshots(0)
     callback = EvaluateEvery(ctx, policy, int(sft_cfg.eval_every), offset, at_start)
@@ -130,7 +130,7 @@ def sft_train(ctx, policy: Policy, traces: Sequence[dict], steps: int, seed: int
     result = trainer.train()
     policy.model.eval()
     shutil.rmtree(out, ignore_errors=True)  # save_strategy="no": nothing in it worth keeping
-    n = len(trainer.train_dataset)
+    n = n_unique
     return {
         "n_examples": n,
         "steps": int(result.global_step),
