@@ -38,7 +38,7 @@ class RLConfig:
     # the step's prompts are sampled in this many equal shares, share r with seed(s) + r·stride
     # (at least one per process; set it to N in one process to draw the episodes of an N-process run)
     rollout_shards: int = 1
-    # GRPOTrainer's vLLM engine in colocate mode (GPU only; off by default and on CPU)
+    # vLLM rollouts: not implemented, refused by grpo_engine.grpo_args (off by default)
     use_vllm: bool = False
 
     @classmethod

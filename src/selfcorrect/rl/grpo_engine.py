@@ -127,10 +127,9 @@ def grpo_args(rl, output_dir: str, steps: int, processes: int = 1, **overrides) 
         logging_steps=1, disable_tqdm=True, save_strategy="no", dataloader_num_workers=0, seed=0, remove_unused_columns=False,
     )
     kw["per_device_train_batch_size"] = n
-    if rl.use_vllm:  # passed through to GRPOTrainer; the episodes are still sampled by `rollouts_for_step`
-        if not torch.cuda.is_available():
-            raise RuntimeError("arm.use_vllm=true needs a GPU (vLLM colocate mode); on CPU leave it off")
-        kw.update(use_vllm=True, vllm_mode="colocate")
+    if rl.use_vllm:  # refused rather than passed on: GRPOTrainer's vLLM engine would load and sit unused
+        raise NotImplementedError("arm.use_vllm=true: vLLM rollouts are not implemented; the episodes are sampled "
+                                  "by Policy.generate (rl/grpo_run.py), so a vLLM engine would go unused")
     kw.update(overrides)
     return GRPOConfig(**kw)
 
