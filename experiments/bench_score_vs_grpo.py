@@ -43,6 +43,23 @@ from score_reference import reference_update as policy_update  # noqa: E402
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
 
+
+def step_timer():
+    """A Trainer callback that records each optimizer step's wall time."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.times, self.t0 = [], None
+
+        def on_step_begin(self, args, state, control, **kw):
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            self.times.append(time.perf_counter() - self.t0)
+
+    return StepTimer()
+
 def score_seconds_per_step(base_path, task, rl: RLConfig, prompts: int, k: int, steps: int) -> list[float]:
     policy, ref = Policy.load(base_path, task), Policy.load(base_path, task)
     policy.model.eval()
@@ -61,7 +78,7 @@ def score_seconds_per_step(base_path, task, rl: RLConfig, prompts: int, k: int, 
 
 def grpo_seconds_per_step(base_path, task, rl: RLConfig, prompts: int, k: int, steps: int) -> list[float]:
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(base_path)
@@ -90,17 +107,7 @@ def grpo_seconds_per_step(base_path, task, rl: RLConfig, prompts: int, k: int, s
     def second_attempt_reward(prompts, completions, correct2, **kwargs):
         return correct2
 
-    class StepTimer(TrainerCallback):
-        def __init__(self):
-            self.times, self.t0 = [], None
-
-        def on_step_begin(self, args, state, control, **kw):
-            self.t0 = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kw):
-            self.times.append(time.perf_counter() - self.t0)
-
-    timer = StepTimer()
+    timer = step_timer()
     with tempfile.TemporaryDirectory() as out:
         args = GRPOConfig(
             output_dir=out, use_cpu=True, bf16=False, gradient_checkpointing=False,
@@ -124,7 +131,6 @@ def subclass_seconds_per_step(base_path, task, rl: RLConfig, prompts: int, k: in
     import dataclasses
 
     from datasets import Dataset
-    from transformers import TrainerCallback
 
     from selfcorrect.rl.grpo_engine import SCoReGRPOTrainer, grpo_args, two_turn_tokens
 
@@ -136,17 +142,7 @@ def subclass_seconds_per_step(base_path, task, rl: RLConfig, prompts: int, k: in
         return collect(policy, task, task.problems("train", prompts, seed=10_000 + step), k, sampling, seed=step,
                        sampler=two_turn_tokens)
 
-    class StepTimer(TrainerCallback):
-        def __init__(self):
-            self.times, self.t0 = [], None
-
-        def on_step_begin(self, args, state, control, **kw):
-            self.t0 = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kw):
-            self.times.append(time.perf_counter() - self.t0)
-
-    timer = StepTimer()
+    timer = step_timer()
     opt = rl.budget.make_optimizer(policy.model.parameters())
     with tempfile.TemporaryDirectory() as out:
         trainer = SCoReGRPOTrainer(

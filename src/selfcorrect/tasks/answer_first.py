@@ -33,11 +33,11 @@ import random
 import re
 from collections.abc import Mapping
 
-from selfcorrect.tasks.base import Problem, Verdict, check_split, stable_hash
+from selfcorrect.tasks.arithmetic import SPLIT_BUCKETS, addition_problem, bucket_split
+from selfcorrect.tasks.base import Problem, Verdict, check_split
 
 ERROR_KINDS = ("carry_lookahead", "digit_slip", "length", "malformed")
 ATTEMPT_RE = re.compile(r"^(\d+)>(\d{5}(?: \d{5})*)$")
-SPLIT_BUCKETS = {"test": (0, 20), "val": (20, 30), "train": (30, 1000)}  # per mille, by a stable hash of the id
 
 
 class AnswerFirstTask:
@@ -62,16 +62,9 @@ class AnswerFirstTask:
 
     # --- problems -------------------------------------------------------------------------------
     def make_problem(self, a: int, b: int) -> Problem:
-        low, high = 10 ** (self.n_digits - 1), 10**self.n_digits - 1
-        for v in (a, b):
-            if not low <= v <= high:
-                raise ValueError(f"operand {v} is not a {self.n_digits}-digit number")
-        return Problem(id=f"{a}+{b}", prompt=f"{a}+{b}=", answer=str(a + b), meta={"a": a, "b": b})
+        return addition_problem(a, b, self.n_digits)
 
-    @staticmethod
-    def split_of(problem_id: str) -> str:
-        bucket = stable_hash(problem_id) % 1000
-        return next(s for s, (lo, hi) in SPLIT_BUCKETS.items() if lo <= bucket < hi)
+    split_of = staticmethod(bucket_split)  # the arithmetic task's splits
 
     def draw_operands(self, rng: random.Random) -> tuple[int, int]:
         """Two n-digit operands; each column's digits sum to 9 with probability about `chain_rate`

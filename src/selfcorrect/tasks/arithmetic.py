@@ -111,15 +111,11 @@ class ArithmeticTask:
 
     # --- problems -------------------------------------------------------------------------------
     def make_problem(self, a: int, b: int) -> Problem:
-        for v in (a, b):
-            if not self.low <= v <= self.high:
-                raise ValueError(f"operand {v} is not a {self.n_digits}-digit number")
-        return Problem(id=f"{a}+{b}", prompt=f"{a}+{b}=", answer=str(a + b), meta={"a": a, "b": b})
+        return addition_problem(a, b, self.n_digits)
 
     @staticmethod
     def split_of(problem_id: str) -> str:
-        bucket = stable_hash(problem_id) % 1000
-        return next(s for s, (lo, hi) in SPLIT_BUCKETS.items() if lo <= bucket < hi)
+        return bucket_split(problem_id)
 
     def problems(self, split: str, n: int, seed: int) -> list[Problem]:
         """`n` distinct problems of `split`, drawn reproducibly from `seed`."""
@@ -299,6 +295,20 @@ class ArithmeticTask:
             return "final_copy"
         # a consistent scratchpad whose answer is wrong needs a wrong column above; unreachable
         raise AssertionError(f"unclassifiable attempt {text!r} for {problem.id}")
+
+
+def addition_problem(a: int, b: int, n_digits: int) -> Problem:
+    """The problem a + b of two n-digit operands (both embedded testbeds pose these)."""
+    for v in (a, b):
+        if not 10 ** (n_digits - 1) <= v <= 10**n_digits - 1:
+            raise ValueError(f"operand {v} is not a {n_digits}-digit number")
+    return Problem(id=f"{a}+{b}", prompt=f"{a}+{b}=", answer=str(a + b), meta={"a": a, "b": b})
+
+
+def bucket_split(problem_id: str) -> str:
+    """The split of a problem id, by a stable hash into the per-mille buckets of SPLIT_BUCKETS."""
+    bucket = stable_hash(problem_id) % 1000
+    return next(s for s, (lo, hi) in SPLIT_BUCKETS.items() if lo <= bucket < hi)
 
 
 def column_feature(when: str, a: int, b: int, carry: int, k: int) -> bool:

@@ -105,16 +105,6 @@ class ArithmeticErrorModel(SiteErrorModel):
             return base_like_cells(base_sites, self.kinds)
         raise ValueError(f"unknown arm.error_model {error_model!r}; expected one of {TEACHER_MODELS}")
 
-    def cells(self, problem: Problem) -> set[str]:
-        """Every teacher cell `write` can fill on this problem."""
-        out = {"random_digit"}
-        for kind in self.kinds:
-            sites = self.sites(problem, kind)
-            if sites:
-                out.add(kind)
-                out.update(self.signature(problem, kind, s) for s in sites)
-        return out
-
     def write(self, problem: Problem, cell: str, rng: random.Random) -> str:
         """A wrong first attempt for `cell`: a random digit slip, a kind at a random valid site, or a
         kind at a random site with the cell's signature."""

@@ -64,9 +64,14 @@ def check_split(split: str) -> None:
 class SiteErrorModel:
     """What every task's error model shares: reading where a wrong attempt first errs from the
     task's verdict (`kind@site`) and counting those sites by the model's own `signature`.
-    Subclasses set `self.task` and define `signature(problem, kind, site)`."""
+    Subclasses set `self.task` and `kinds` and define `sites(problem, kind)` and
+    `signature(problem, kind, site)`."""
 
     task: Task
+    kinds: tuple[str, ...] = ()
+
+    def sites(self, problem: Problem, kind: str) -> list:
+        raise NotImplementedError
 
     def signature(self, problem: Problem, kind: str, site: int | None) -> str:
         raise NotImplementedError
@@ -78,6 +83,17 @@ class SiteErrorModel:
             return None
         kind, _, site = v.error_type.partition("@")
         return kind, int(site) if site else None
+
+    def cells(self, problem: Problem) -> set[str]:
+        """Every teacher cell `write` can fill on this problem: ``random_digit``, each kind with a
+        site, and each site's signature."""
+        out = {"random_digit"}
+        for kind in self.kinds:
+            sites = self.sites(problem, kind)
+            if sites:
+                out.add(kind)
+                out.update(self.signature(problem, kind, s) for s in sites)
+        return out
 
     def site_histogram(self, problems: Sequence[Problem], attempts: Sequence[str]) -> dict[str, int]:
         """Counts of the signatures of the first errors of the wrong attempts."""
