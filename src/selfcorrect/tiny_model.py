@@ -1,7 +1,7 @@
 """The embedded testbeds' base model: a tiny GPT-2 pretrained from scratch on a task's traces.
 
 Its pretraining corpus is two-turn traces x → y1 → [revise] → y2 whose attempts the task draws
-(`task.pretraining_attempts`, from the corpus profile in `model.pretrain`). On the arithmetic task
+(`task.pretraining_sampler`, from the corpus profile in `model.pretrain`). On the arithmetic task
 both attempts are independent draws from bug mixtures (`turn1_rules`, `turn2_rules`): systematic
 errors that depend on problem features, on top of a correct procedure the model also sees. So the
 base makes stable, classifiable mistakes, holds a latent correct procedure that training can
@@ -49,9 +49,9 @@ def base_model_spec(model_cfg: DictConfig, task: Task) -> dict:
 
 def build_base_model(model_cfg: DictConfig, task: Task, cache_dir: str | Path) -> Path:
     """Path of the cached base model (an HF model + tokenizer directory), built if missing."""
-    if not callable(getattr(task, "pretraining_attempts", None)):
+    if not callable(getattr(task, "pretraining_sampler", None)):
         raise ValueError(f"model kind 'tiny' is pretrained from scratch on an embedded task (arithmetic, answer_first); "
-                         f"task {task.name!r} has no pretraining_attempts")
+                         f"task {task.name!r} has no pretraining_sampler")
     spec = base_model_spec(model_cfg, task)
     return cached_artifact(cache_dir, "base_models", spec, lambda out: _pretrain(spec, task, out)) / "model"
 
@@ -63,17 +63,18 @@ def base_model_facts(model_dir: str | Path) -> dict:
 def pretraining_texts(task: Task, tokenizer, pre: dict, n: int, rng: random.Random) -> tuple[list[str], list[int]]:
     """`n` traces on train-split problems, and the length of each one's prompt x. Trace i has
     three attempts when its batch (i // batch_size) is a multiple of `three_turn_every` minus
-    one (0 = never), otherwise two; the task draws them (`task.pretraining_attempts`)."""
+    one (0 = never), otherwise two; the task draws them (`task.pretraining_sampler`)."""
     every = int(pre.get("three_turn_every", 0))
     if every < 0:
         raise ValueError(f"model.pretrain.three_turn_every must be >= 0, got {every}")
     problems = task.problems("train", pre["n_problems"], seed=pre["seed"])
+    draw = task.pretraining_sampler(pre)
     texts, prompt_lens = [], []
     templates: dict[int, str] = {}  # render the chat template once per length, then fill it (50x faster)
     for i in range(n):
         p = rng.choice(problems)
         n_attempts = 3 if every and (i // pre["batch_size"]) % every == every - 1 else 2
-        attempts = task.pretraining_attempts(p, n_attempts, pre, rng)
+        attempts = draw(p, n_attempts, rng)
         if n_attempts not in templates:
             templates[n_attempts] = _trace_template(task, tokenizer, n_attempts)
         texts.append(templates[n_attempts].format(p.prompt, *attempts))

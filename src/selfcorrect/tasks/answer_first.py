@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from selfcorrect.tasks.arithmetic import SPLIT_BUCKETS, addition_problem, bucket_split
 from selfcorrect.tasks.base import Problem, Verdict, check_split
@@ -154,6 +154,10 @@ class AnswerFirstTask:
         return f"{answer}>{working}"
 
     # --- the base model's pretraining attempts ------------------------------------------------------
+    def pretraining_sampler(self, pre: Mapping) -> Callable[[Problem, int, random.Random], list[str]]:
+        """What draws one trace's attempts for the tiny base model's corpus (`pretraining_attempts`)."""
+        return lambda problem, n_attempts, rng: self.pretraining_attempts(problem, n_attempts, pre, rng)
+
     def pretraining_attempts(self, problem: Problem, n_attempts: int, pre: Mapping, rng: random.Random) -> list[str]:
         """One trace's attempts for the tiny base model's corpus (profiles `pre["turn1"]`, `pre["turn2"]`).
 

@@ -223,11 +223,12 @@ class ArithmeticTask:
                 break
         return self._render(columns, final_bug)
 
-    def pretraining_attempts(self, problem: Problem, n_attempts: int, pre: Mapping, rng: random.Random) -> list[str]:
-        """One trace's attempts for the tiny base model's corpus: independent draws from the bug
-        mixtures `pre["turn1_rules"]` (first attempt) and `pre["turn2_rules"]` (every later one)."""
-        rules = [parse_rules(pre["turn1_rules"] if t == 0 else pre["turn2_rules"]) for t in range(n_attempts)]
-        return [self.sample(problem, r, rng) for r in rules]
+    def pretraining_sampler(self, pre: Mapping) -> Callable[[Problem, int, random.Random], list[str]]:
+        """What draws one trace's attempts for the tiny base model's corpus, `(problem, n_attempts,
+        rng) -> attempts`: independent draws from the bug mixtures `pre["turn1_rules"]` (first
+        attempt) and `pre["turn2_rules"]` (every later one), parsed once."""
+        first, later = parse_rules(pre["turn1_rules"]), parse_rules(pre["turn2_rules"])
+        return lambda problem, n_attempts, rng: [self.sample(problem, first if t == 0 else later, rng) for t in range(n_attempts)]
 
     def bug_sites(self, problem: Problem, kind: str) -> list[int]:
         """Columns where a column bug of `kind` can occur on the correct procedure."""
