@@ -177,7 +177,7 @@ class AnswerFirstTask:
             else:
                 answer = problem.answer if rng.random() < prof["lookahead"] else self.one_step_answer(problem)
                 if rng.random() < prof["answer_slip"]:
-                    answer = _slip_digit(answer, rng)
+                    answer = slip_digit(answer, rng)
                 elif t > 0 and "0" in answer[1:-1] and rng.random() < prof["miscopy_inner_zero"]:
                     answer = _swap_last_two(answer)
             slip = rng.randrange(self.n_digits) if rng.random() < prof["working_slip"] else None
@@ -212,7 +212,7 @@ class AnswerFirstTask:
         return f"digit_slip@{k}"
 
 
-def _slip_digit(answer: str, rng: random.Random) -> str:
+def slip_digit(answer: str, rng: random.Random) -> str:
     """One digit of the answer written as another digit (never a leading zero)."""
     i = rng.randrange(len(answer))
     choices = [d for d in "0123456789" if d != answer[i] and not (i == 0 and d == "0")]

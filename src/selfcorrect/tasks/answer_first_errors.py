@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 
-from selfcorrect.tasks.answer_first import AnswerFirstTask
+from selfcorrect.tasks.answer_first import AnswerFirstTask, slip_digit
 from selfcorrect.tasks.base import Problem, SiteErrorModel, base_like_cells
 
 TEACHER_MODELS = ("random_digit", "carry_lookahead", "mixed", "base_like")
@@ -92,10 +92,7 @@ class AnswerFirstErrorModel(SiteErrorModel):
     def write(self, problem: Problem, cell: str, rng: random.Random) -> str:
         """A wrong first attempt for `cell`: a random answer digit, a kind at a random site, or kind@site."""
         if cell == "random_digit":
-            answer = problem.answer
-            i = rng.randrange(len(answer))
-            choices = [d for d in "0123456789" if d != answer[i] and not (i == 0 and d == "0")]
-            return self.task.write(answer[:i] + rng.choice(choices) + answer[i + 1 :], self.task.working(problem))
+            return self.task.write(slip_digit(problem.answer, rng), self.task.working(problem))
         kind, _, site = cell.partition("@")
         if kind not in self.kinds:
             raise ValueError(f"unknown teacher cell {cell!r} for answer_first; kinds: {self.kinds} (+ 'random_digit')")
