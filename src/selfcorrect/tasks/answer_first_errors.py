@@ -20,10 +20,9 @@ Teacher error models (`arm.error_model`):
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
 
 from selfcorrect.tasks.answer_first import AnswerFirstTask, slip_digit
-from selfcorrect.tasks.base import Problem, SiteErrorModel, base_like_cells
+from selfcorrect.tasks.base import Problem, SiteErrorModel
 
 TEACHER_MODELS = ("random_digit", "carry_lookahead", "mixed", "base_like")
 INJECTABLE = ("carry_lookahead", "digit_slip")
@@ -80,15 +79,6 @@ class AnswerFirstErrorModel(SiteErrorModel):
         return out
 
     # --- the teacher ---------------------------------------------------------------------------
-    def teacher_cells(self, error_model: str, base_sites: Mapping[str, float] | None = None) -> dict[str, float]:
-        if error_model in ("random_digit", "carry_lookahead"):
-            return {error_model: 1.0}
-        if error_model == "mixed":
-            return {k: 1.0 for k in self.kinds}
-        if error_model == "base_like":
-            return base_like_cells(base_sites, self.kinds)
-        raise ValueError(f"unknown arm.error_model {error_model!r} for answer_first; expected one of {TEACHER_MODELS}")
-
     def write(self, problem: Problem, cell: str, rng: random.Random) -> str:
         """A wrong first attempt for `cell`: a random answer digit, a kind at a random site, or kind@site."""
         if cell == "random_digit":

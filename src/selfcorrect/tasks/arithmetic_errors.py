@@ -27,10 +27,9 @@ which `write` can fill on the problems `cells(problem)` lists:
 from __future__ import annotations
 
 import random
-from collections.abc import Mapping
 
 from selfcorrect.tasks.arithmetic import COLUMN_BUGS, FINAL_BUGS, FINAL_FEATURES, ArithmeticTask
-from selfcorrect.tasks.base import Problem, SiteErrorModel, base_like_cells
+from selfcorrect.tasks.base import Problem, SiteErrorModel
 
 TEACHER_MODELS = ("random_digit", "carry_drop", "mixed", "base_like")
 INJECTABLE = (*COLUMN_BUGS, *FINAL_BUGS)  # the taxonomy's kinds that are one bug at one site
@@ -92,19 +91,6 @@ class ArithmeticErrorModel(SiteErrorModel):
         return carries
 
     # --- the teacher ---------------------------------------------------------------------------
-    def teacher_cells(self, error_model: str, base_sites: Mapping[str, float] | None = None) -> dict[str, float]:
-        """The mixture over cells that teacher `error_model` draws from; `base_like` needs the
-        base's first-attempt signature histogram (`site_histogram`)."""
-        if error_model == "random_digit":
-            return {"random_digit": 1.0}
-        if error_model == "carry_drop":
-            return {"carry_drop": 1.0}
-        if error_model == "mixed":
-            return {k: 1.0 for k in self.kinds}
-        if error_model == "base_like":
-            return base_like_cells(base_sites, self.kinds)
-        raise ValueError(f"unknown arm.error_model {error_model!r}; expected one of {TEACHER_MODELS}")
-
     def write(self, problem: Problem, cell: str, rng: random.Random) -> str:
         """A wrong first attempt for `cell`: a random digit slip, a kind at a random valid site, or a
         kind at a random site with the cell's signature."""

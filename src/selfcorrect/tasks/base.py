@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -69,6 +69,7 @@ class SiteErrorModel:
 
     task: Task
     kinds: tuple[str, ...] = ()
+    teacher_models: tuple[str, ...] = ()
 
     def sites(self, problem: Problem, kind: str) -> list:
         raise NotImplementedError
@@ -83,6 +84,18 @@ class SiteErrorModel:
             return None
         kind, _, site = v.error_type.partition("@")
         return kind, int(site) if site else None
+
+    def teacher_cells(self, error_model: str, base_sites: Mapping[str, float] | None = None) -> dict[str, float]:
+        """The mixture over cells that teacher `error_model` draws from: ``mixed`` every injectable
+        kind equally, ``base_like`` the base's own first-attempt error sites that the teacher can
+        write (`site_histogram` of the base), any other of `teacher_models` that one cell alone."""
+        if error_model == "mixed":
+            return {k: 1.0 for k in self.kinds}
+        if error_model == "base_like":
+            return base_like_cells(base_sites, self.kinds)
+        if error_model in self.teacher_models:
+            return {error_model: 1.0}
+        raise ValueError(f"unknown arm.error_model {error_model!r} for {self.task.name}; expected one of {self.teacher_models}")
 
     def cells(self, problem: Problem) -> set[str]:
         """Every teacher cell `write` can fill on this problem: ``random_digit``, each kind with a

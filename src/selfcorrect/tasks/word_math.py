@@ -44,10 +44,10 @@ import ast
 import operator
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
 
-from selfcorrect.tasks.base import Problem, Verdict, SiteErrorModel, base_like_cells
+from selfcorrect.tasks.base import Problem, Verdict, SiteErrorModel
 from selfcorrect.tasks.splits import check_fractions, hash_split
 
 OPERATIONS = ("add", "sub", "mul")
@@ -365,15 +365,6 @@ class WordMathErrorModel(SiteErrorModel):
         return kind if site is None else f"{kind}@{site}"
 
     # --- the teacher ---------------------------------------------------------------------------
-    def teacher_cells(self, error_model: str, base_sites: Mapping[str, float] | None = None) -> dict[str, float]:
-        if error_model in ("random_digit", "wrong_operation"):
-            return {error_model: 1.0}
-        if error_model == "mixed":
-            return {k: 1.0 for k in self.kinds}
-        if error_model == "base_like":
-            return base_like_cells(base_sites, self.kinds)
-        raise ValueError(f"unknown arm.error_model {error_model!r} for word_math; expected one of {TEACHER_MODELS}")
-
     def cells(self, problem: Problem) -> set[str]:
         """Every teacher cell `write` can fill on this problem."""
         types = set(self._attempts(problem))
