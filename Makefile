@@ -3,7 +3,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-JOBS   ?= 2                      # sweep jobs side by side (one CPU thread each)
+JOBS   ?= 2                      # sweep jobs side by side per testbed (one CPU thread each)
 # a new stamped directory, evaluated once (`:=`) so every step of `make sweep` uses the same one;
 # `make sweep SWEEP_DIR=outputs/sweeps/<stamp>` re-runs into an existing sweep: complete runs are
 # skipped, killed or failed ones resume from their checkpoints or rerun (selfcorrect.resume)
@@ -33,25 +33,12 @@ install: $(VENV)/.installed   # + bubblewrap, the sandbox for model-written code
 test: install
 	$(BIN)/python -m pytest
 
-LAUNCH := hydra.sweep.dir=$(SWEEP_DIR) hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)
+SEEDS  ?= 10                     # seeds per arm (the `seeds` Hydra knob); SEEDS=3 for a quick look
 
-# the second testbed (answer first, working after) sweeps into its own directory beside it
-AF_LAUNCH := hydra.sweep.dir=$(SWEEP_DIR)-answer_first hydra/launcher=joblib hydra.launcher.n_jobs=$(JOBS)
-
-sweep: install          # both embedded testbeds; each step prints its wall time (the split per testbed)
-	@echo "sweep dirs: $(SWEEP_DIR) and $(SWEEP_DIR)-answer_first  (if interrupted, resume with: make sweep SWEEP_DIR=$(SWEEP_DIR))"
-	@s=$$(date +%s); \
-	$(BIN)/python -m selfcorrect -m experiment=embedded_sweep $(LAUNCH) && \
-	$(BIN)/python -m selfcorrect -m experiment=embedded_dial $(LAUNCH) && \
-	$(BIN)/python experiments/summarize_sweep.py $(SWEEP_DIR) && \
-	$(BIN)/python experiments/make_figures.py --sweep $(SWEEP_DIR) && \
-	echo "testbed arithmetic: $$(( $$(date +%s) - s )) s" | tee $(SWEEP_DIR)/wall_time.txt
-	@s=$$(date +%s); \
-	$(BIN)/python -m selfcorrect -m experiment=answer_first_sweep $(AF_LAUNCH) && \
-	$(BIN)/python -m selfcorrect -m experiment=answer_first_dial $(AF_LAUNCH) && \
-	$(BIN)/python experiments/summarize_sweep.py $(SWEEP_DIR)-answer_first && \
-	$(BIN)/python experiments/make_figures.py --sweep $(SWEEP_DIR)-answer_first && \
-	echo "testbed answer_first: $$(( $$(date +%s) - s )) s" | tee $(SWEEP_DIR)-answer_first/wall_time.txt
+# both embedded testbeds side by side (arithmetic into SWEEP_DIR, answer first into SWEEP_DIR-answer_first),
+# JOBS workers each; progress + ETA every minute (also in <dir>/progress.log), wall time per testbed at the end
+sweep: install
+	$(BIN)/python -m selfcorrect.sweep --dir $(SWEEP_DIR) --seeds $(SEEDS) --jobs $(JOBS)
 
 figures: install        # newest sweep, or SWEEP=outputs/sweeps/<stamp>
 	$(BIN)/python experiments/make_figures.py $(if $(SWEEP),--sweep $(SWEEP))

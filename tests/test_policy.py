@@ -116,3 +116,21 @@ def test_save_load_roundtrip(policy, tmp_path):
     again = Policy.load(tmp_path / "p", TASK)
     prompts, comps = [[3, 4]], [[5, 6, 1]]
     assert sequence_logprob(again, prompts, comps).item() == pytest.approx(sequence_logprob(policy, prompts, comps).item(), abs=1e-6)
+
+
+def test_the_char_template_written_out_renders_as_the_jinja_template(policy):
+    """char_tokenizer.render_chat (the fast path of Policy.render) against apply_chat_template on
+    attempts with the characters models write: digits, operators, spaces at either end, '>' and '<'."""
+    import random
+
+    from selfcorrect.prompts import conversation
+
+    rng = random.Random(0)
+    alphabet = "0123456789+=> <[]eos"
+    for n in range(4):
+        for _ in range(25):
+            attempts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(n)]
+            p = TASK.make_problem(rng.randint(100, 999), rng.randint(100, 999))
+            jinja = policy.tokenizer.apply_chat_template(conversation(TASK, p, attempts), tokenize=False, add_generation_prompt=True)
+            assert policy.render(p, attempts) == jinja
+    assert policy.prompts([p, p], [[], ["1 2"]]) == [policy.prompt_ids(p), policy.prompt_ids(p, ["1 2"])]

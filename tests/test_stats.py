@@ -93,3 +93,63 @@ def test_paired_bootstrap_over_seeds_and_shape_errors():
         paired_bootstrap(a, b[:, :100])
     with pytest.raises(ValueError, match="same number of seeds"):
         paired_bootstrap(a, b[:2], paired_seeds=True)
+
+
+# --- seed-level inference: the primary statistics ---------------------------------------------------
+from selfcorrect.stats import detectable_difference, holm, seed_interval, seed_paired, sign_flip_p  # noqa: E402
+
+
+def null_grids(rng, n_seeds: int, n_problems: int = 2000, seed_sd: float = 0.04):
+    """Two arms with no true difference, scored on the same problems: per-problem difficulty shared
+    by both arms (paired), and a per-seed training effect of s.d. `seed_sd` drawn for each arm and seed
+    (the seed-level variance the harness's arms show: 3-5 points)."""
+    difficulty = rng.uniform(0.2, 0.9, size=n_problems)
+    grids = []
+    for _ in range(2):
+        p = np.clip(difficulty[None, :] + rng.normal(0, seed_sd, size=(n_seeds, 1)), 0, 1)
+        grids.append(rng.binomial(1, p).astype(float))
+    return grids
+
+
+@pytest.mark.parametrize("n_seeds", [3, 10])
+def test_the_seed_level_t_interval_holds_its_level_and_the_seed_bootstrap_does_not(n_seeds):
+    """The null-calibration check of issue 22: nominal 95 % intervals on null comparisons with
+    seed-level variance. The t interval over per-seed differences excludes 0 in 3-7 % of them; the
+    bootstrap that resamples 3 seeds (the harness's old primary) in far more."""
+    rng = np.random.default_rng(n_seeds)
+    reps = 2000
+    sims = [null_grids(rng, n_seeds) for _ in range(reps)]
+    t_rate = np.mean([seed_paired(a, b).excludes_zero for a, b in sims])
+    assert 0.03 <= t_rate <= 0.07, t_rate  # s.e. of a 5 % rate over 2,000 reps: 0.5 points
+    if n_seeds == 3:
+        boot = [paired_bootstrap(a, b, n_boot=500, seed=i) for i, (a, b) in enumerate(sims[:300])]
+        boot_rate = np.mean([c.lo > 0 or c.hi < 0 for c in boot])
+        assert boot_rate > 0.12, boot_rate  # measured ~0.2: the interval is about the range of 3 seeds
+    flip = np.mean([seed_paired(a, b).p_value <= 0.05 for a, b in sims[:500]])
+    assert flip <= 0.07 + (0.125 if n_seeds == 3 else 0)  # exact test: with 3 seeds p >= 0.25 always
+
+
+def test_seed_paired_known_values_and_the_exact_sign_flip():
+    c = seed_paired([0.5, 0.6, 0.7, 0.9], [0.4, 0.4, 0.5, 0.6], seeds=[0, 1, 2, 3])
+    d = np.array([0.1, 0.2, 0.2, 0.3])
+    assert c.per_seed == pytest.approx(tuple(d)) and c.diff == pytest.approx(d.mean())
+    assert c.se == pytest.approx(d.std(ddof=1) / 2)
+    assert c.lo == pytest.approx(d.mean() - 3.182446305284263 * c.se)  # t(3) 97.5 % quantile
+    assert c.p_value == pytest.approx(2 / 16)  # all four positive: only all-+ and all-− reach |mean|
+    assert sign_flip_p([1.0, -1.0]) == 1.0 and sign_flip_p([2.0, 2.0, 2.0]) == pytest.approx(0.25)
+    e = seed_interval([[1, 0, 1, 1], [0, 0, 1, 1]])  # grids: per-seed means 0.75, 0.5
+    assert e.per_seed == (0.75, 0.5) and e.mean == pytest.approx(0.625)
+    assert np.isnan(seed_interval([0.3]).se)
+    with pytest.raises(ValueError, match="same seeds"):
+        seed_paired([1, 2, 3], [1, 2])
+
+
+def test_holm_and_power():
+    adj = holm({"a": 0.01, "b": 0.04, "c": 0.03, "d": float("nan")})
+    assert adj["a"] == pytest.approx(0.03) and adj["c"] == pytest.approx(0.06) and adj["b"] == pytest.approx(0.06)
+    assert np.isnan(adj["d"])
+    # a paired t-test over 10 seeds detects (80 % power, 5 % level) a difference of about one s.d.
+    # of the per-seed differences; over 3 seeds one of about 3.3 s.d.
+    assert detectable_difference(1.0, 10) == pytest.approx(0.996, abs=0.01)
+    assert detectable_difference(2.0, 10) == pytest.approx(2 * detectable_difference(1.0, 10))
+    assert detectable_difference(1.0, 3) > 3 * detectable_difference(1.0, 10)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from selfcorrect import timing
 from selfcorrect.metrics import edit_distance_ratio, summarize
 from selfcorrect.policy import Episode, Policy, Sampling
 from selfcorrect.probe import probe_metrics, probe_record
@@ -75,6 +76,16 @@ def evaluate_policy(
     metrics = summarize(records)
     probe_records = {}
     own_by_problems = {_key(problems): records}
+    with timing.stage("probe", within=("final_eval",)):  # during training: part of `monitoring`
+        _probe(policy, sampling, seed, offline, own_by_problems, metrics, probe_records)
+    return EvalResult(metrics, records, probe_records)
+
+
+def _probe(policy: Policy, sampling: Sampling, seed: int, offline: Sequence[OfflineAttempts],
+           own_by_problems: dict, metrics: dict, probe_records: dict) -> None:
+    """The mismatch probe: the policy revises each offline set's first attempts, and (on the
+    same problems) its own."""
+    task = policy.task
     for off in offline:
         key = _key(off.problems)
         if key not in own_by_problems:  # the policy's own greedy episodes on the offline set's problems
@@ -83,7 +94,6 @@ def evaluate_policy(
         probe = [probe_record(record(task, ep), own) for ep, own in zip(probe_eps, own_by_problems[key])]
         metrics[f"probe/{off.label}"] = probe_metrics(probe)
         probe_records[off.label] = probe
-    return EvalResult(metrics, records, probe_records)
 
 
 def write_eval(out_dir: str | Path, result: EvalResult, prefix: str = "") -> None:

@@ -37,9 +37,10 @@ def base_model_path(cfg: DictConfig, task: Task, cache_dir: str | Path) -> str |
 
 
 def open_policy(path: str | Path, task: Task, cfg: DictConfig) -> Policy:
-    """`Policy.load` with the model group's batch size, dtype and device."""
+    """`Policy.load` with the model group's batch size, dtype, device and decoder."""
     return Policy.load(
-        path, task, batch_size=cfg.get("batch_size", 256), dtype=cfg.get("dtype", "float32"), device=cfg.get("device", "auto")
+        path, task, batch_size=cfg.get("batch_size", 256), dtype=cfg.get("dtype", "float32"), device=cfg.get("device", "auto"),
+        decoder=cfg.get("decoder", "auto"),
     )
 
 

@@ -14,8 +14,12 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
 
+from selfcorrect import gpt2_decoding
+from selfcorrect.char_tokenizer import CHAT_TEMPLATE, render_chat
 from selfcorrect.prompts import conversation
 from selfcorrect.tasks.base import Problem, Task
+
+DECODERS = ("auto", "generate")  # auto: gpt2_decoding where it reproduces `generate`, else `generate`
 
 
 @dataclass(frozen=True)
@@ -65,35 +69,62 @@ class Episode:
 
 
 class Policy:
-    def __init__(self, model: PreTrainedModel, tokenizer, task: Task, batch_size: int = 256):
+    def __init__(self, model: PreTrainedModel, tokenizer, task: Task, batch_size: int = 256, decoder: str = "auto"):
+        if decoder not in DECODERS:
+            raise ValueError(f"model.decoder must be one of {DECODERS}, got {decoder!r}")
         if tokenizer.pad_token_id is None:
             raise ValueError("the tokenizer has no pad token; set one (e.g. the EOS token) before wrapping it")
         if getattr(tokenizer, "chat_template", None) is None:
             raise ValueError("the tokenizer has no chat template; the two-turn prompts are built from it")
         self.model, self.tokenizer, self.task = model, tokenizer, task
         self.batch_size = int(batch_size)
+        self.decoder = decoder
+        self._encoded: dict[str, list[int]] = {}  # `encode`'s memory of short, recurring texts
         self.eos_ids = _stop_ids(model, tokenizer)
         cfg = model.config
         self.max_length = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None) or 10**9
 
     # --- prompts -------------------------------------------------------------------------------
+    def render(self, problem: Problem, attempts: Sequence[str] = ()) -> str:
+        """The prompt's text: the chat template applied to `prompts.conversation`, with the
+        generation prompt (the embedded models' template is rendered by `char_tokenizer.render_chat`)."""
+        messages = conversation(self.task, problem, attempts)
+        if getattr(self.tokenizer, "chat_template", None) == CHAT_TEMPLATE:
+            return render_chat(messages, self.tokenizer.eos_token)
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def prompts(self, problems: Sequence[Problem], histories: Sequence[Sequence[str]]) -> list[list[int]]:
+        """Token ids of each problem's prompt after its earlier attempts (one tokenizer call)."""
+        if not problems:
+            return []
+        texts = [self.render(p, h) for p, h in zip(problems, histories, strict=True)]
+        return self.tokenizer(texts, add_special_tokens=False).input_ids
+
     def prompt_ids(self, problem: Problem, attempts: Sequence[str] = ()) -> list[int]:
-        text = self.tokenizer.apply_chat_template(
-            conversation(self.task, problem, attempts), tokenize=False, add_generation_prompt=True
-        )
-        return self.tokenizer(text, add_special_tokens=False).input_ids
+        return self.prompts([problem], [attempts])[0]
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of a short text that recurs (e.g. what the template writes after an attempt),
+        tokenized once per policy."""
+        if text not in self._encoded:
+            if len(self._encoded) > 4096:
+                self._encoded.clear()
+            self._encoded[text] = self.tokenizer(text, add_special_tokens=False).input_ids
+        return list(self._encoded[text])
 
     # --- generation ----------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, prompts: Sequence[Sequence[int]], sampling: Sampling, seed: int = 0) -> list[list[int]]:
         """Completion token ids for each prompt: generated tokens up to and including the first
         stop token (or `max_new_tokens` of them). Sampling is seeded per call and leaves the
-        global RNG state untouched."""
+        global RNG state untouched. Batches run through `gpt2_decoding.decode` where it gives
+        `generate`'s tokens (GPT-2 models, top_p = 1; `decoder="generate"` forces `generate`)."""
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         out: list[list[int]] = [[] for _ in prompts]
         gen_cfg = self._generation_config(sampling)
         was_training = self.model.training
         self.model.eval()
+        lean = self.decoder == "auto" and gpt2_decoding.supports(self.model, sampling.top_p)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             for start in range(0, len(order), self.batch_size):
@@ -106,15 +137,22 @@ class Policy:
                 if room < 1:  # the context is full: nothing can be generated
                     continue
                 gen_cfg.max_new_tokens = min(sampling.max_new_tokens, room)
-                gen = self.model.generate(**batch, generation_config=gen_cfg)
-                for row, i in zip(gen[:, batch["input_ids"].shape[1] :].tolist(), idx):
+                if lean:
+                    new = gpt2_decoding.decode(
+                        self.model, batch["input_ids"], batch["attention_mask"], greedy=sampling.greedy,
+                        temperature=sampling.temperature, max_new_tokens=gen_cfg.max_new_tokens,
+                        eos_ids=self.eos_ids, pad_id=self.tokenizer.pad_token_id,
+                    )
+                else:
+                    new = self.model.generate(**batch, generation_config=gen_cfg)[:, batch["input_ids"].shape[1] :]
+                for row, i in zip(new.tolist(), idx):
                     out[i] = self._trim(row)
         self.model.train(was_training)
         return out
 
     def attempt(self, problems: Sequence[Problem], histories: Sequence[Sequence[str]], sampling: Sampling, seed: int) -> list[Turn]:
         """One more attempt for each problem, given the attempts it already has."""
-        prompts = [self.prompt_ids(p, h) for p, h in zip(problems, histories)]
+        prompts = self.prompts(problems, histories)
         completions = self.generate(prompts, sampling, seed)
         return [Turn(p, c, self.decode(c)) for p, c in zip(prompts, completions)]
 
@@ -132,9 +170,10 @@ class Policy:
         if first_attempts is not None:
             if len(first_attempts) != len(problems):
                 raise ValueError(f"{len(first_attempts)} first attempts for {len(problems)} problems")
-            for ep, y1 in zip(episodes, first_attempts):
-                prompt = self.prompt_ids(ep.problem)
-                ep.turns.append(Turn(prompt, self.tokenizer(y1, add_special_tokens=False).input_ids, y1))
+            firsts = self.prompts(problems, [()] * len(problems))
+            y1_ids = self.tokenizer(list(first_attempts), add_special_tokens=False).input_ids if problems else []
+            for ep, prompt, ids, y1 in zip(episodes, firsts, y1_ids, first_attempts):
+                ep.turns.append(Turn(prompt, ids, y1))
         for t in range(len(episodes[0].turns) if episodes else n_turns, n_turns):
             turns = self.attempt(problems, [[x.text for x in ep.turns] for ep in episodes], sampling, seed + 7919 * t)
             for ep, turn in zip(episodes, turns):
@@ -179,7 +218,8 @@ class Policy:
 
     @classmethod
     def load(
-        cls, path: str | Path, task: Task, batch_size: int = 256, dtype: str = "float32", device: str = "auto"
+        cls, path: str | Path, task: Task, batch_size: int = 256, dtype: str = "float32", device: str = "auto",
+        decoder: str = "auto",
     ) -> "Policy":
         """`device="auto"` is the GPU when there is one, else the CPU."""
         if device == "auto":
@@ -189,7 +229,7 @@ class Policy:
         # left padding so batched generation continues each prompt right where it ends
         tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device)
-        return cls(model, tokenizer, task, batch_size)
+        return cls(model, tokenizer, task, batch_size, decoder)
 
     # --- internals -----------------------------------------------------------------------------
     def _generation_config(self, s: Sampling) -> GenerationConfig:

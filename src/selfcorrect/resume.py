@@ -36,7 +36,7 @@ from omegaconf import DictConfig, OmegaConf
 from selfcorrect.rl.checkpoint import latest
 
 # top-level config keys that say where and how fast a run goes, not what it computes
-RUNTIME_KEYS = ("paths", "threads", "tracking")
+RUNTIME_KEYS = ("paths", "threads", "tracking", "seeds")
 # kept when an incomplete run restarts: Hydra's files always; the resumable state only with checkpoints
 HYDRA_FILES = (".hydra",)
 RESUME_STATE = ("checkpoints", "history.jsonl", "wandb")

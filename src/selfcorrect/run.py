@@ -14,6 +14,7 @@ fixed test problems → write the results beside the resolved config. The run di
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import sys
@@ -29,10 +30,11 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from selfcorrect import distributed, resume
+from selfcorrect import distributed, resume, timing
 from selfcorrect.arms import ArmContext, get_arm
 from selfcorrect.metrics import total_variation
 from selfcorrect.budget import Budget
+from selfcorrect.cache import cached_artifact
 from selfcorrect.correction_matrix import correction_matrix, matrix_line
 from selfcorrect.evaluate import OfflineAttempts, evaluate_policy, write_eval, write_json, write_jsonl
 from selfcorrect.models import base_model_path, load_base_policy
@@ -92,6 +94,14 @@ def run(cfg: DictConfig, run_dir: Path, group: str = "single") -> dict:
         print(f"[skip] {run_dir} already complete", flush=True)
         return prepared.metrics
     run_dir.mkdir(parents=True, exist_ok=True)
+    clock = timing.StageClock()
+    with timing.running(clock):
+        return _run_main(cfg, run_dir, group, prepared, clock)
+
+
+def _run_main(cfg: DictConfig, run_dir: Path, group: str, prepared, clock: timing.StageClock) -> dict:
+    """The main process's run: prepare → build → train → evaluate → write, each step a stage
+    of `clock` (run.json `stages`)."""
     t0 = time.time()
     status = resume.start_status(cfg, prepared)
     write_json(run_dir / "run.json", status)
@@ -100,22 +110,26 @@ def run(cfg: DictConfig, run_dir: Path, group: str = "single") -> dict:
     seed_everything(cfg.seed)
     task = make_task(cfg.task)
     cache_dir = Path(hydra.utils.to_absolute_path(cfg.paths.cache_dir))
-    tracker = Tracker(
-        cfg.tracking, run_dir, OmegaConf.to_container(cfg, resolve=True),
-        name=f"{cfg.arm.name}-s{cfg.seed}", group=group,
-        tags=[cfg.arm.name, f"seed{cfg.seed}", cfg.task.name, cfg.model.name],
-    )
+    with timing.stage("tracker"):
+        tracker = Tracker(
+            cfg.tracking, run_dir, OmegaConf.to_container(cfg, resolve=True),
+            name=f"{cfg.arm.name}-s{cfg.seed}", group=group,
+            tags=[cfg.arm.name, f"seed{cfg.seed}", cfg.task.name, cfg.model.name],
+        )
     try:
-        base_path = base_model_path(cfg.model, task, cache_dir)
-        base = load_base_policy(cfg.model, task, cache_dir)
-        distributed.barrier()  # the base is built and cached: the other processes load it
-        status.update(machine=machine_info(), base_weights_sha256=weights_sha256(base.model))
+        with timing.stage("base"):
+            base_path = base_model_path(cfg.model, task, cache_dir)
+            base = load_base_policy(cfg.model, task, cache_dir)
+            distributed.barrier()  # the base is built and cached: the other processes load it
+            status.update(machine=machine_info(), base_weights_sha256=weights_sha256(base.model))
         ctx = ArmContext(cfg, task, base, base_path, run_dir, tracker)
         t_train = time.time()
-        policy = get_arm(cfg.arm.name)(ctx)
+        with timing.stage("updates"):  # sampling, monitoring and checkpoints inside are stages of their own
+            policy = get_arm(cfg.arm.name)(ctx)
         status["train_s"] = round(time.time() - t_train, 1)
         if policy is not base and cfg.get("save_policy", True):
-            policy.save(run_dir / "policy")
+            with timing.stage("write"):
+                policy.save(run_dir / "policy")
 
         problems = task.problems(cfg.eval.split, cfg.eval.n_problems, seed=cfg.eval.problem_seed)
         sampling = Sampling(cfg.eval.temperature, cfg.eval.max_new_tokens)
@@ -123,11 +137,13 @@ def run(cfg: DictConfig, run_dir: Path, group: str = "single") -> dict:
         matrix_cfg = OmegaConf.select(cfg, "eval.correction_matrix", default=None)
         base_first = None  # the base's greedy first attempts on the test problems (probe and matrix)
         if cfg.eval.probe.source == "base" or (matrix_cfg is not None and matrix_cfg.enabled):
-            base_first = [ep.y1 for ep in base.two_turn(problems, sampling, seed=cfg.eval.problem_seed, n_turns=1)]
+            with timing.stage("base_first"):
+                base_first = base_first_attempts(cfg, base, status["base_weights_sha256"], problems, sampling, cache_dir)
         if cfg.eval.probe.source == "base":
             offline.insert(0, OfflineAttempts("base", problems, base_first))
         t_eval = time.time()
-        result = evaluate_policy(policy, problems, sampling, seed=cfg.seed, offline=offline)
+        with timing.stage("final_eval"):  # the probe's episodes inside are stage `probe`
+            result = evaluate_policy(policy, problems, sampling, seed=cfg.seed, offline=offline)
         status["eval_s"] = round(time.time() - t_eval, 1)
         if ctx.extra_metrics:
             result.metrics["arm"] = ctx.extra_metrics
@@ -135,8 +151,9 @@ def run(cfg: DictConfig, run_dir: Path, group: str = "single") -> dict:
             result.metrics["offline_error_tv"] = total_variation(ctx.offline_error_hist, result.metrics["errors_t1"])
         if matrix_cfg is not None and matrix_cfg.enabled:  # second attempts on controlled first attempts
             t_matrix = time.time()
-            summary, matrix_records = correction_matrix(policy, task, problems, base_first, sampling,
-                                                        seed=cfg.eval.problem_seed, n_problems=matrix_cfg.n_problems)
+            with timing.stage("matrix"):
+                summary, matrix_records = correction_matrix(policy, task, problems, base_first, sampling,
+                                                            seed=cfg.eval.problem_seed, n_problems=matrix_cfg.n_problems)
             result.metrics["correction_matrix"] = summary
             if "skipped" in summary:
                 print(f"[correction matrix skipped] {summary['skipped']}", flush=True)
@@ -154,21 +171,43 @@ def run(cfg: DictConfig, run_dir: Path, group: str = "single") -> dict:
         result.metrics["budget"] = ctx.budget_spent or Budget.from_cfg(cfg.budget).spent(0, 0, 0)
         matched = ctx.matched_t1()
         if matched is not None:  # Δ of the arm's checkpoint whose val Acc@t1 is closest to the base's
-            result.metrics["matched_t1"] = evaluate_matched_t1(ctx, matched, problems, sampling, run_dir)
-        tracker.log(result.metrics, prefix=f"{cfg.eval.split}/")
-        tracker.summary(result.metrics)
-        tracker.table("generations", result.records, max_rows=cfg.tracking.table_rows)
-        status.update(status="complete", wall_s=round(time.time() - t0, 1), wandb_dir=tracker.wandb_dir, base_model=str(base_path))
-        write_eval(run_dir, result)
+            with timing.stage("matched_eval"):
+                result.metrics["matched_t1"] = evaluate_matched_t1(ctx, matched, problems, sampling, run_dir)
+        with timing.stage("write"):
+            tracker.log(result.metrics, prefix=f"{cfg.eval.split}/")
+            tracker.summary(result.metrics)
+            tracker.table("generations", result.records, max_rows=cfg.tracking.table_rows)
+            status.update(status="complete", wall_s=round(time.time() - t0, 1), wandb_dir=tracker.wandb_dir, base_model=str(base_path))
+            write_eval(run_dir, result)
+            tracker.finish()
+        status["stages"] = clock.split()
         write_json(run_dir / "run.json", status)
-        tracker.finish()
     except BaseException as e:
-        status.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc())
+        status.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(), stages=clock.split())
         write_json(run_dir / "run.json", status)
         tracker.finish(exit_code=1)
         raise
     print(summary_line(cfg, result.metrics, run_dir), flush=True)
     return result.metrics
+
+
+def base_first_attempts(cfg: DictConfig, base, base_sha256: str, problems, sampling: Sampling, cache_dir: Path) -> list[str]:
+    """The base model's greedy first attempts on the test problems (for the probe and the
+    matrix): the same for every arm of a seed, so computed once and cached by the base weights'
+    hash and everything that picks the problems and decodes them."""
+    spec = {"version": 1, "base_weights_sha256": base_sha256, "task": OmegaConf.to_container(cfg.task, resolve=True),
+            "split": cfg.eval.split, "n_problems": len(problems), "problem_seed": cfg.eval.problem_seed,
+            "temperature": sampling.temperature, "max_new_tokens": sampling.max_new_tokens}
+
+    def build(out: Path) -> dict:
+        episodes = base.two_turn(problems, sampling, seed=cfg.eval.problem_seed, n_turns=1)
+        write_json(out / "first_attempts.json", {"ids": [p.id for p in problems], "y1": [ep.y1 for ep in episodes]})
+        return {"n": len(episodes)}
+
+    saved = json.loads((cached_artifact(cache_dir, "base_first", spec, build) / "first_attempts.json").read_text())
+    if saved["ids"] != [p.id for p in problems]:
+        raise RuntimeError(f"cached base first attempts are for other problems than {cfg.eval.split!r} n={len(problems)}")
+    return saved["y1"]
 
 
 def _run_worker(cfg: DictConfig, run_dir: Path) -> dict:

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from selfcorrect.cache import artifact_facts, cached_artifact
-from selfcorrect.char_tokenizer import build_char_tokenizer
+from selfcorrect.char_tokenizer import build_char_tokenizer, encode_padded
 from selfcorrect.prompts import conversation
 from selfcorrect.tasks.base import Task
 
@@ -128,10 +128,10 @@ def _pretrain(spec: dict, task: Task, out: Path) -> dict:
 
 def _tensorize(tokenizer, texts: list[str], prompt_lens: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-padded ids; labels are -100 on the prompt x (random digits) and on padding."""
-    enc = tokenizer(texts, add_special_tokens=False, padding=True, padding_side="right", return_tensors="pt")
-    ids = enc.input_ids
+    ids, lengths = encode_padded(tokenizer, texts)
+    ids = torch.from_numpy(ids)
     labels = ids.clone()
-    labels[enc.attention_mask == 0] = -100
+    labels[torch.arange(ids.shape[1]).unsqueeze(0) >= torch.from_numpy(lengths).unsqueeze(1)] = -100
     pos = torch.arange(ids.shape[1]).unsqueeze(0)
     labels[pos < torch.tensor(prompt_lens).unsqueeze(1)] = -100  # char tokenizer: 1 token per char
     return ids, labels

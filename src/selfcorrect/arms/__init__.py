@@ -16,6 +16,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from selfcorrect import timing
 from selfcorrect.evaluate import OfflineAttempts, evaluate_policy, write_json
 from selfcorrect.policy import Policy, Sampling
 from selfcorrect.tasks.base import Task
@@ -70,13 +71,14 @@ class ArmContext:
     def evaluate(self, policy: Policy, step: int, split: str = "val", offline: list[OfflineAttempts] | None = None) -> dict:
         """Greedy two-turn metrics on `eval.n_monitor` held-out problems, plus the mismatch probe
         on `offline` (default: every set in `ctx.offline`), logged under `split/`."""
-        problems = self.task.problems(split, self.cfg.eval.n_monitor, seed=self.cfg.eval.problem_seed)
-        sampling = Sampling(0.0, self.cfg.eval.max_new_tokens)
-        offline = self.offline if offline is None else offline
-        metrics = evaluate_policy(policy, problems, sampling, seed=self.seed, offline=offline).metrics
-        self.tracker.log(metrics, step=step, prefix=f"{split}/")
-        if split == "val" and step > 0:
-            self._track_matched_t1(policy, step, metrics["acc_t1"], problems, sampling)
+        with timing.stage("monitoring"):
+            problems = self.task.problems(split, self.cfg.eval.n_monitor, seed=self.cfg.eval.problem_seed)
+            sampling = Sampling(0.0, self.cfg.eval.max_new_tokens)
+            offline = self.offline if offline is None else offline
+            metrics = evaluate_policy(policy, problems, sampling, seed=self.seed, offline=offline).metrics
+            self.tracker.log(metrics, step=step, prefix=f"{split}/")
+            if split == "val" and step > 0:
+                self._track_matched_t1(policy, step, metrics["acc_t1"], problems, sampling)
         return metrics
 
     def record_budget(self, spent: dict) -> None:
@@ -111,7 +113,8 @@ class ArmContext:
         distance = abs(acc_t1 - self._base_val_acc_t1)
         best = self.matched_t1()
         if best is None or distance < best["distance"]:
-            save_weights(self.matched_dir / "matched_t1.pt", policy.model)
+            with timing.stage("checkpoints"):
+                save_weights(self.matched_dir / "matched_t1.pt", policy.model)
             info = {"step": step, "val_acc_t1": acc_t1, "base_val_acc_t1": self._base_val_acc_t1, "distance": distance}
             write_json(self.matched_dir / "matched_t1.json", info)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import hydra
 from omegaconf import OmegaConf
 
+from selfcorrect import timing
 from selfcorrect.policy import Policy, Sampling
 from selfcorrect.sft import sft_train
 from selfcorrect.traces import (
@@ -156,7 +157,8 @@ def train_sft_teacher(ctx) -> Policy:
         return {"train": train}, probes_from(ctx, train, val), facts
 
     t0 = time.time()
-    datasets, probes, facts, path = cached_traces(cache_dir(ctx), trace_spec(ctx, "sft_teacher"), build)
+    with timing.stage("sampling"):
+        datasets, probes, facts, path = cached_traces(cache_dir(ctx), trace_spec(ctx, "sft_teacher"), build)
     register(ctx, probes, datasets["train"], {**facts, "data_s": round(time.time() - t0, 2), "measurement_samples": facts.get("measurement_samples", 0)})
     policy, steps = ctx.new_policy(), int(ctx.cfg.budget.gradient_steps)
     ctx.extra_metrics["sft"] = sft_train(ctx, policy, datasets["train"], steps, ctx.seed)
@@ -185,7 +187,8 @@ def train_pair_sft(ctx) -> Policy:
         return {"train": train}, probes_from(ctx, train, val), facts
 
     t0 = time.time()
-    datasets, probes, facts, path = cached_traces(cache_dir(ctx), trace_spec(ctx, "pair_sft"), build)
+    with timing.stage("sampling"):
+        datasets, probes, facts, path = cached_traces(cache_dir(ctx), trace_spec(ctx, "pair_sft"), build)
     register(ctx, probes, datasets["train"], {**facts, "data_s": round(time.time() - t0, 2)})
     policy, steps = ctx.new_policy(), int(ctx.cfg.budget.gradient_steps)
     ctx.extra_metrics["sft"] = sft_train(ctx, policy, datasets["train"], steps, ctx.seed)
@@ -216,7 +219,8 @@ def train_star(ctx) -> Policy:
         return {"train": train}, probes_from(ctx, train, val), {"samples": sample_stats(samples)}
 
     t0 = time.time()
-    datasets, probes, facts, _ = cached_traces(cache_dir(ctx), trace_spec(ctx, "star_round1"), build)
+    with timing.stage("sampling"):
+        datasets, probes, facts, _ = cached_traces(cache_dir(ctx), trace_spec(ctx, "star_round1"), build)
     register(ctx, probes, datasets["train"], {"data_s": round(time.time() - t0, 2)})
     total = int(ctx.cfg.budget.gradient_steps)
     steps = [total // rounds + (r < total % rounds) for r in range(rounds)]
@@ -224,7 +228,8 @@ def train_star(ctx) -> Policy:
     traces, stats = datasets["train"], facts["samples"]
     for r in range(rounds):
         if r > 0:
-            samples = sample_episodes(policy, problems, k, sampling, seed=ctx.seed + 1000 * r)
+            with timing.stage("sampling"):
+                samples = sample_episodes(policy, problems, k, sampling, seed=ctx.seed + 1000 * r)
             traces, stats = star_traces(samples, plus=bool(arm.plus)), sample_stats(samples)
             if not traces:
                 raise RuntimeError(f"STaR round {r + 1}: no trace of {len(samples)} samples passed the filter")

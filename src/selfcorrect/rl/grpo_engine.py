@@ -35,7 +35,6 @@ from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 from trl.trainer.utils import add_fused_lm_head, pad  # noqa: E402
 
 from selfcorrect.policy import Episode, Policy, Sampling, Turn  # noqa: E402
-from selfcorrect.prompts import conversation  # noqa: E402
 from selfcorrect.rl.losses import kl_per_token, turn_advantages  # noqa: E402
 from selfcorrect.rl.rewards import kl_weights, trained_turns, training_reward, turn_rewards  # noqa: E402
 from selfcorrect.rl.rollouts import Rollouts  # noqa: E402
@@ -63,15 +62,10 @@ def continued_prompt(policy: Policy, problem: Problem, first: Turn) -> list[int]
     y1 round-trips and other ids when it does not (BPE merges, trailing whitespace, <unk>:
     6 of 16 SmolLM2 episodes); then y1 and y2 cannot share one row. None when the template does
     not render the attempt verbatim after the first-turn prompt."""
-    tok = policy.tokenizer
-
-    def render(attempts):
-        return tok.apply_chat_template(conversation(policy.task, problem, attempts), tokenize=False, add_generation_prompt=True)
-
-    before, after = render([]), render([first.text])
+    before, after = policy.render(problem), policy.render(problem, [first.text])
     if not after.startswith(before + first.text):
         return None
-    injected = tok(after[len(before) + len(first.text):], add_special_tokens=False).input_ids
+    injected = policy.encode(after[len(before) + len(first.text):])
     c1 = list(first.completion_ids)
     if c1 and injected and c1[-1] in policy.eos_ids and injected[0] == c1[-1]:
         injected = injected[1:]

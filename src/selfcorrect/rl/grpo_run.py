@@ -31,7 +31,7 @@ import time
 from omegaconf import OmegaConf
 from transformers import PrinterCallback, TrainerCallback
 
-from selfcorrect import distributed
+from selfcorrect import distributed, timing
 from selfcorrect.policy import Policy, Sampling
 from selfcorrect.rl import checkpoint
 from selfcorrect.rl.config import STEP_SEED_STRIDE, RLConfig
@@ -86,7 +86,8 @@ class _StepLog(TrainerCallback):
             score = sum(sel["window"]) / len(sel["window"])
             if sel["best_reward"] is None or score >= sel["best_reward"]:
                 sel.update(best_step=step, best_reward=score)
-                checkpoint.save_weights(best_path(self.ctx, step), self.policy.model)
+                with timing.stage("checkpoints"):
+                    checkpoint.save_weights(best_path(self.ctx, step), self.policy.model)
         if step % self.rl.eval_every == 0 or step == self.total:
             _evaluate(self.ctx, self.policy, step, c)
         if step % self.rl.ckpt_every == 0 or step == self.total or self.plan[step] != stage:
@@ -122,12 +123,14 @@ def train_grpo(ctx, rl: RLConfig) -> Policy:
     def rollouts_for_step(trainer, step0: int):
         step_seed = ctx.seed * STEP_SEED_STRIDE + step0 + 1  # step s = step0 + 1
         problems = ctx.task.problems("train", rl.prompts_per_step, seed=step_seed)
-        return concat([collect(policy, ctx.task, problems[r * per:(r + 1) * per], rl.samples_per_prompt, sampling,
-                               seed=step_seed + r * SHARD_SEED_STRIDE, sampler=two_turn_tokens) for r in mine])
+        with timing.stage("sampling"):
+            return concat([collect(policy, ctx.task, problems[r * per:(r + 1) * per], rl.samples_per_prompt, sampling,
+                                   seed=step_seed + r * SHARD_SEED_STRIDE, sampler=two_turn_tokens) for r in mine])
 
     def save(step: int, stage: str) -> None:  # on the main process only
-        checkpoint.save(ckpt_dir, step, policy.model, optimizer, budget=dict(counts), fingerprint=fp, stage=stage,
-                        scheduler=scheduler.state_dict(), select=copy.deepcopy(select))
+        with timing.stage("checkpoints"):
+            checkpoint.save(ckpt_dir, step, policy.model, optimizer, budget=dict(counts), fingerprint=fp, stage=stage,
+                            scheduler=scheduler.state_dict(), select=copy.deepcopy(select))
 
     last = checkpoint.latest(ckpt_dir)
     start = int(last.stem.rsplit("_", 1)[1]) if last is not None else 0

@@ -1,0 +1,259 @@
+"""`make sweep`: both embedded testbeds at once, with progress, an ETA and per-testbed wall times.
+
+    python -m selfcorrect.sweep --dir outputs/sweeps/<stamp> [--seeds 10] [--jobs 2] [--every 60]
+
+A testbed is a list of Hydra multiruns into one sweep directory (every arm, then the teacher
+dial), then its summary and figures (`experiments/summarize_sweep.py`, `make_figures.py`). The
+two testbeds run side by side, each through Hydra's joblib launcher with `--jobs` workers, so
+that neither core waits: when one testbed is between multiruns or drawing its figures, the
+other's workers have the machine. Jobs start in the order of the experiment's arm list, which
+puts the longest first (base models, then the RL arms), so the workers finish together.
+
+Progress, at least every `--every` seconds, on the terminal and in `<sweep dir>/progress.log`:
+runs complete / planned per testbed, running and failed runs, elapsed time and an ETA: the
+expected wall time of every run not yet finished (the mean of the finished runs of its arm, of
+any arm before one has finished), divided by the workers. The planned runs are Hydra's own
+expansion of each experiment's sweeper parameters (`planned_runs`), so a run directory is
+matched by name. Re-running into a sweep directory resumes it (`selfcorrect.resume`): complete
+runs are skipped and count as done, and the ETA uses only the runs this invocation finishes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from selfcorrect.run import CONF_DIR
+
+ROOT = Path(CONF_DIR).parent
+
+
+@dataclass(frozen=True)
+class Testbed:
+    name: str
+    suffix: str                 # the sweep directory is <dir><suffix>
+    experiments: tuple[str, ...]
+
+
+TESTBEDS = (
+    Testbed("arithmetic", "", ("embedded_sweep", "embedded_dial")),
+    Testbed("answer_first", "-answer_first", ("answer_first_sweep", "answer_first_dial")),
+)
+
+
+def planned_runs(experiment: str, overrides: Sequence[str] = ()) -> dict[str, str]:
+    """{run-directory name: arm label}, in launch order, of `python -m selfcorrect -m
+    experiment=<experiment> *overrides`: the experiment's `hydra.sweeper.params` expanded as Hydra's
+    BasicSweeper does, each job named by its overrides as `hydra.job.override_dirname` names it
+    (sorted, excluded keys dropped); the label is the job's arm (the experiment's own arm when the
+    job sets none), with its teacher error model when the job sets one."""
+    from hydra import compose, initialize_config_dir
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    fixed = [f"experiment={experiment}", *overrides]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=fixed, return_hydra_config=True)
+    params = [f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()]
+    jobs = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params + fixed), None)[0]
+    exclude = set(cfg.hydra.job.config.override_dirname.exclude_keys)
+    sep = cfg.hydra.job.config.override_dirname.item_sep
+    plan = {}
+    for job in jobs:
+        kv = dict(o.split("=", 1) for o in job)
+        arm = kv.get("arm", cfg.arm.name)
+        plan[sep.join(sorted(o for o in job if o.split("=", 1)[0] not in exclude))] = (
+            f"{arm}[{kv['arm.error_model']}]" if "arm.error_model" in kv else arm)
+    return plan
+
+
+@dataclass
+class Progress:
+    """What one testbed's sweep directory says about its planned runs."""
+
+    planned: dict[str, str]  # run name → arm label (`planned_runs`)
+    complete: list[str] = field(default_factory=list)
+    running: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    walls: dict[str, float] = field(default_factory=dict)      # complete run → wall_s
+    started: dict[str, float] = field(default_factory=dict)    # running run → seconds since its start
+
+    @classmethod
+    def read(cls, sweep_dir: Path, planned: dict[str, str], now: float | None = None) -> "Progress":
+        now = time.time() if now is None else now
+        p = cls(planned)
+        for name in planned:
+            status = _status(sweep_dir / name)
+            state = status.get("status")
+            if state == "complete" and (sweep_dir / name / "metrics.json").exists():
+                p.complete.append(name)
+                p.walls[name] = float(status.get("wall_s") or 0.0)
+            elif state == "running":
+                p.running.append(name)
+                p.started[name] = now - (sweep_dir / name / "run.json").stat().st_mtime
+            elif state == "failed":
+                p.failed.append(name)
+        return p
+
+    def remaining_s(self, finished_here: set[str]) -> float | None:
+        """Expected wall seconds of the runs not finished yet (None before any estimate exists):
+        each run at the mean wall time of its arm's runs finished by this invocation."""
+        by_arm: dict[str, list[float]] = {}
+        for name in self.complete:
+            if name in finished_here:
+                by_arm.setdefault(self.planned[name], []).append(self.walls[name])
+        if not by_arm:
+            return None
+        every = [w for ws in by_arm.values() for w in ws]
+        overall = sum(every) / len(every)
+        total = 0.0
+        for name, arm in self.planned.items():
+            if name in self.complete or name in self.failed:
+                continue
+            ws = by_arm.get(arm)
+            expected = sum(ws) / len(ws) if ws else overall
+            total += max(expected - self.started.get(name, 0.0), 0.0)
+        return total
+
+
+def _status(run_dir: Path) -> dict:
+    try:
+        return json.loads((run_dir / "run.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def fmt_s(seconds: float) -> str:
+    seconds = int(round(seconds))
+    h, rem = divmod(seconds, 3600)
+    return f"{h}h{rem // 60:02d}m{rem % 60:02d}s" if h else f"{rem // 60}m{rem % 60:02d}s"
+
+
+class Sweep:
+    """One invocation of `make sweep`: the testbeds' pipelines in threads, a progress printer."""
+
+    def __init__(self, base_dir: Path, testbeds: Sequence[Testbed], seeds: int, jobs: int, every: float,
+                 python: str = sys.executable, extra: Sequence[str] = ()):
+        self.base_dir, self.testbeds, self.seeds, self.jobs, self.every = base_dir, list(testbeds), seeds, jobs, every
+        self.python, self.extra = python, list(extra)
+        self.overrides = [f"seeds={seeds}", *self.extra]
+        self.plans = {tb.name: {r: a for e in tb.experiments for r, a in planned_runs(e, self.overrides).items()}
+                      for tb in self.testbeds}
+        self.t0 = time.time()
+        self.already: dict[str, set[str]] = {}
+        self.state: dict[str, str] = {tb.name: "waiting" for tb in self.testbeds}
+        self.wall: dict[str, float] = {}
+        self.errors: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def dir(self, tb: Testbed) -> Path:
+        return Path(f"{self.base_dir}{tb.suffix}")
+
+    # --- the pipeline of one testbed -------------------------------------------------------------
+    def pipeline(self, tb: Testbed) -> None:
+        """The testbed's multiruns (their output to sweep.log), then its summary and figures
+        (summary.out, figures.out); stops at the first step that fails."""
+        d, t0 = self.dir(tb), time.time()
+        steps = [(f"runs {e}", "sweep.log", [self.python, "-m", "selfcorrect", "-m", f"experiment={e}", *self.overrides,
+                                            f"hydra.sweep.dir={d}", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={self.jobs}"])
+                 for e in tb.experiments]
+        steps += [("summary", "summary.out", [self.python, str(ROOT / "experiments/summarize_sweep.py"), str(d)]),
+                  ("figures", "figures.out", [self.python, str(ROOT / "experiments/make_figures.py"), "--sweep", str(d)])]
+        try:
+            for label, out, cmd in steps:
+                self.state[tb.name] = label
+                with open(d / out, "a") as sink:
+                    sink.write(f"\n$ {' '.join(cmd)}\n")
+                    sink.flush()
+                    rc = subprocess.call(cmd, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT)
+                if rc != 0:
+                    self.errors[tb.name] = f"{label} exited with {rc} (see {d / out})"
+                    return
+            self.wall[tb.name] = time.time() - t0
+            (d / "wall_time.txt").write_text(f"testbed {tb.name}: {self.wall[tb.name]:.0f} s\n")
+        finally:
+            self.state[tb.name] = "done" if tb.name in self.wall else "stopped"
+
+    # --- progress --------------------------------------------------------------------------------
+    def line(self) -> str:
+        now = time.time()
+        parts, etas = [], []
+        for tb in self.testbeds:
+            p = Progress.read(self.dir(tb), self.plans[tb.name], now)
+            here = set(p.complete) - self.already[tb.name]
+            part = (f"{tb.name} {len(p.complete)}/{len(p.planned)} done, {len(p.running)} running, "
+                    f"{len(p.failed)} failed [{self.state[tb.name]}]")
+            parts.append(part)
+            if self.state[tb.name] in ("done", "stopped"):
+                continue
+            left = p.remaining_s(here)
+            etas.append(None if left is None else left / self.jobs)
+        eta = ("ETA " + fmt_s(max(etas)) + " for the runs") if etas and None not in etas else (
+            "ETA after the first runs finish" if etas else "runs finished")
+        return f"[sweep +{fmt_s(now - self.t0)}] " + " | ".join(parts) + f" | {eta}"
+
+    def report(self, text: str) -> None:
+        with self._lock:
+            print(text, flush=True)
+            for tb in self.testbeds:
+                with open(self.dir(tb) / "progress.log", "a") as f:
+                    f.write(text + "\n")
+
+    def run(self) -> int:
+        for tb in self.testbeds:
+            self.dir(tb).mkdir(parents=True, exist_ok=True)
+            self.already[tb.name] = set(Progress.read(self.dir(tb), self.plans[tb.name]).complete)
+        plan = ", ".join(f"{tb.name}: {len(self.plans[tb.name])} runs ({len(self.already[tb.name])} already complete) "
+                         f"in {self.dir(tb)}" for tb in self.testbeds)
+        self.report(f"[sweep] {self.seeds} seeds, {self.jobs} jobs per testbed; {plan}")
+        self.report(f"[sweep] if interrupted, resume with: make sweep SWEEP_DIR={self.base_dir}")
+        threads = [threading.Thread(target=self.pipeline, args=(tb,), daemon=True) for tb in self.testbeds]
+        for t in threads:
+            t.start()
+        last = 0.0
+        while any(t.is_alive() for t in threads):
+            time.sleep(1.0)
+            if time.time() - last >= self.every:
+                self.report(self.line())
+                last = time.time()
+        self.report(self.line())
+        for tb in self.testbeds:
+            if tb.name in self.wall:
+                table = self.dir(tb) / "figures" / "main_table.md"
+                print(f"\n## {tb.name} ({self.dir(tb)})\n\n{table.read_text() if table.exists() else ''}", flush=True)
+                self.report(f"testbed {tb.name}: {self.wall[tb.name]:.0f} s ({fmt_s(self.wall[tb.name])}); tables and figures in "
+                            f"{self.dir(tb) / 'figures'}, per-run summary in {self.dir(tb) / 'summary.out'}")
+            else:
+                self.report(f"testbed {tb.name}: NOT COMPLETE: {self.errors.get(tb.name, 'stopped')}")
+        self.report(f"[sweep] wall time {fmt_s(time.time() - self.t0)}")
+        return 0 if len(self.wall) == len(self.testbeds) else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dir", type=Path, required=True, help="sweep directory of the first testbed (the others add their suffix)")
+    ap.add_argument("--seeds", type=int, default=10, help="seeds per arm (the `seeds` Hydra knob)")
+    ap.add_argument("--jobs", type=int, default=2, help="joblib workers per testbed (one CPU thread each)")
+    ap.add_argument("--every", type=float, default=60.0, help="seconds between progress lines")
+    ap.add_argument("--testbeds", default=",".join(tb.name for tb in TESTBEDS), help="comma-separated testbeds")
+    ap.add_argument("overrides", nargs="*", help="further Hydra overrides for every run (e.g. eval.n_problems=500)")
+    args = ap.parse_args(argv)
+    if args.seeds < 1 or args.jobs < 1 or args.every <= 0:
+        raise SystemExit(f"--seeds and --jobs must be >= 1 and --every > 0, got {args.seeds}, {args.jobs}, {args.every}")
+    names = [n.strip() for n in args.testbeds.split(",") if n.strip()]
+    known = {tb.name: tb for tb in TESTBEDS}
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise SystemExit(f"unknown testbed(s) {unknown or names}; known: {sorted(known)}")
+    return Sweep(args.dir, [known[n] for n in names], args.seeds, args.jobs, args.every, extra=args.overrides).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""`make sweep`'s driver (selfcorrect.sweep): the runs it plans are the runs Hydra launches, and
+its progress line counts them and estimates what is left."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from selfcorrect.sweep import TESTBEDS, Progress, Sweep, fmt_s, main, planned_runs
+
+
+@pytest.mark.parametrize("seeds", [3, 10])
+def test_the_plan_covers_every_arm_and_seed(seeds):
+    for tb in TESTBEDS:
+        plan = {r: a for e in tb.experiments for r, a in planned_runs(e, [f"seeds={seeds}"]).items()}
+        runs = list(plan)
+        assert len(runs) == 16 * seeds  # base + 12 arms + a dial of 3 teachers
+        assert runs[:seeds] == [f"arm=base,seed={s}" for s in range(seeds)]  # the base models first
+        assert plan[f"arm=score,seed={seeds - 1}"] == "score"
+        dial = [a for a in plan.values() if a.startswith("sft_teacher[")]  # the dial's jobs name no arm: the experiment's
+        assert len(dial) == 3 * seeds and len(set(dial)) == 3
+
+
+def test_planned_names_are_the_directories_hydra_makes(tmp_path):
+    """Launch the dial multiruns for real (every job stops at config validation: threads=0), and
+    compare the directories Hydra created with the plan."""
+    for experiment in ("embedded_dial", "answer_first_dial"):
+        d = tmp_path / experiment
+        cmd = [sys.executable, "-m", "selfcorrect", "-m", f"experiment={experiment}", "seeds=2", "threads=0",
+               "tracking.mode=disabled", f"hydra.sweep.dir={d}"]
+        res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HYDRA_FULL_ERROR": "1"}, timeout=300)
+        assert res.returncode != 0 and "threads must be a positive integer" in res.stderr
+        made = sorted(p.name for p in d.iterdir() if p.is_dir())
+        assert made == sorted(planned_runs(experiment, ["seeds=2"])) and len(made) == 6
+
+
+def write_run(d: Path, status: str, wall: float | None = None) -> None:
+    d.mkdir(parents=True)
+    (d / "run.json").write_text(json.dumps({"status": status, **({"wall_s": wall} if wall else {})}))
+    if status == "complete":
+        (d / "metrics.json").write_text("{}")
+
+
+def test_progress_counts_states_and_estimates_the_rest(tmp_path):
+    planned = {"arm=base,seed=0": "base", "arm=base,seed=1": "base", "arm=score,seed=0": "score",
+               "arm=score,seed=1": "score", "arm=sft_self,seed=0": "sft_self"}
+    names = list(planned)
+    write_run(tmp_path / names[0], "complete", 100.0)
+    write_run(tmp_path / names[1], "complete", 120.0)
+    write_run(tmp_path / names[2], "complete", 30.0)
+    write_run(tmp_path / names[3], "running")
+    write_run(tmp_path / names[4], "failed")
+    write_run(tmp_path / "arm=other,seed=0", "complete", 1.0)  # not planned: ignored
+    p = Progress.read(tmp_path, planned, now=time.time() + 10)
+    assert (len(p.complete), p.running, p.failed) == (3, ["arm=score,seed=1"], ["arm=sft_self,seed=0"])
+    assert p.remaining_s(finished_here=set()) is None  # nothing finished in this invocation: no estimate
+    # the running score run is expected to take score's mean (30 s) and has run ~10 s of it
+    assert p.remaining_s(finished_here=set(names[:3])) == pytest.approx(20.0, abs=1.0)
+    # an arm that has not finished yet is expected at the mean of every finished run
+    p2 = Progress.read(tmp_path, {**{n: planned[n] for n in names[:3]}, "arm=star,seed=0": "star"})
+    assert p2.remaining_s(set(names[:3])) == pytest.approx((100 + 120 + 30) / 3)
+
+
+def test_durations_read_as_minutes_and_hours():
+    assert (fmt_s(59.6), fmt_s(3 * 3600 + 61)) == ("1m00s", "3h01m01s")
+
+
+def test_the_progress_line_names_each_testbed(tmp_path):
+    sweep = Sweep(tmp_path / "s", TESTBEDS, seeds=1, jobs=2, every=60)
+    for tb in TESTBEDS:
+        sweep.dir(tb).mkdir(parents=True)
+        sweep.already[tb.name] = set()
+    write_run(sweep.dir(TESTBEDS[0]) / "arm=base,seed=0", "complete", 50.0)
+    line = sweep.line()
+    assert "arithmetic 1/16 done, 0 running, 0 failed" in line and "answer_first 0/16 done" in line
+    assert "ETA after the first runs finish" in line  # answer_first has no finished run to estimate from
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(SystemExit, match="unknown testbed"):
+        main(["--dir", "x", "--testbeds", "nope"])
+    with pytest.raises(SystemExit, match="--seeds and --jobs must be >= 1"):
+        main(["--dir", "x", "--seeds", "0"])
