@@ -14,7 +14,7 @@ endif
 export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296
 export WANDB_SILENT := true
 
-.PHONY: install test sweep figures bench bench-real clean
+.PHONY: install test sweep tune figures bench bench-real clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,14 @@ SEEDS  ?= 10                     # seeds per arm (the `seeds` Hydra knob); SEEDS
 # JOBS workers each; progress + ETA every minute (also in <dir>/progress.log), wall time per testbed at the end
 sweep: install
 	$(BIN)/python -m selfcorrect.sweep --dir $(SWEEP_DIR) --seeds $(SEEDS) --jobs $(JOBS)
+
+# every trained arm × lr_grid × tune_seeds on both testbeds (validation only), then each arm's lr
+# (conf/tuned_lr/<testbed>.yaml, read by `make sweep`; table in experiments/tuning/<testbed>.md)
+ifndef TUNE_DIR
+TUNE_DIR := outputs/tune/$(shell date +%Y-%m-%d_%H-%M-%S)
+endif
+tune: install
+	$(BIN)/python -m selfcorrect.sweep --mode tune --dir $(TUNE_DIR) --jobs $(JOBS)
 
 figures: install        # newest sweep, or SWEEP=outputs/sweeps/<stamp>
 	$(BIN)/python experiments/make_figures.py $(if $(SWEEP),--sweep $(SWEEP))

@@ -19,8 +19,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from selfcorrect import figures  # noqa: E402
-from selfcorrect.results import default_sweep, load_sweep  # noqa: E402
+from selfcorrect import figures, verdicts  # noqa: E402
+from selfcorrect.results import default_sweep, display_name, load_sweep  # noqa: E402
 from selfcorrect.scaling import ScalingSpec, sample_revisions  # noqa: E402
 
 
@@ -69,21 +69,32 @@ def main(argv=None) -> int:
             sample_revisions(r["path"], spec)
 
     out.mkdir(parents=True, exist_ok=True)
+    testbed = str(sweep.run_objects[sweep.runs["run"].iloc[0]].config["task"]["name"])
     table = figures.main_table(sweep, n_boot=args.n_boot)
     table.to_csv(out / "main_table.csv", index=False)
     (out / "main_table.md").write_text(figures.table_markdown(table) + "\n")
-    comp = figures.comparisons(sweep, n_boot=args.n_boot)
+    paper = figures.main_table(sweep, n_boot=args.n_boot, prefix="paper_checkpoint/")
+    paper.to_csv(out / "paper_checkpoints.csv", index=False)
+    (out / "paper_checkpoints.md").write_text(figures.table_markdown(paper, secondary=True) + "\n")
+    primary = verdicts.primary_table(sweep, testbed)
+    primary_paper = verdicts.primary_table(sweep, testbed, metric_prefix="paper_checkpoint/") if len(paper) else primary.iloc[:0]
+    primary.to_csv(out / "primary.csv", index=False)
+    (out / "primary.md").write_text(
+        f"Pre-registered primary comparisons, {testbed} testbed (kept checkpoints: highest validation Acc@t2)\n\n"
+        + verdicts.markdown(primary, display_name)
+        + ("\n\nThe same family on the paper's checkpoints (RL best training reward, SFT last step)\n\n"
+           + verdicts.markdown(primary_paper, display_name) if len(primary_paper) else "") + "\n")
+    comp = figures.comparisons(sweep)
     comp.to_csv(out / "comparisons.csv", index=False)
     (out / "comparisons.md").write_text(figures.comparisons_markdown(comp) + "\n")
     saved, skipped = figures.draw_all(sweep, out, table=table, spec=spec)
 
     print("\n## Main table\n")
     print(figures.table_markdown(table))
-    if len(comp):
-        print("\n## Paired comparisons\n")
-        print(figures.comparisons_markdown(comp))
+    print("\n## Pre-registered primary comparisons\n")
+    print(verdicts.markdown(primary, display_name))
     print("\n## Files")
-    for p in (out / "main_table.md", out / "main_table.csv", out / "comparisons.md", out / "comparisons.csv"):
+    for p in sorted(out.glob("*.md")) + sorted(out.glob("*.csv")):
         print(f"  {p}")
     for name, paths in saved.items():
         print(f"  {name}: " + "  ".join(str(p) for p in paths))

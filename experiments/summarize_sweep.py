@@ -18,7 +18,8 @@ import pandas as pd
 
 from selfcorrect.results import BUDGET_FIELDS, budget_mismatches, display_name, label_sort_key, load_sweep
 
-COLUMNS = ["acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "no_edit_rate", "answer_change_rate", "matched_t1/delta",
+COLUMNS = ["acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "fix_rate", "break_rate", "no_edit_rate", "answer_change_rate",
+           "checkpoint/step", "budget/lr",
            "probe/base/mismatch_gap_matched"]
 
 
@@ -45,7 +46,7 @@ def main(argv=None) -> int:
     table = g.mean().map(lambda v: f"{v:.3f}") + " ± " + g.std(ddof=1).div(n**0.5, axis=0).map(lambda v: f"{v:.3f}")
     table.insert(0, "seeds", n)
     table.index = [display_name(label) for label in table.index]
-    print("\nMean ± standard error over seeds (matched_t1/delta: Δ of the checkpoint whose val Acc@t1 is closest to the base's;"
+    print("\nMean ± standard error over seeds (checkpoint/step: the kept step, by the highest validation Acc@t2;"
           " probe gap: correction of the base's first attempts minus of its own, on problems where both are wrong):")
     print(table.loc[[display_name(label) for label in order]].to_string())
 

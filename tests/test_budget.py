@@ -18,13 +18,12 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def sweep_arms(experiment: str) -> list[list[str]]:
-    """The overrides of each arm configuration of an experiment's sweep (the experiment included)."""
-    exp = OmegaConf.load(CONF / "experiment" / f"{experiment}.yaml")
-    params = exp.hydra.sweeper.params
-    arms = str(params.arm).split(",") if "arm" in params else [
-        next(d["override /arm"] for d in exp.defaults if OmegaConf.is_dict(d) and "override /arm" in d)]
-    models = str(params["arm.error_model"]).split(",") if "arm.error_model" in params else [None]
-    return [[f"experiment={experiment}", f"arm={a}", *([f"arm.error_model={m}"] if m else [])] for a in arms for m in models]
+    """The overrides of each arm configuration of an experiment's sweep (the experiment included),
+    one seed: the jobs `make sweep` launches (selfcorrect.sweep.planned_runs)."""
+    from selfcorrect.sweep import planned_runs
+
+    jobs = [name.split(",") for name in planned_runs(experiment, ["seeds=1"])]
+    return [[f"experiment={experiment}", *(o for o in job if not o.startswith("seed="))] for job in jobs]
 
 
 def planned_spend(cfg) -> dict:
@@ -53,10 +52,13 @@ def planned_spend(cfg) -> dict:
 def test_every_trained_arm_of_the_sweep_plans_the_same_budget(sweep, dial):
     overrides = sweep_arms(sweep) + sweep_arms(dial)
     configs = {" ".join(o[1:]): compose_config(o) for o in overrides}
-    assert len({c.budget.lr for c in configs.values()}) == 1  # one learning rate per testbed
+    grid = {float(x) for x in str(next(iter(configs.values())).lr_grid).split(",")}
+    for c in configs.values():  # each trained arm has its own tuned lr, from the one grid (`make tune`)
+        if c.arm.name != "base":
+            assert c.budget.lr == c.tuned_lr[c.arm.lr_key] and c.budget.lr in grid, c.arm.lr_key
     plans = {k: planned_spend(c) for k, c in configs.items()}
-    trained = {k: v for k, v in plans.items() if k != "arm=base"}
-    assert len(trained) >= 14
+    trained = {k: {f: x for f, x in v.items() if f != "lr"} for k, v in plans.items() if k != "arm=base"}
+    assert len(trained) >= 17
     first = next(iter(trained.values()))
     assert all(v == first for v in trained.values()), {k: v for k, v in trained.items() if v != first}
     assert first["episodes"] == first["gradient_steps"] * first["sequences_per_step"] > 0

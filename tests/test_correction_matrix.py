@@ -88,5 +88,24 @@ def test_tasks_without_an_error_model_are_skipped_and_bad_sizes_are_named():
     assert records == [] and "'humaneval' has no error model" in summary["skipped"]
     with pytest.raises(ValueError, match="n_problems must be a positive integer, got 0"):
         correction_matrix(FakePolicy(TASK, None, None), TASK, PROBLEMS, BASE_FIRST, Sampling(), seed=0, n_problems=0)
-    with pytest.raises(ValueError, match="3 base first attempts for 200 problems"):
+    with pytest.raises(ValueError, match="3 base and 0 own first attempts for 200 problems"):
         matrix_first_attempts(ERRORS, PROBLEMS, BASE_FIRST[:3], seed=0)
+
+
+def test_own_sites_are_where_the_policy_itself_erred():
+    """The `own` rows inject each kind where the policy's own first attempt erred with it (issue 22:
+    base and own error sites compared on first attempts of one form)."""
+    own_first = [ERRORS.inject(p, "sum_slip", ERRORS.sites(p, "sum_slip")[0]) if i % 3 == 0 else TASK.write(p)
+                 for i, p in enumerate(PROBLEMS)]
+    rows = matrix_first_attempts(ERRORS, PROBLEMS, BASE_FIRST, seed=7, own_first=own_first)
+    own = [r for r in rows if r["site"] == "own"]
+    assert {(r["id"], r["row"], r["column"]) for r in own} == {
+        (p.id, *ERRORS.error_site(p, y)) for p, y in zip(PROBLEMS, own_first) if ERRORS.error_site(p, y)}
+    assert {r["row"] for r in own} == {"sum_slip"} and len(own) == len(PROBLEMS[::3])
+    without = matrix_first_attempts(ERRORS, PROBLEMS, BASE_FIRST, seed=7)
+    assert [r for r in rows if r["site"] != "own"] == without  # the other rows are unchanged
+    policy = FakePolicy(TASK, first=None, revise=lambda p, y1: TASK.write(p))
+    summary, _ = correction_matrix(policy, TASK, PROBLEMS, BASE_FIRST, Sampling(), seed=7, n_problems=150,
+                                   own_first_attempts=own_first)
+    assert summary["n"]["sum_slip"]["own"] == 50 and summary["fix_rate"]["sum_slip"]["own"] == 1.0
+    assert "base / own / random" in matrix_line(summary)

@@ -31,7 +31,7 @@ def test_main_table_is_the_mean_over_seeds_with_se(fixture_sweep):
         assert t.loc[label, "delta_lo"] <= t.loc[label, "delta"] <= t.loc[label, "delta_hi"]
     md = figures.table_markdown(t.reset_index())
     assert md.count("\n| ") == len(s.labels) and "SCoRe" in md
-    comp = figures.comparisons(s, n_boot=500)
+    comp = figures.comparisons(s)
     assert {("score", "sft_self"), ("sft_self", "base")} <= set(zip(comp["a"], comp["b"]))
     assert ((comp["lo"] <= comp["diff"]) & (comp["diff"] <= comp["hi"]) & comp["p_value"].between(0, 1)).all()
 

@@ -11,7 +11,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from selfcorrect.arms import ARMS, ArmContext, get_arm
+from selfcorrect import catalog
+from selfcorrect.arms import ArmContext, get_arm
 from selfcorrect.char_tokenizer import build_char_tokenizer
 from selfcorrect.policy import Policy
 from selfcorrect.rl import checkpoint
@@ -21,8 +22,7 @@ from selfcorrect.tasks.base import Verdict
 from selfcorrect.tracking import Tracker
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
-RL_ARMS = ["score", "score_no_stage1", "score_no_shaping", "score_shaping_control", "rl_single_turn",
-           "rl_multi_turn_naive", "rl_multi_turn_sum"]
+RL_ARMS = list(catalog.of_family("rl"))
 
 
 def arm_cfg(name: str, *overrides: str):
@@ -34,7 +34,7 @@ def arm_cfg(name: str, *overrides: str):
 @pytest.mark.parametrize("name", RL_ARMS)
 def test_every_rl_arm_composes_and_parses(name):
     cfg = arm_cfg(name)
-    assert cfg.arm.name == name and name in ARMS and get_arm(name) is not None
+    assert cfg.arm.name == name and name in catalog.arms() and get_arm(name) is not None
     rl = RLConfig.from_cfg(cfg.arm, cfg.budget)
     stages = rl.stages_by_step()
     expected = {
@@ -255,13 +255,23 @@ def test_kept_checkpoint_is_the_best_training_reward_or_the_last(tmp_path):
     assert all(torch.equal(torch.load(final, weights_only=False)["model"][k], v) for k, v in p_last.model.state_dict().items())
 
 
-def test_matched_acc_t1_checkpoint_is_the_closest_to_the_base_on_validation(whole_run):
-    """The checkpoint for 'Δ at matched Acc@t1' is chosen on validation, never on test: the first
-    evaluated step (> 0) whose val Acc@t1 is closest to the base's (= the step-0 evaluation)."""
-    _, ctx, _ = whole_run
-    val = {r["step"]: r["val/acc_t1"] for r in history(ctx) if "val/acc_t1" in r}
-    matched = ctx.matched_t1()
-    assert matched["base_val_acc_t1"] == val[0]
-    distances = {s: abs(a - val[0]) for s, a in val.items() if s > 0}
-    assert matched["step"] == min(distances, key=lambda s: (distances[s], s))
-    assert Path(matched["weights"]).exists()
+def test_the_one_checkpoint_rule_keeps_the_best_validation_acc_t2(whole_run):
+    """Every monitoring step > 0 is a candidate (weights and validation metrics kept, never test);
+    the one rule keeps the highest validation Acc@t2 (ties: the later step), the paper's rule
+    (best training reward) is named beside it, and the kept weights are the candidate's."""
+    from selfcorrect import selection
+
+    _, ctx, policy = whole_run
+    val = {r["step"]: r["val/acc_t2"] for r in history(ctx) if "val/acc_t2" in r}
+    records = ctx.candidates.records()
+    assert [r["step"] for r in records] == [s for s in val if s > 0] == [2, 4]
+    assert all(r["val_acc_t2"] == val[r["step"]] for r in records)
+    assert ctx.paper_choice == {"rule": "best_train_reward", "step": ctx.extra_metrics["checkpoint"]["step"]}
+    kept, paper, info = selection.choose(ctx, policy)
+    best = max(records, key=lambda r: (r["val_acc_t2"], r["step"]))
+    assert info["rule"] == "val_acc_t2" and info["step"] == best["step"] and info["candidates"] == [2, 4]
+    assert info["same_as_paper"] == (best["step"] == ctx.paper_choice["step"]) and (paper is None) == info["same_as_paper"]
+    saved = torch.load(ctx.candidates.weights(best["step"]), weights_only=True)
+    assert all(torch.equal(saved[k], v) for k, v in kept.model.state_dict().items())
+    ctx.restore_snapshots(2)  # a resume at step 2 forgets the later candidate
+    assert [r["step"] for r in ctx.candidates.records()] == [2] and not ctx.candidates.weights(4).exists()

@@ -111,7 +111,9 @@ def test_each_offline_arm_runs_end_to_end(case, tiny_cache, tmp_path, monkeypatc
     assert m["offline_error_tv"] is not None and sum(a["train_error_hist"].values()) == a["n_traces_i2c"]
     history = [json.loads(line) for line in open(tmp_path / "run" / "history.jsonl")]
     eval_steps = [h["step"] for h in history if "val/probe/train_fixed/correction_rate_offline" in h]
-    assert eval_steps == ([0, 2, 4, 6] if arm.startswith("star") else [0, 3, 6])  # STaR: 2 steps a round
+    assert eval_steps == [0, 3, 6]  # every arm, STaR's 2-step rounds too: the same candidate steps (global multiples, the last)
+    assert m["checkpoint"]["candidates"] == [3, 6] and m["checkpoint"]["rule"] == "val_acc_t2"
+    assert m["checkpoint"]["paper"]["rule"] == "last" and m["checkpoint"]["paper"]["step"] == 6
     assert any("train/loss" in h for h in history)
     if arm.startswith("star"):
         assert [r["steps"] for r in a["rounds"]] == [2, 2, 2] and a["model_samples"] == 48
@@ -173,9 +175,9 @@ def test_star_rounds_restart_from_the_base_or_continue(tiny_cache, tmp_path, mon
         cfg = compose_config([*arm_overrides("star", 8, [f"arm.init={init}"]), f"paths.cache_dir={tiny_cache}"])
         m = run(cfg, tmp_path / init)
         assert m["arm"]["init"] == init
-        # new_policy: one per training round (base) or one in all (continue); the matched-Acc@t1
-        # evaluation loads one more copy at the end
-        assert len(made) == policies + ("matched_t1" in m)
+        # new_policy: one per training round (base) or one in all (continue); one more copy when the
+        # one checkpoint rule keeps another step than the last (the paper's rule for SFT)
+        assert len(made) == policies + (not m["checkpoint"]["same_as_paper"])
 
 
 def test_a_filtered_set_smaller_than_a_batch_is_repeated_to_fill_it(tiny_cache, tmp_path, monkeypatch):

@@ -10,6 +10,11 @@ policy, the base included, then scores 0 %):
 - row K, for each kind K of the taxonomy that is one bug at one site, site ``base``: y1 = the
   correct procedure with exactly one K bug where the base model's own greedy first attempt on p
   first erred, when that error was a K error (`K@k`); only those problems.
+- row K, site ``own``: the same at the site where the *policy's own* greedy first attempt on p
+  first erred with a K error (given as `own_first_attempts`): how well it fixes an error of its
+  own kind at its own site when the attempt around it is written by the error model. Beside the
+  ``base`` row this compares base and own error sites on first attempts of one form, which the
+  mismatch probe (whose offline and own attempts differ in everything else too) cannot.
 - row K, site ``random``: exactly one K bug at a uniformly random valid site for K on p, drawn
   from (`seed`, p, K) alone, so every arm and seed revises the same y1.
 
@@ -26,7 +31,7 @@ from collections.abc import Sequence
 
 from selfcorrect.tasks.base import Problem, Task
 
-SITES = ("base", "random")
+SITES = ("base", "own", "random")
 KEEP_ROW = "correct"
 
 
@@ -34,22 +39,24 @@ def supports(task: Task) -> bool:
     return callable(getattr(task, "error_model", None))
 
 
-def matrix_first_attempts(errors, problems: Sequence[Problem], base_first: Sequence[str], seed: int) -> list[dict]:
+def matrix_first_attempts(errors, problems: Sequence[Problem], base_first: Sequence[str], seed: int,
+                          own_first: Sequence[str] | None = None) -> list[dict]:
     """The controlled first attempts: one `correct` row per problem, then per injectable kind a
-    `base`-site row (where the base's first attempt erred with that kind) and a `random`-site row."""
-    if len(base_first) != len(problems):
-        raise ValueError(f"{len(base_first)} base first attempts for {len(problems)} problems")
+    `base`-site row (where the base's first attempt erred with that kind), an `own`-site row
+    (where the policy's own first attempt did, when `own_first` is given) and a `random`-site row."""
+    if len(base_first) != len(problems) or (own_first is not None and len(own_first) != len(problems)):
+        raise ValueError(f"{len(base_first)} base and {len(own_first or [])} own first attempts for {len(problems)} problems")
     rows = []
-    for p, y_base in zip(problems, base_first):
+    for i, (p, y_base) in enumerate(zip(problems, base_first)):
         rows.append({"id": p.id, "row": KEEP_ROW, "site": None, "column": None, "y1": errors.correct_attempt(p)})
-        base_error = errors.error_site(p, y_base)
+        erred = {"base": errors.error_site(p, y_base), "own": errors.error_site(p, own_first[i]) if own_first is not None else None}
         for kind in errors.kinds:
             sites = errors.sites(p, kind)
-            # the base's own error site, where the error model can write that kind there (a site it
-            # cannot write, e.g. a misread number of a free-form task, gives no base row)
-            if base_error is not None and base_error[0] == kind and base_error[1] in sites:
-                rows.append({"id": p.id, "row": kind, "site": "base", "column": base_error[1],
-                             "y1": errors.inject(p, kind, base_error[1])})
+            # the base's (own) error site, where the error model can write that kind there (a site it
+            # cannot write, e.g. a misread number of a free-form task, gives no row)
+            for site, error in erred.items():
+                if error is not None and error[0] == kind and error[1] in sites:
+                    rows.append({"id": p.id, "row": kind, "site": site, "column": error[1], "y1": errors.inject(p, kind, error[1])})
             if sites:
                 column = random.Random(f"correction_matrix:{seed}:{p.id}:{kind}").choice(sites)
                 rows.append({"id": p.id, "row": kind, "site": "random", "column": column, "y1": errors.inject(p, kind, column)})
@@ -57,10 +64,12 @@ def matrix_first_attempts(errors, problems: Sequence[Problem], base_first: Seque
 
 
 def correction_matrix(policy, task: Task, problems: Sequence[Problem], base_first_attempts: Sequence[str],
-                      sampling, seed: int, n_problems: int) -> tuple[dict, list[dict]]:
+                      sampling, seed: int, n_problems: int,
+                      own_first_attempts: Sequence[str] | None = None) -> tuple[dict, list[dict]]:
     """(summary, records) of the policy's second attempts on the controlled first attempts of the
     first `n_problems` of `problems` (all of them when there are fewer); `seed` draws the random
-    sites (pass the evaluation's problem seed so every run sees the same y1)."""
+    sites (pass the evaluation's problem seed so every run sees the same y1);
+    `own_first_attempts` (the policy's own greedy first attempts on `problems`) adds the own sites."""
     if not isinstance(n_problems, int) or isinstance(n_problems, bool) or n_problems <= 0:
         raise ValueError(f"eval.correction_matrix.n_problems must be a positive integer, got {n_problems!r}")
     if not supports(task):
@@ -69,7 +78,8 @@ def correction_matrix(policy, task: Task, problems: Sequence[Problem], base_firs
         raise ValueError(f"{len(base_first_attempts)} base first attempts for {len(problems)} problems")
     n = min(n_problems, len(problems))
     by_id = {p.id: p for p in problems[:n]}
-    rows = matrix_first_attempts(task.error_model(), problems[:n], base_first_attempts[:n], seed)
+    own = list(own_first_attempts[:n]) if own_first_attempts is not None else None
+    rows = matrix_first_attempts(task.error_model(), problems[:n], base_first_attempts[:n], seed, own)
     episodes = policy.two_turn([by_id[r["id"]] for r in rows], sampling, seed, first_attempts=[r["y1"] for r in rows])
     records = []
     for r, ep in zip(rows, episodes):
@@ -99,9 +109,10 @@ def matrix_line(summary: dict) -> str:
         rate = summary["fix_rate"][kind][site]
         return "–" if rate is None else f"{rate:.2f} (n={summary['n'][kind][site]})"
 
-    cells = [f"{kind} {cell(kind, 'base')} / {cell(kind, 'random')}" for kind in summary["fix_rate"]]
+    sites = [s for s in SITES if s != "own" or any(summary["n"][k].get("own") for k in summary["n"])]
+    cells = [f"{kind} " + " / ".join(cell(kind, s) if s in summary["fix_rate"][kind] else "–" for s in sites) for kind in summary["fix_rate"]]
     return (f"[correction matrix, {summary['n_problems']} problems] keep={summary['keep_rate']:.2f}; "
-            "fix at base / random site: " + "; ".join(cells))
+            f"fix at {' / '.join(sites)} site: " + "; ".join(cells))
 
 
 def _rate(values: Sequence[bool]) -> float | None:

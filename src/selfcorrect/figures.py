@@ -16,16 +16,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from selfcorrect import catalog
 from selfcorrect.results import (
-    ERROR_MODEL_ORDER, TABLE_METRICS, Sweep, best_single_turn_label, budget_mismatches, display_name,
-    gain_over_best_first_attempt, label_arm, label_sort_key, matched_t1_delta,
+    ERROR_MODEL_ORDER, RATE_METRICS, TABLE_METRICS, Sweep, best_single_turn_label, budget_mismatches, display_name,
+    label_arm, label_sort_key,
 )
 from selfcorrect.scaling import ScalingSpec, load_samples, scaling_curves
-from selfcorrect.stats import mean_se
+from selfcorrect.stats import mean_se, seed_interval
+from selfcorrect.verdicts import compare, exploratory
 
 METRIC_NAMES = {"acc_t1": "Acc@t1", "acc_t2": "Acc@t2", "delta": "Δ(t1,t2)", "delta_i2c": "Δ i→c", "delta_c2i": "Δ c→i"}
-RL_ARMS = ("score", "score_no_stage1", "score_no_shaping", "score_shaping_control", "rl_multi_turn_naive",
-           "rl_multi_turn_sum", "rl_single_turn")
+RL_ARMS = catalog.of_family("rl")
 EDIT_BINS = np.linspace(0, 1, 11)
 DPI = 130
 
@@ -35,60 +36,83 @@ class FigureSkipped(Exception):
 
 
 # --- tables -------------------------------------------------------------------------------------
-def main_table(sweep: Sweep, n_boot: int = 10_000) -> pd.DataFrame:
-    """One row per label: mean, s.e. and bootstrap 95% interval of each table metric.
-    The s.e. is over seeds with 2+ seeds, over problems with one (column `se_over`)."""
+def main_table(sweep: Sweep, n_boot: int = 10_000, prefix: str = "") -> pd.DataFrame:
+    """One row per label: for each table metric and the ceiling-free rates, the mean over seeds,
+    its s.e. and the seed-level t interval (n − 1 df). A label with one seed gets the problem-level
+    bootstrap instead (`se_over` = "problems (1 seed)"). `prefix="paper_checkpoint/"` gives the
+    secondary table: the checkpoints the paper's rules keep (RL best training reward, SFT last)."""
     rows, mismatches = [], budget_mismatches(sweep)
+    best = best_single_turn_label(sweep)
     for label in sweep.labels:
-        seeds = sorted(sweep.runs.loc[sweep.runs["label"] == label, "seed"])
-        row = {"label": label, "method": display_name(label), "n_seeds": len(seeds),
-               "seeds": ",".join(map(str, seeds)), "se_over": "seeds" if len(seeds) > 1 else "problems"}
-        for m in TABLE_METRICS:
-            e = sweep.estimate(label, m, n_boot=n_boot)
-            row.update({m: e.mean, f"{m}_se": e.se, f"{m}_lo": e.lo, f"{m}_hi": e.hi})
-        # two figures that the Acc@t1 ceiling does not bound
-        row["delta_matched_t1"], row["delta_matched_t1_se"], row["n_matched_t1"] = matched_t1_delta(sweep, label)
-        runs = sweep.runs[sweep.runs["label"] == label]
-        if "matched_t1/step" in runs and runs["matched_t1/step"].notna().any():  # where, and how close it came
-            row["matched_t1_step"] = float(runs["matched_t1/step"].mean())
-            row["matched_t1_val_gap"] = float((runs["matched_t1/val_acc_t1"] - runs["matched_t1/base_val_acc_t1"]).mean())
-        gain = gain_over_best_first_attempt(sweep, label, n_boot=n_boot)
-        row.update(gain_over_best_t1=gain.diff, gain_over_best_t1_lo=gain.lo, gain_over_best_t1_hi=gain.hi,
-                   best_t1_label=best_single_turn_label(sweep))
+        runs = sweep.runs[sweep.runs["label"] == label].sort_values("seed")
+        if prefix and f"{prefix}acc_t1" not in runs:
+            continue
+        seeds = runs["seed"].tolist()
+        row = {"label": label, "method": display_name(label), "n_seeds": len(seeds), "seeds": ",".join(map(str, seeds)),
+               "se_over": "seeds" if len(seeds) > 1 else "problems (1 seed)",
+               "lr": float(runs["budget/lr"].iloc[0]) if "budget/lr" in runs and label_arm(label) != "base" else np.nan,
+               "kept_step": float(runs["checkpoint/step"].mean()) if "checkpoint/step" in runs else np.nan}
+        for m in (*TABLE_METRICS, *RATE_METRICS):
+            values = runs[f"{prefix}{m}"].astype(float) if f"{prefix}{m}" in runs else pd.Series(dtype=float)
+            if len(seeds) > 1 and values.notna().all() and len(values):
+                e = seed_interval(values.to_numpy())
+                row.update({m: e.mean, f"{m}_se": e.se, f"{m}_lo": e.lo, f"{m}_hi": e.hi})
+            elif len(seeds) == 1 and not prefix and m in TABLE_METRICS:
+                e = sweep.estimate(label, m, n_boot=n_boot)  # one seed: the problems are the only replication
+                row.update({m: e.mean, f"{m}_se": e.se, f"{m}_lo": e.lo, f"{m}_hi": e.hi})
+            else:
+                row.update({m: float(values.mean()) if len(values) else np.nan, f"{m}_se": np.nan, f"{m}_lo": np.nan, f"{m}_hi": np.nan})
+        if not prefix and len(seeds) > 1:  # does a second attempt beat simply training the first? (per seed)
+            try:
+                c = compare(sweep, label, best, "acc_t2", "acc_t1")
+                row.update(gain_over_best_t1=c.diff, gain_over_best_t1_lo=c.lo, gain_over_best_t1_hi=c.hi)
+            except ValueError:
+                pass
+        row["best_t1_label"] = best
         row["budget_differs"] = mismatches.get(label, "")
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def table_markdown(table: pd.DataFrame) -> str:
-    """The paper's table (per cent, mean ± s.e.). Written by hand: pandas needs `tabulate` for this."""
-    head = ("| Method | seeds | " + " | ".join(METRIC_NAMES[m] for m in TABLE_METRICS)
-            + " | Δ at matched Acc@t1 | Acc@t2 − best Acc@t1 [95% CI] |")
-    lines = [head, "|" + "---|" * (4 + len(TABLE_METRICS))]
+def table_markdown(table: pd.DataFrame, secondary: bool = False) -> str:
+    """The paper's table (per cent, mean ± s.e. over seeds, seed-level t intervals in the CSV), with
+    the ceiling-free fix and break rates. Written by hand: pandas needs `tabulate` for this."""
+    rates = [m for m in RATE_METRICS if m in table]
+    names = {**METRIC_NAMES, "fix_rate": "fix rate", "break_rate": "break rate"}
+    head = ("| Method | seeds | lr | kept step | " + " | ".join(names[m] for m in (*TABLE_METRICS, *rates))
+            + ("" if secondary else " | Acc@t2 − best Acc@t1 [95% t] |"))
+    lines = [head, "|" + "---|" * (4 + len(TABLE_METRICS) + len(rates) + (0 if secondary else 1))]
     for _, r in table.iterrows():
-        cells = [f"{100 * r[m]:+.1f} ± {100 * r[m + '_se']:.1f}" if m == "delta" else f"{100 * r[m]:.1f} ± {100 * r[m + '_se']:.1f}"
-                 for m in TABLE_METRICS]
-        matched = "—" if r.get("n_matched_t1", 0) == 0 else f"{100 * r['delta_matched_t1']:+.1f} ± {100 * r['delta_matched_t1_se']:.1f}"
-        if r.get("n_matched_t1", 0) and label_arm(r["label"]) != "base" and not pd.isna(r.get("matched_t1_step")):
-            matched += f" (step {r['matched_t1_step']:.0f}, val Acc@t1 {100 * r['matched_t1_val_gap']:+.1f})"
-        gain = f"{100 * r['gain_over_best_t1']:+.1f} [{100 * r['gain_over_best_t1_lo']:+.1f}, {100 * r['gain_over_best_t1_hi']:+.1f}]"
+        def cell(m):
+            if pd.isna(r.get(m)):
+                return "—"
+            se = "" if pd.isna(r.get(m + "_se")) else f" ± {100 * r[m + '_se']:.1f}"
+            return (f"{100 * r[m]:+.1f}" if m == "delta" else f"{100 * r[m]:.1f}") + se
+        cells = [cell(m) for m in (*TABLE_METRICS, *rates)]
+        lr = "—" if pd.isna(r.get("lr")) else f"{r['lr']:.0e}"
+        step = "—" if pd.isna(r.get("kept_step")) else f"{r['kept_step']:.0f}"
         method = f"**{r['method']} (budget differs: {r['budget_differs']})**" if r.get("budget_differs") else r["method"]
-        lines.append(f"| {method} | {r['n_seeds']} | " + " | ".join(cells) + f" | {matched} | {gain} |")
+        tail = ""
+        if not secondary:
+            tail = (" | —" if pd.isna(r.get("gain_over_best_t1", np.nan)) else
+                    f" | {100 * r['gain_over_best_t1']:+.1f} [{100 * r['gain_over_best_t1_lo']:+.1f}, {100 * r['gain_over_best_t1_hi']:+.1f}]")
+        lines.append(f"| {method} | {r['n_seeds']} | {lr} | {step} | " + " | ".join(cells) + tail + " |")
     lines.append("")
-    best = table["best_t1_label"].iloc[0] if len(table) else ""
-    lines.append("Per cent over the test problems; ± one s.e. over seeds (over problems for single-seed rows). "
-                 "Bootstrap 95% intervals (seeds × problems) are in the CSV. Δ at matched Acc@t1: Δ on the test problems "
-                 "of the arm's checkpoint whose validation Acc@t1 was closest to the base's (the base: its own Δ; in brackets the "
-                 "mean step of that checkpoint and its validation Acc@t1 minus the base's). "
-                 f"Acc@t2 − best Acc@t1: paired against the first attempts of the arm with the highest Acc@t1 "
-                 f"({display_name(best)}).")
+    best = table["best_t1_label"].iloc[0] if len(table) and "best_t1_label" in table else ""
+    lines.append("Per cent of the test problems; mean ± one s.e. over seeds (seeds are the unit of replication; a "
+                 "1-seed row's s.e. is over problems). fix rate: wrong → right over the wrong first attempts; break "
+                 "rate: right → wrong over the right ones. kept step: mean step of the kept checkpoint "
+                 + ("(the paper's rules: RL the best training reward, SFT the last step)." if secondary else
+                    f"(the highest validation Acc@t2 among the candidate steps). Acc@t2 − best Acc@t1: per-seed paired "
+                    f"against the first attempts of the arm with the highest Acc@t1 ({display_name(best) if best else '—'}), "
+                    "t interval over seeds."))
     return "\n".join(lines)
 
 
-def comparisons(sweep: Sweep, pairs: list[tuple[str, str]] | None = None,
-                metrics=("delta", "acc_t2"), n_boot: int = 10_000) -> pd.DataFrame:
-    """Paired bootstrap (problems, and seeds) of metric(a) − metric(b) for each pair of labels.
-    Default pairs: SCoRe against every other label, and every other label against the base."""
+def comparisons(sweep: Sweep, pairs: list[tuple[str, str]] | None = None, metrics=("delta", "acc_t2"), n_boot: int = 0) -> pd.DataFrame:
+    """Exploratory seed-level comparisons a − b (per-seed paired differences, t interval, exact
+    sign-flip p, unadjusted). Default pairs: SCoRe against every other label, and every other
+    label against the base. The pre-registered primary family is `verdicts.primary_table`."""
     labels = sweep.labels
     if pairs is None:
         pairs = []
@@ -96,22 +120,19 @@ def comparisons(sweep: Sweep, pairs: list[tuple[str, str]] | None = None,
             pairs += [(a, b) for b in labels if b != a]
         if "base" in labels:
             pairs += [(a, "base") for a in labels if a != "base" and (a, "base") not in pairs]
-    rows = []
-    for a, b in pairs:
-        for m in metrics:
-            c = sweep.compare(a, b, m, n_boot=n_boot)
-            rows.append({"a": a, "b": b, "metric": m, "diff": c.diff, "se": c.se, "lo": c.lo, "hi": c.hi,
-                         "p_value": c.p_value, "seeds_a": c.n_seeds[0], "seeds_b": c.n_seeds[1], "n_problems": c.n_problems})
-    return pd.DataFrame(rows, columns=["a", "b", "metric", "diff", "se", "lo", "hi", "p_value", "seeds_a", "seeds_b", "n_problems"])
+    return exploratory(sweep, pairs, metrics)
 
 
 def comparisons_markdown(comp: pd.DataFrame) -> str:
-    lines = ["| A | B | metric | A − B (pts) | 95% CI | p |", "|---|---|---|---|---|---|"]
+    lines = ["| A | B | metric | A − B (pts) | 95% t interval | p (sign-flip) | per seed |", "|---|---|---|---|---|---|---|"]
     for _, r in comp.iterrows():
+        per = ", ".join(f"{100 * d:+.1f}" for d in r["per_seed"])
         lines.append(f"| {display_name(r['a'])} | {display_name(r['b'])} | {METRIC_NAMES.get(r['metric'], r['metric'])} | "
-                     f"{100 * r['diff']:+.1f} | [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}] | {r['p_value']:.3g} |")
+                     f"{100 * r['diff']:+.1f} | [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}] | {r['p_value']:.3g} | {per} |")
     lines.append("")
-    lines.append("Paired bootstrap over the shared test problems and over seeds (seed-paired when both have the same seeds).")
+    lines.append("Exploratory: per-seed paired differences (seed s of both arms shares its base model), t interval with "
+                 "n − 1 df and the exact sign-flip permutation p, not adjusted for multiplicity. The pre-registered "
+                 "primary comparisons, Holm-adjusted, are in primary.md.")
     return "\n".join(lines)
 
 
@@ -211,40 +232,32 @@ def _finish_grid(fig: plt.Figure, axes: np.ndarray, used: int, ylabel: str, titl
 
 
 def fig_rl_dynamics(sweep: Sweep) -> plt.Figure:
-    """(4) Training reward per turn and answer-change rate, SCoRe vs naive multi-turn RL
-    (paper Fig. 6), from `train/*` history."""
+    """(4) RL dynamics (paper Fig. 6) as small multiples, one panel per RL arm: training reward of
+    each attempt and how often the second attempt changes the answer, from `train/*` history."""
     h = sweep.history[sweep.history["step"].notna()]
     have = set(h.loc[h["metric"].isin(["train/reward_t1", "train/reward_t2"]), "label"])
     labels = sorted((l for l in have if label_arm(l) in RL_ARMS), key=label_sort_key)
     if not labels:
         raise FigureSkipped(f"no RL run logs train/reward_t1 / train/reward_t2 (needs one of {RL_ARMS}; sweep has {sweep.labels})")
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=DPI)
-    note = []
-    for i, label in enumerate(labels):
-        color = plt.cm.tab10(i)
+    ncols = min(4, len(labels))
+    nrows = math.ceil(len(labels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.0 * nrows + 0.8), dpi=DPI, squeeze=False, sharey=True, sharex=True)
+    series = (("train/reward_t1", "#9ecae1", "--", "reward, attempt 1"), ("train/reward_t2", "#08519c", "-", "reward, attempt 2"),
+              ("train/answer_change_rate", "#e6550d", ":", "answer-change rate"))
+    for ax, label in zip(axes.flat, labels):
         hl = h[h["label"] == label]
-        for turn, style in (("t1", "--"), ("t2", "-")):
-            _band(ax1, _smooth(hl[hl["metric"] == f"train/reward_{turn}"]), color, style, f"{display_name(label)}, attempt {turn[1]}")
-        if (hl["metric"] == "train/answer_change_rate").any():
-            _band(ax2, _smooth(hl[hl["metric"] == "train/answer_change_rate"]), color, "-", display_name(label))
-        else:
-            note.append(display_name(label))
+        n_seeds = 0
+        for metric, color, style, name in series:
+            n_seeds = max(n_seeds, _band(ax, _smooth(hl[hl["metric"] == metric]), color, style, name))
         stage = hl[hl["metric"] == "train/stage"].sort_values("step")
         if not stage.empty and stage["value"].nunique() > 1:
-            first = stage.loc[stage["value"] > stage["value"].min(), "step"].min()
-            for ax in (ax1, ax2):
-                ax.axvline(first, color=color, ls=":", lw=1)
-    ax1.set_title("Training reward per attempt (dashed: t1, solid: t2)", fontsize=9)
-    ax1.set_ylabel("mean reward (verifier, 0/1)")
-    ax2.set_title("How often the second attempt changes the answer" + (f"\n(not logged: {', '.join(note)})" if note else ""), fontsize=9)
-    ax2.set_ylabel("answer-change rate")
-    ax2.set_ylim(0, 1)
-    for ax in (ax1, ax2):
-        ax.set_xlabel("training step (dotted: Stage II starts)")
-        ax.legend(fontsize=7)
-    fig.suptitle("RL dynamics (moving average; bands ± s.e. over seeds)", fontsize=10)
-    fig.tight_layout()
-    return fig
+            ax.axvline(stage.loc[stage["value"] > stage["value"].min(), "step"].min(), color="gray", ls=":", lw=1)
+        ax.set_title(f"{display_name(label)} ({n_seeds} seed{'s' if n_seeds > 1 else ''})", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("training step")
+    axes.flat[0].legend(fontsize=7, loc="lower right")
+    return _finish_grid(fig, axes, len(labels), "rate",
+                        "RL dynamics per arm (moving average; bands ± s.e. over seeds; dotted vertical: Stage II starts)")
 
 
 def fig_mismatch_dial(sweep: Sweep) -> plt.Figure:

@@ -4,7 +4,8 @@ Every number the evaluator reports comes from `summarize(records)` over the reco
 writes to `generations.jsonl`, so any metric can be recomputed from a finished run.
 Definitions (SCoRe §3): over ALL n problems,
   Acc@t1, Acc@t2, Δ = Acc@t2 − Acc@t1, Δ i→c = #(wrong→right)/n, Δ c→i = #(right→wrong)/n,
-so Δ = Δ i→c − Δ c→i exactly.
+so Δ = Δ i→c − Δ c→i exactly. Δ is bounded by 1 − Acc@t1, so beside it the ceiling-free rates:
+  fix rate = #(wrong→right) / #(wrong at t1),   break rate = #(right→wrong) / #(right at t1).
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ def correction_rate(correct1: Sequence[bool], correct2: Sequence[bool]) -> float
     return sum(wrong) / len(wrong) if wrong else None
 
 
+def break_rate(correct1: Sequence[bool], correct2: Sequence[bool]) -> float | None:
+    """Of the problems right at the first attempt, the fraction wrong at the second."""
+    right = [b for a, b in zip(correct1, correct2) if a]
+    return sum(not b for b in right) / len(right) if right else None
+
+
 def edit_distance_ratio(y1: str, y2: str) -> float:
     """Edit distance between the attempts divided by their total length (paper §5).
 
@@ -80,6 +87,9 @@ def summarize(records: Sequence[dict]) -> dict:
         no_edit_rate=sum(r["y1"] == r["y2"] for r in records) / n,
         answer_change_rate=sum(r["answer1"] != r["answer2"] for r in records) / n,
         correction_rate_own=correction_rate(c1, c2),
+        # ceiling-free rates: fix = i→c over the wrong first attempts, break = c→i over the right ones
+        fix_rate=correction_rate(c1, c2),
+        break_rate=break_rate(c1, c2),
         errors_t1=dict(Counter(_kind(r["error1"]) for r in records if r["error1"])),
         errors_t2=dict(Counter(_kind(r["error2"]) for r in records if r["error2"])),
         errors_fixed=dict(Counter(_kind(r["error1"]) for r in records if r["error1"] and r["correct2"])),

@@ -31,36 +31,24 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
+from selfcorrect import catalog
 from selfcorrect.correction_matrix import summarize_matrix
 from selfcorrect.metrics import summarize
 from selfcorrect.probe import probe_metrics
+from selfcorrect.tasks.answer_first_errors import TEACHER_MODELS as ANSWER_FIRST_TEACHERS
+from selfcorrect.tasks.arithmetic_errors import TEACHER_MODELS as ARITHMETIC_TEACHERS
+from selfcorrect.tasks.word_math import TEACHER_MODELS as WORD_MATH_TEACHERS
 from selfcorrect.stats import Comparison, Estimate, estimate, paired_bootstrap
 
-# Display order and names (the paper's: Pair-SFT is SFT on the base model's own pairs).
-ARM_ORDER = (
-    "base", "sft_teacher", "sft_self", "sft_self_plus", "star", "star_plus",
-    "score", "score_no_stage1", "score_no_shaping", "score_shaping_control", "rl_single_turn", "rl_multi_turn_naive",
-    "rl_multi_turn_sum",
-)
-ARM_NAMES = {
-    "base": "Base model",
-    "sft_teacher": "Teacher-error SFT",
-    "sft_self": "Pair-SFT (D_SFT)",
-    "sft_self_plus": "Pair-SFT (D+_SFT)",
-    "star": "STaR (D_STaR)",
-    "star_plus": "STaR (D+_STaR)",
-    "score": "SCoRe",
-    "score_no_stage1": "SCoRe w/o Stage I",
-    "score_no_shaping": "SCoRe w/o reward shaping",
-    "rl_single_turn": "Single-turn RL",
-    "score_shaping_control": "SCoRe, α = 0, turn 2 × (1+α) (control)",
-    "rl_multi_turn_naive": "Naive multi-turn RL",
-    "rl_multi_turn_sum": "Multi-turn RL, r1 + r2, α = 0 (ours)",
-}
+# Display order and names: the arm YAMLs' `order` and `display` (selfcorrect.catalog)
+ARM_ORDER = tuple(catalog.arms())
+ARM_NAMES = {name: arm.display for name, arm in catalog.arms().items()}
 # the fields of a run's `budget` block (metrics.json) that must agree across the trained arms of a sweep
-BUDGET_FIELDS = ("episodes", "gradient_steps", "sequences_per_step", "measurement_samples", "optimizer", "lr",
+# (the learning rate is not among them: every arm has its own, tuned on the same grid by `make tune`)
+BUDGET_FIELDS = ("episodes", "gradient_steps", "sequences_per_step", "measurement_samples", "optimizer",
                  "lr_schedule", "warmup_steps", "weight_decay", "max_grad_norm")
-ERROR_MODEL_ORDER = ("random_digit", "carry_drop", "mixed", "base_like")
+# the teacher dial's order: each task's error models in the task's own order (its error model's TEACHER_MODELS)
+ERROR_MODEL_ORDER = tuple(dict.fromkeys(m for ms in zip(ARITHMETIC_TEACHERS, ANSWER_FIRST_TEACHERS, WORD_MATH_TEACHERS) for m in ms))
 TABLE_METRICS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i")
 # per-problem quantity whose mean over the test problems is the metric
 PER_PROBLEM = {
@@ -73,14 +61,17 @@ PER_PROBLEM = {
     "answer_change_rate": lambda g: g["answer_changed"].astype(float),
     "edit_ratio_mean": lambda g: g["edit_ratio"].astype(float),
 }
+# run-level rates whose denominator is not every problem (no per-problem form: seed-level only)
+RATE_METRICS = ("fix_rate", "break_rate")
 # config that must agree across the runs of one sweep (the model's pretraining seed follows
 # the run's seed by design; batch sizes change speed, not results)
 IGNORED_CONFIG = {"model.pretrain.seed", "model.batch_size", "eval.n_monitor"}
 COMPARED_GROUPS = ("task", "model", "eval")
 REQUIRED_FILES = ("run.json", "config.yaml", "generations.jsonl", "metrics.json")
-MATCHED_T1_FILE = "matched_t1_generations.jsonl"  # optional: trained arms evaluated during training
+PAPER_FILE = "paper_checkpoint_generations.jsonl"  # optional: the paper's checkpoint, when the one rule kept another
 MATRIX_FILE = "correction_matrix.jsonl"  # optional: runs whose task has an error model
 TOLERANCE = 1e-9
+PAPER_FIELDS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "fix_rate", "break_rate")
 
 
 class SweepError(ValueError):
@@ -250,18 +241,20 @@ def load_run(run_dir: str | Path) -> Run:
     history = _read_jsonl(run_dir / "history.jsonl") if (run_dir / "history.jsonl").exists() else []
     saved = json.loads((run_dir / "metrics.json").read_text())
     matrix = _read_jsonl(run_dir / MATRIX_FILE) if (run_dir / MATRIX_FILE).exists() else None
-    matched = _read_jsonl(run_dir / MATCHED_T1_FILE) if (run_dir / MATCHED_T1_FILE).exists() else None
+    paper = _read_jsonl(run_dir / PAPER_FILE) if (run_dir / PAPER_FILE).exists() else None
     return Run(run_dir.name, run_dir, config, json.loads((run_dir / "run.json").read_text()), saved,
-               recompute_metrics(records, probes, saved, matrix, matched), records, probes, history)
+               recompute_metrics(records, probes, saved, matrix, paper), records, probes, history)
 
 
 def recompute_metrics(records: list[dict], probes: dict[str, list[dict]], saved: dict,
-                      matrix: list[dict] | None = None, matched_t1: list[dict] | None = None) -> dict:
+                      matrix: list[dict] | None = None, paper: list[dict] | None = None) -> dict:
     """metrics.json as the evaluator would write it, from the saved records: the metrics from
     generations, each probe from its records (`probe.probe_metrics`; they hold the policy's own
-    episode on each problem) and the correction matrix from its records. What cannot be
-    recomputed from files (arm extras, the TV distance to the arm's training errors, the own
-    episodes of an old-format probe on other problems) is taken from `saved`."""
+    episode on each problem), the correction matrix from its records and the paper's checkpoint
+    from its test episodes. What cannot be recomputed from files (arm extras, the TV distance to
+    the arm's training errors, the own episodes of an old-format probe on other problems) is taken
+    from `saved`. `paper_checkpoint` is filled in from the run's own metrics when the paper's rule
+    kept the same checkpoint as the one rule (so the secondary table has every run)."""
     out = summarize(records)
     by_id = {r["id"]: r for r in records}
     for label, rows in probes.items():
@@ -274,9 +267,11 @@ def recompute_metrics(records: list[dict], probes: dict[str, list[dict]], saved:
         out[key] = probe_metrics(rows)
     if matrix is not None:
         out["correction_matrix"] = summarize_matrix(matrix)
-    if matched_t1 is not None:  # the test episodes of the checkpoint at matched Acc@t1
-        m = summarize(matched_t1)
-        out["matched_t1"] = {**saved.get("matched_t1", {}), **{k: m[k] for k in ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i")}}
+    if paper is not None:  # the paper's checkpoint, evaluated on the same test problems
+        m = summarize(paper)
+        out["paper_checkpoint"] = {k: m[k] for k in PAPER_FIELDS}
+    elif saved.get("checkpoint", {}).get("same_as_paper"):
+        out["paper_checkpoint"] = {k: out[k] for k in PAPER_FIELDS}
     for k, v in saved.items():
         if k not in out:
             out[k] = v
@@ -440,25 +435,6 @@ def best_single_turn_label(sweep: Sweep) -> str:
     """The label with the highest mean Acc@t1 (over seeds and test problems)."""
     means = sweep.runs.groupby("label")["acc_t1"].mean()
     return str(means.idxmax())
-
-
-def gain_over_best_first_attempt(sweep: Sweep, label: str, n_boot: int = 10_000) -> Comparison:
-    """Acc@t2 of `label` minus the best first-attempt accuracy of any arm (paired bootstrap over
-    problems and seeds): does a second attempt beat simply training the first?"""
-    best = best_single_turn_label(sweep)
-    return paired_bootstrap(sweep.grid(label, "acc_t2"), sweep.grid(best, "acc_t1"), n_boot=n_boot)
-
-
-def matched_t1_delta(sweep: Sweep, label: str) -> tuple[float, float, int]:
-    """(mean, s.e. over seeds, n seeds) of Δ at the checkpoint whose val Acc@t1 is closest to the
-    base's (metrics.json `matched_t1`); the base is its own match. NaN where no run has one."""
-    rows = sweep.runs[sweep.runs["label"] == label]
-    col = "delta" if label_arm(label) == "base" else "matched_t1/delta"
-    values = rows[col].dropna().to_numpy(dtype=float) if col in rows else np.array([])
-    if len(values) == 0:
-        return float("nan"), float("nan"), 0
-    se = float(values.std(ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
-    return float(values.mean()), se, len(values)
 
 
 # --- internals ----------------------------------------------------------------------------------

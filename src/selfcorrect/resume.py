@@ -35,8 +35,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from selfcorrect.rl.checkpoint import latest
 
-# top-level config keys that say where and how fast a run goes, not what it computes
-RUNTIME_KEYS = ("paths", "threads", "tracking", "seeds")
+# top-level config keys that say where and how fast a run goes (or which runs a sweep holds), not what it computes
+RUNTIME_KEYS = ("paths", "threads", "tracking", "seeds", "sweep_arms", "lr_grid", "tune_seeds")
 # kept when an incomplete run restarts: Hydra's files always; the resumable state only with checkpoints
 HYDRA_FILES = (".hydra",)
 RESUME_STATE = ("checkpoints", "history.jsonl", "wandb")

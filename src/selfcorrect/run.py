@@ -1,20 +1,21 @@
 """Entry point: `python -m selfcorrect [overrides]` (or `-m` for a Hydra multirun).
 
-One run = build or load the cached base model → train the configured arm → evaluate on the
-fixed test problems → write the results beside the resolved config. The run directory holds:
+One run = prepare the run directory → build or load the cached base model → train the configured
+arm → keep the checkpoint with the highest validation Acc@t2 (`selection`) → evaluate it on the
+fixed test problems (`final_evaluation`) → write the results beside the resolved config. The run
+directory holds:
 
   config.yaml        the resolved config          run.json          status, timings, paths
   metrics.json       all metrics (written last)    generations.jsonl every test episode
   probe_*.jsonl      mismatch-probe episodes       history.jsonl     everything logged
   correction_matrix.jsonl   second attempts on controlled first attempts (correct / one injected error)
-  matched_t1_generations.jsonl   test episodes of the checkpoint at matched Acc@t1
-  checkpoints/       RL resume states, the kept and the matched-Acc@t1 weights
+  paper_checkpoint_generations.jsonl   test episodes of the paper's checkpoint, when the one rule kept another
+  checkpoints/       RL resume states, candidates.json (the validation metrics of every candidate checkpoint)
   wandb/             the wandb run (offline by default)
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import sys
@@ -30,15 +31,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from selfcorrect import distributed, resume, timing
+from selfcorrect import catalog, distributed, resume, selection, timing
 from selfcorrect.arms import ArmContext, get_arm
-from selfcorrect.metrics import total_variation
 from selfcorrect.budget import Budget
-from selfcorrect.cache import cached_artifact
-from selfcorrect.correction_matrix import correction_matrix, matrix_line
-from selfcorrect.evaluate import OfflineAttempts, evaluate_policy, write_eval, write_json, write_jsonl
+from selfcorrect.evaluate import write_json
+from selfcorrect.final_evaluation import final_evaluation, write_final
 from selfcorrect.models import base_model_path, load_base_policy
-from selfcorrect.policy import Sampling
 from selfcorrect.tasks import make_task
 from selfcorrect.tracking import Tracker
 
@@ -63,14 +61,18 @@ def validate(cfg: DictConfig) -> None:
         raise ValueError(f"seed must be a non-negative integer, got {cfg.seed!r}")
     if cfg.eval.probe.source not in ("base", "none"):
         raise ValueError(f"eval.probe.source must be 'base' or 'none', got {cfg.eval.probe.source!r}")
-    get_arm(cfg.arm.name)  # unknown arm names fail here, before the base model is built
+    family = catalog.arm(cfg.arm.name).family  # unknown arm names fail here, before the base model is built
+    tuned = OmegaConf.select(cfg, "tuned_lr")
+    if tuned is not None and OmegaConf.is_interpolation(cfg.budget, "lr") and cfg.arm.lr_key not in tuned:
+        raise ValueError(f"no tuned learning rate for arm {cfg.arm.lr_key!r} in conf/tuned_lr/ (this testbed's table "
+                         f"has {sorted(tuned)}): run `make tune`, or set budget.lr")
     Budget.from_cfg(cfg.budget)  # a bad budget value fails here too
-    if "schedule" in cfg.arm:  # an RL arm: its schedule must fit the budget
+    if family == "rl":  # its schedule must fit the budget
         from selfcorrect.rl.config import RLConfig
 
         RLConfig.from_cfg(cfg.arm, cfg.budget)
     world = distributed.world_size()
-    if world > 1 and "schedule" not in cfg.arm:  # only the RL arms split their work over processes
+    if world > 1 and family != "rl":  # only the RL arms split their work over processes
         raise RuntimeError(
             f"multi-process launch (WORLD_SIZE={world}) is for the RL arms; arm {cfg.arm.name!r} runs in one process "
             "(scale out over runs with hydra/launcher=submitit_slurm instead)"
@@ -122,63 +124,42 @@ def _run_main(cfg: DictConfig, run_dir: Path, group: str, prepared, clock: timin
             base = load_base_policy(cfg.model, task, cache_dir)
             distributed.barrier()  # the base is built and cached: the other processes load it
             status.update(machine=machine_info(), base_weights_sha256=weights_sha256(base.model))
-        ctx = ArmContext(cfg, task, base, base_path, run_dir, tracker)
+        ctx = ArmContext(cfg, task, base, base_path, run_dir, tracker, cache_dir=cache_dir)
         t_train = time.time()
         with timing.stage("updates"):  # sampling, monitoring and checkpoints inside are stages of their own
-            policy = get_arm(cfg.arm.name)(ctx)
+            paper_policy = get_arm(cfg.arm.name)(ctx)
         status["train_s"] = round(time.time() - t_train, 1)
+        policy, paper_other, choice = selection.choose(ctx, paper_policy)
+        if not cfg.eval.test:  # a tuning run: training and the checkpoint choice on validation only
+            metrics = {"checkpoint": choice, "budget": ctx.budget_spent or Budget.from_cfg(cfg.budget).spent(0, 0, 0),
+                       **({"arm": ctx.extra_metrics} if ctx.extra_metrics else {})}
+            ctx.candidates.prune()
+            with timing.stage("write"):
+                tracker.summary(metrics)
+                write_json(run_dir / "metrics.json", metrics)
+                tracker.finish()
+            status.update(status="complete", wall_s=round(time.time() - t0, 1), base_model=str(base_path), stages=clock.split())
+            write_json(run_dir / "run.json", status)
+            print(f"[{cfg.arm.name} seed={cfg.seed} lr={cfg.budget.lr:g}] kept step {choice.get('step')}, "
+                  f"val Acc@t2={choice.get('val_acc_t2')} → {run_dir}", flush=True)
+            return metrics
         if policy is not base and cfg.get("save_policy", True):
             with timing.stage("write"):
                 policy.save(run_dir / "policy")
-
-        problems = task.problems(cfg.eval.split, cfg.eval.n_problems, seed=cfg.eval.problem_seed)
-        sampling = Sampling(cfg.eval.temperature, cfg.eval.max_new_tokens)
-        offline = list(ctx.offline)
-        matrix_cfg = OmegaConf.select(cfg, "eval.correction_matrix", default=None)
-        base_first = None  # the base's greedy first attempts on the test problems (probe and matrix)
-        if cfg.eval.probe.source == "base" or (matrix_cfg is not None and matrix_cfg.enabled):
-            with timing.stage("base_first"):
-                base_first = base_first_attempts(cfg, base, status["base_weights_sha256"], problems, sampling, cache_dir)
-        if cfg.eval.probe.source == "base":
-            offline.insert(0, OfflineAttempts("base", problems, base_first))
         t_eval = time.time()
-        with timing.stage("final_eval"):  # the probe's episodes inside are stage `probe`
-            result = evaluate_policy(policy, problems, sampling, seed=cfg.seed, offline=offline)
+        fe = final_evaluation(ctx, policy, paper_other, status["base_weights_sha256"])
         status["eval_s"] = round(time.time() - t_eval, 1)
-        if ctx.extra_metrics:
-            result.metrics["arm"] = ctx.extra_metrics
-        if ctx.offline_error_hist is not None:
-            result.metrics["offline_error_tv"] = total_variation(ctx.offline_error_hist, result.metrics["errors_t1"])
-        if matrix_cfg is not None and matrix_cfg.enabled:  # second attempts on controlled first attempts
-            t_matrix = time.time()
-            with timing.stage("matrix"):
-                summary, matrix_records = correction_matrix(policy, task, problems, base_first, sampling,
-                                                            seed=cfg.eval.problem_seed, n_problems=matrix_cfg.n_problems)
-            result.metrics["correction_matrix"] = summary
-            if "skipped" in summary:
-                print(f"[correction matrix skipped] {summary['skipped']}", flush=True)
-            else:
-                write_jsonl(run_dir / "correction_matrix.jsonl", matrix_records)
-                print(matrix_line(summary), flush=True)
-            status["matrix_s"] = round(time.time() - t_matrix, 1)
-        if callable(getattr(task, "error_model", None)):  # where the trained model's own first attempts err
-            own_sites = task.error_model().site_histogram(problems, [r["y1"] for r in result.records])
-            result.metrics["errors_t1_sites"] = own_sites
-            teacher_sites = ctx.extra_metrics.get("train_site_hist")
-            if teacher_sites:  # sft_teacher: TV between the teacher's error sites and the model's own
-                result.metrics["offline_site_tv"] = total_variation(teacher_sites, own_sites)
+        ctx.candidates.prune()
+        metrics = fe.result.metrics
+        metrics["checkpoint"] = choice
         # what the arm spent of the shared budget (the base spends nothing)
-        result.metrics["budget"] = ctx.budget_spent or Budget.from_cfg(cfg.budget).spent(0, 0, 0)
-        matched = ctx.matched_t1()
-        if matched is not None:  # Δ of the arm's checkpoint whose val Acc@t1 is closest to the base's
-            with timing.stage("matched_eval"):
-                result.metrics["matched_t1"] = evaluate_matched_t1(ctx, matched, problems, sampling, run_dir)
+        metrics["budget"] = ctx.budget_spent or Budget.from_cfg(cfg.budget).spent(0, 0, 0)
         with timing.stage("write"):
-            tracker.log(result.metrics, prefix=f"{cfg.eval.split}/")
-            tracker.summary(result.metrics)
-            tracker.table("generations", result.records, max_rows=cfg.tracking.table_rows)
+            tracker.log(metrics, prefix=f"{cfg.eval.split}/")
+            tracker.summary(metrics)
+            tracker.table("generations", fe.result.records, max_rows=cfg.tracking.table_rows)
             status.update(status="complete", wall_s=round(time.time() - t0, 1), wandb_dir=tracker.wandb_dir, base_model=str(base_path))
-            write_eval(run_dir, result)
+            write_final(run_dir, fe)
             tracker.finish()
         status["stages"] = clock.split()
         write_json(run_dir / "run.json", status)
@@ -187,27 +168,8 @@ def _run_main(cfg: DictConfig, run_dir: Path, group: str, prepared, clock: timin
         write_json(run_dir / "run.json", status)
         tracker.finish(exit_code=1)
         raise
-    print(summary_line(cfg, result.metrics, run_dir), flush=True)
-    return result.metrics
-
-
-def base_first_attempts(cfg: DictConfig, base, base_sha256: str, problems, sampling: Sampling, cache_dir: Path) -> list[str]:
-    """The base model's greedy first attempts on the test problems (for the probe and the
-    matrix): the same for every arm of a seed, so computed once and cached by the base weights'
-    hash and everything that picks the problems and decodes them."""
-    spec = {"version": 1, "base_weights_sha256": base_sha256, "task": OmegaConf.to_container(cfg.task, resolve=True),
-            "split": cfg.eval.split, "n_problems": len(problems), "problem_seed": cfg.eval.problem_seed,
-            "temperature": sampling.temperature, "max_new_tokens": sampling.max_new_tokens}
-
-    def build(out: Path) -> dict:
-        episodes = base.two_turn(problems, sampling, seed=cfg.eval.problem_seed, n_turns=1)
-        write_json(out / "first_attempts.json", {"ids": [p.id for p in problems], "y1": [ep.y1 for ep in episodes]})
-        return {"n": len(episodes)}
-
-    saved = json.loads((cached_artifact(cache_dir, "base_first", spec, build) / "first_attempts.json").read_text())
-    if saved["ids"] != [p.id for p in problems]:
-        raise RuntimeError(f"cached base first attempts are for other problems than {cfg.eval.split!r} n={len(problems)}")
-    return saved["y1"]
+    print(summary_line(cfg, metrics, run_dir), flush=True)
+    return metrics
 
 
 def _run_worker(cfg: DictConfig, run_dir: Path) -> dict:
@@ -225,19 +187,6 @@ def _run_worker(cfg: DictConfig, run_dir: Path) -> dict:
     quiet.log = lambda *args, **kwargs: None  # history.jsonl is the main process's
     get_arm(cfg.arm.name)(ArmContext(cfg, task, base, base_model_path(cfg.model, task, cache_dir), run_dir, quiet))
     return {}
-
-
-def evaluate_matched_t1(ctx: ArmContext, matched: dict, problems, sampling: Sampling, run_dir: Path) -> dict:
-    """Test metrics of the matched-Acc@t1 checkpoint; its records go to matched_t1_generations.jsonl."""
-    from selfcorrect.rl.checkpoint import load_weights
-
-    policy = ctx.new_policy()
-    load_weights(matched["weights"], policy.model)
-    result = evaluate_policy(policy, problems, sampling, seed=ctx.seed)
-    write_jsonl(run_dir / "matched_t1_generations.jsonl", result.records)
-    m = result.metrics
-    return {**{k: matched[k] for k in ("step", "val_acc_t1", "base_val_acc_t1")},
-            **{k: m[k] for k in ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i")}}
 
 
 def machine_info() -> dict:

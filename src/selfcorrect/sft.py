@@ -28,12 +28,13 @@ from selfcorrect.prompts import conversation
 
 
 def sft_examples(policy: Policy, traces: Sequence[dict]) -> Dataset:
-    """Conversational prompt-completion rows: prompt = (x, y1, revise), completion = y2."""
+    """Conversational prompt-completion rows: prompt = (x, y1, revise), completion = y2; a turn-1
+    anchor trace (`y1` None, `traces.anchor_traces`) has prompt x and completion its target."""
     if not traces:
         raise ValueError("no traces to train on: the dataset builder kept none")
     return Dataset.from_list([
         {
-            "prompt": conversation(policy.task, t["problem"], [t["y1"]]),
+            "prompt": conversation(policy.task, t["problem"], [] if t["y1"] is None else [t["y1"]]),
             "completion": [{"role": "assistant", "content": t["y2"]}],
         }
         for t in traces
@@ -41,11 +42,14 @@ def sft_examples(policy: Policy, traces: Sequence[dict]) -> Dataset:
 
 
 class EvaluateEvery(TrainerCallback):
-    """`ctx.evaluate(policy, step)` at the start and every `every` steps (and at the end);
-    `offset` places this run's steps after earlier rounds'. Train losses go to the tracker."""
+    """`ctx.evaluate(policy, step)` at the start and at every global step that is a multiple of
+    `every` or the arm's last step `last` (the candidate checkpoints every arm shares, counted over
+    all rounds: `offset` places this round's steps after earlier rounds'). Train losses go to the
+    tracker."""
 
-    def __init__(self, ctx, policy: Policy, every: int, offset: int = 0, at_start: bool = True):
+    def __init__(self, ctx, policy: Policy, every: int, offset: int = 0, at_start: bool = True, last: int | None = None):
         self.ctx, self.policy, self.every, self.offset, self.at_start = ctx, policy, every, offset, at_start
+        self.last = last
         self.evaluated: list[int] = []
         self.eval_s = 0.0
 
@@ -62,8 +66,10 @@ class EvaluateEvery(TrainerCallback):
             self._eval(self.offset)
 
     def on_step_end(self, args, state, control, **kwargs):
-        if self.every > 0 and (state.global_step % self.every == 0 or state.global_step == state.max_steps):
-            self._eval(self.offset + state.global_step)
+        step = self.offset + state.global_step
+        last = self.last if self.last is not None else self.offset + state.max_steps
+        if self.every > 0 and (step % self.every == 0 or step == last):
+            self._eval(step)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
@@ -122,7 +128,7 @@ def sft_train(ctx, policy: Policy, traces: Sequence[dict], steps: int, seed: int
         traces = list(traces) * -(-budget.sequences_per_step // n_unique)  # it (more epochs over the same traces)
     if at_start and offset == 0:
         ctx.restore_snapshots(0)
-    callback = EvaluateEvery(ctx, policy, int(sft_cfg.eval_every), offset, at_start)
+    callback = EvaluateEvery(ctx, policy, int(sft_cfg.eval_every), offset, at_start, last=int(ctx.cfg.budget.gradient_steps))
     t0 = time.time()
     args = sft_config(budget, sft_cfg, steps, seed, out, policy.model.device, policy.model.dtype == torch.bfloat16)
     trainer = make_trainer(policy, traces, args, [callback])

@@ -1,6 +1,8 @@
-"""`make sweep`: both embedded testbeds at once, with progress, an ETA and per-testbed wall times.
+"""`make sweep` and `make tune`: both embedded testbeds at once, with progress, an ETA and
+per-testbed wall times.
 
     python -m selfcorrect.sweep --dir outputs/sweeps/<stamp> [--seeds 10] [--jobs 2] [--every 60]
+    python -m selfcorrect.sweep --mode tune --dir outputs/tune/<stamp>     # then selfcorrect.tune per testbed
 
 A testbed is a list of Hydra multiruns into one sweep directory (every arm, then the teacher
 dial), then its summary and figures (`experiments/summarize_sweep.py`, `make_figures.py`). The
@@ -40,12 +42,15 @@ class Testbed:
     name: str
     suffix: str                 # the sweep directory is <dir><suffix>
     experiments: tuple[str, ...]
+    tuning: tuple[str, ...]     # the experiments of `make tune` (--mode tune)
 
 
 TESTBEDS = (
-    Testbed("arithmetic", "", ("embedded_sweep", "embedded_dial")),
-    Testbed("answer_first", "-answer_first", ("answer_first_sweep", "answer_first_dial")),
+    Testbed("arithmetic", "", ("embedded_sweep", "embedded_dial"), ("tune_arithmetic", "tune_arithmetic_dial")),
+    Testbed("answer_first", "-answer_first", ("answer_first_sweep", "answer_first_dial"),
+            ("tune_answer_first", "tune_answer_first_dial")),
 )
+MODES = ("sweep", "tune")
 
 
 def planned_runs(experiment: str, overrides: Sequence[str] = ()) -> dict[str, str]:
@@ -69,7 +74,8 @@ def planned_runs(experiment: str, overrides: Sequence[str] = ()) -> dict[str, st
     for job in jobs:
         kv = dict(o.split("=", 1) for o in job)
         arm = kv.get("arm", cfg.arm.name)
-        plan[sep.join(sorted(o for o in job if o.split("=", 1)[0] not in exclude))] = (
+        named = [o for o in job if o.split("=", 1)[0] not in exclude and not o.startswith(("hydra.", "hydra/"))]
+        plan[sep.join(sorted(named))] = (
             f"{arm}[{kv['arm.error_model']}]" if "arm.error_model" in kv else arm)
     return plan
 
@@ -140,11 +146,13 @@ class Sweep:
     """One invocation of `make sweep`: the testbeds' pipelines in threads, a progress printer."""
 
     def __init__(self, base_dir: Path, testbeds: Sequence[Testbed], seeds: int, jobs: int, every: float,
-                 python: str = sys.executable, extra: Sequence[str] = ()):
+                 python: str = sys.executable, extra: Sequence[str] = (), mode: str = "sweep"):
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.base_dir, self.testbeds, self.seeds, self.jobs, self.every = base_dir, list(testbeds), seeds, jobs, every
-        self.python, self.extra = python, list(extra)
+        self.python, self.extra, self.mode = python, list(extra), mode
         self.overrides = [f"seeds={seeds}", *self.extra]
-        self.plans = {tb.name: {r: a for e in tb.experiments for r, a in planned_runs(e, self.overrides).items()}
+        self.plans = {tb.name: {r: a for e in self.experiments(tb) for r, a in planned_runs(e, self.overrides).items()}
                       for tb in self.testbeds}
         self.t0 = time.time()
         self.already: dict[str, set[str]] = {}
@@ -156,6 +164,17 @@ class Sweep:
     def dir(self, tb: Testbed) -> Path:
         return Path(f"{self.base_dir}{tb.suffix}")
 
+    def experiments(self, tb: Testbed) -> tuple[str, ...]:
+        return tb.experiments if self.mode == "sweep" else tb.tuning
+
+    def analysis(self, tb: Testbed) -> list[tuple[str, str, list[str]]]:
+        """(label, output file, command) of the steps after a testbed's runs."""
+        d = self.dir(tb)
+        if self.mode == "tune":
+            return [("tuning table", "tune.out", [self.python, "-m", "selfcorrect.tune", str(d), "--testbed", tb.name])]
+        return [("summary", "summary.out", [self.python, str(ROOT / "experiments/summarize_sweep.py"), str(d)]),
+                ("figures", "figures.out", [self.python, str(ROOT / "experiments/make_figures.py"), "--sweep", str(d)])]
+
     # --- the pipeline of one testbed -------------------------------------------------------------
     def pipeline(self, tb: Testbed) -> None:
         """The testbed's multiruns (their output to sweep.log), then its summary and figures
@@ -163,9 +182,8 @@ class Sweep:
         d, t0 = self.dir(tb), time.time()
         steps = [(f"runs {e}", "sweep.log", [self.python, "-m", "selfcorrect", "-m", f"experiment={e}", *self.overrides,
                                             f"hydra.sweep.dir={d}", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={self.jobs}"])
-                 for e in tb.experiments]
-        steps += [("summary", "summary.out", [self.python, str(ROOT / "experiments/summarize_sweep.py"), str(d)]),
-                  ("figures", "figures.out", [self.python, str(ROOT / "experiments/make_figures.py"), "--sweep", str(d)])]
+                 for e in self.experiments(tb)]
+        steps += self.analysis(tb)
         try:
             for label, out, cmd in steps:
                 self.state[tb.name] = label
@@ -173,7 +191,9 @@ class Sweep:
                     sink.write(f"\n$ {' '.join(cmd)}\n")
                     sink.flush()
                     rc = subprocess.call(cmd, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT)
-                if rc != 0:
+                if rc != 0 and self.mode == "tune" and label.startswith("runs"):
+                    self.errors[tb.name] = f"{label}: some runs failed (they count as diverged in the tuning table; see {d / out})"
+                elif rc != 0:
                     self.errors[tb.name] = f"{label} exited with {rc} (see {d / out})"
                     return
             self.wall[tb.name] = time.time() - t0
@@ -212,8 +232,10 @@ class Sweep:
             self.already[tb.name] = set(Progress.read(self.dir(tb), self.plans[tb.name]).complete)
         plan = ", ".join(f"{tb.name}: {len(self.plans[tb.name])} runs ({len(self.already[tb.name])} already complete) "
                          f"in {self.dir(tb)}" for tb in self.testbeds)
-        self.report(f"[sweep] {self.seeds} seeds, {self.jobs} jobs per testbed; {plan}")
-        self.report(f"[sweep] if interrupted, resume with: make sweep SWEEP_DIR={self.base_dir}")
+        what = f"{self.seeds} seeds" if self.mode == "sweep" else "tuning (lr_grid × tune_seeds)"
+        self.report(f"[{self.mode}] {what}, {self.jobs} jobs per testbed; {plan}")
+        self.report(f"[{self.mode}] if interrupted, resume with: make {self.mode} "
+                    f"{'SWEEP_DIR' if self.mode == 'sweep' else 'TUNE_DIR'}={self.base_dir}")
         threads = [threading.Thread(target=self.pipeline, args=(tb,), daemon=True) for tb in self.testbeds]
         for t in threads:
             t.start()
@@ -226,10 +248,11 @@ class Sweep:
         self.report(self.line())
         for tb in self.testbeds:
             if tb.name in self.wall:
-                table = self.dir(tb) / "figures" / "main_table.md"
-                print(f"\n## {tb.name} ({self.dir(tb)})\n\n{table.read_text() if table.exists() else ''}", flush=True)
-                self.report(f"testbed {tb.name}: {self.wall[tb.name]:.0f} s ({fmt_s(self.wall[tb.name])}); tables and figures in "
-                            f"{self.dir(tb) / 'figures'}, per-run summary in {self.dir(tb) / 'summary.out'}")
+                shown = self.dir(tb) / ("figures/main_table.md" if self.mode == "sweep" else "tune.out")
+                print(f"\n## {tb.name} ({self.dir(tb)})\n\n{shown.read_text() if shown.exists() else ''}", flush=True)
+                where = (f"tables and figures in {self.dir(tb) / 'figures'}, per-run summary in {self.dir(tb) / 'summary.out'}"
+                         if self.mode == "sweep" else f"learning rates in conf/tuned_lr/{tb.name}.yaml, table in experiments/tuning/{tb.name}.md")
+                self.report(f"testbed {tb.name}: {self.wall[tb.name]:.0f} s ({fmt_s(self.wall[tb.name])}); {where}")
             else:
                 self.report(f"testbed {tb.name}: NOT COMPLETE: {self.errors.get(tb.name, 'stopped')}")
         self.report(f"[sweep] wall time {fmt_s(time.time() - self.t0)}")
@@ -243,6 +266,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="joblib workers per testbed (one CPU thread each)")
     ap.add_argument("--every", type=float, default=60.0, help="seconds between progress lines")
     ap.add_argument("--testbeds", default=",".join(tb.name for tb in TESTBEDS), help="comma-separated testbeds")
+    ap.add_argument("--mode", choices=MODES, default="sweep", help="sweep: the experiment sweeps; tune: `make tune`")
     ap.add_argument("overrides", nargs="*", help="further Hydra overrides for every run (e.g. eval.n_problems=500)")
     args = ap.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1 or args.every <= 0:
@@ -252,7 +276,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise SystemExit(f"unknown testbed(s) {unknown or names}; known: {sorted(known)}")
-    return Sweep(args.dir, [known[n] for n in names], args.seeds, args.jobs, args.every, extra=args.overrides).run()
+    return Sweep(args.dir, [known[n] for n in names], args.seeds, args.jobs, args.every, extra=args.overrides, mode=args.mode).run()
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ rollouts), `updates` (gradient steps and the trainer around them), `monitoring` 
 evaluations during training), `checkpoints` (RL resume states and kept weights),
 `final_eval` (the test episodes), `probe` (the mismatch probe's episodes), `base_first` (the
 base model's first attempts for probe and matrix), `matrix` (the correction matrix),
-`matched_eval` (extra test evaluations of other checkpoints), `write` (records, policy, wandb
-summary) and `other`.
+`paper_eval` (the test episodes of the checkpoint the paper's rule keeps, when it is another
+one), `write` (records, policy, wandb summary) and `other`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 STAGES = ("base", "tracker", "sampling", "updates", "monitoring", "checkpoints", "final_eval", "probe",
-          "base_first", "matrix", "matched_eval", "write", "other")
+          "base_first", "matrix", "paper_eval", "write", "other")
 
 _active: "StageClock | None" = None
 

@@ -9,6 +9,8 @@ SFT trains on after the fixed revise instruction. Builders are pure functions of
 - `pair_sft_traces`   D_SFT: every incorrect response paired with a random correct response to
                       the same problem from all first- and second-turn samples; D+ adds c→c
 - `star_traces`       D_STaR: single sampled traces that revise incorrect → correct; D+ adds c→c
+- `anchor_traces`     turn-1 examples (x → a correct first attempt of the base) for the named
+                      `*_anchor` variants
 
 Datasets built from the base model or a teacher are saved as JSONL and cached by a hash of
 everything that determines them (`cached_traces`), so a rerun reads them instead of resampling.
@@ -82,6 +84,17 @@ def star_traces(samples: Sequence[dict], plus: bool = False) -> list[dict]:
         elif plus and s["correct1"] and s["correct2"]:
             kept.append(trace(s["problem"], s["y1"], s["y2"], True, True, "star_c2c"))
     return kept
+
+
+def anchor_traces(samples: Sequence[dict], n: int, rng: random.Random) -> list[dict]:
+    """A turn-1 anchor (our named `*_anchor` variants, not the paper's): `n` of the sampled
+    episodes' correct first attempts, drawn with replacement, each trained as the *first* attempt
+    of its problem (prompt x, target y1; `y1` of the trace is None), so that SFT on corrections
+    also holds the first attempt where the base had it right."""
+    correct = [s for s in samples if s["correct1"]]
+    if n > 0 and not correct:
+        raise ValueError(f"no correct first attempt among {len(samples)} samples to anchor turn 1 with")
+    return [trace(s["problem"], None, s["y1"], True, True, "anchor_t1") for s in (rng.choice(correct) for _ in range(n))]
 
 
 # --- teacher traces ------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from selfcorrect import timing
 from selfcorrect.policy import Policy, Sampling
 from selfcorrect.sft import sft_train
 from selfcorrect.traces import (
+    anchor_traces,
     cached_traces,
     error_histogram,
     error_model_for,
@@ -48,6 +49,11 @@ def problems_per_round(ctx) -> int:
             f"{arm.samples_per_problem} × {arm.rounds}; every arm must spend exactly the shared episode budget"
         )
     return episodes // per
+
+
+def keep_last(ctx) -> None:
+    """SFT has no training reward: the paper's rule keeps the last step."""
+    ctx.paper_choice = {"rule": "last", "step": int(ctx.cfg.budget.gradient_steps)}
 
 
 def record_spent(ctx, episodes: int, fits: list[dict], measurement_samples: int = 0) -> None:
@@ -79,7 +85,7 @@ def trace_spec(ctx, kind: str) -> dict:
 
 
 def cache_dir(ctx) -> Path:
-    return Path(hydra.utils.to_absolute_path(ctx.cfg.paths.cache_dir))
+    return ctx.cache_dir
 
 
 def data_sampling(ctx) -> Sampling:
@@ -116,6 +122,21 @@ def probes_from(ctx, train: list[dict], val: list[dict]) -> dict:
         "train_fixed": probe_set("train_fixed", train, n_train, rng_for(ctx, "probe_train")),
         "val_fixed": probe_set("val_fixed", val, n_val, rng_for(ctx, "probe_val")),
     }
+
+
+def anchors(ctx, samples: list[dict], n_traces: int) -> list[dict]:
+    """`arm.anchor` turn-1 examples per correction trace from the base's samples (0: none, the paper's arms)."""
+    ratio = float(ctx.cfg.arm.get("anchor", 0.0))
+    if ratio < 0:
+        raise ValueError(f"arm.anchor must be >= 0 (turn-1 examples per correction trace), got {ratio!r}")
+    return anchor_traces(samples, round(ratio * n_traces), rng_for(ctx, "anchor"))
+
+
+def with_anchors(ctx, datasets: dict) -> list[dict]:
+    """The SFT set: the correction traces, then the turn-1 anchors (the trainer shuffles)."""
+    anchor = datasets.get("anchor", [])
+    ctx.extra_metrics["n_anchor_t1"] = len(anchor)
+    return datasets["train"] + anchor
 
 
 def sample_stats(samples: list[dict]) -> dict:
@@ -163,6 +184,7 @@ def train_sft_teacher(ctx) -> Policy:
     policy, steps = ctx.new_policy(), int(ctx.cfg.budget.gradient_steps)
     ctx.extra_metrics["sft"] = sft_train(ctx, policy, datasets["train"], steps, ctx.seed)
     record_spent(ctx, len(datasets["train"]), [ctx.extra_metrics["sft"]], facts.get("measurement_samples", 0))  # a teacher trace per episode
+    keep_last(ctx)
     return policy
 
 
@@ -184,15 +206,16 @@ def train_pair_sft(ctx) -> Policy:
         val_samples = sample_episodes(ctx.base, probe_problems(ctx), k, sampling, seed=ctx.seed + 1)
         val = pair_sft_traces(val_samples, rng, plus=bool(arm.plus), incorrect_from=str(arm.incorrect_from))
         facts = {"model_samples": len(samples), "samples": sample_stats(samples)}
-        return {"train": train}, probes_from(ctx, train, val), facts
+        return {"train": train, "anchor": anchors(ctx, samples, len(train))}, probes_from(ctx, train, val), facts
 
     t0 = time.time()
     with timing.stage("sampling"):
         datasets, probes, facts, path = cached_traces(cache_dir(ctx), trace_spec(ctx, "pair_sft"), build)
     register(ctx, probes, datasets["train"], {**facts, "data_s": round(time.time() - t0, 2)})
     policy, steps = ctx.new_policy(), int(ctx.cfg.budget.gradient_steps)
-    ctx.extra_metrics["sft"] = sft_train(ctx, policy, datasets["train"], steps, ctx.seed)
+    ctx.extra_metrics["sft"] = sft_train(ctx, policy, with_anchors(ctx, datasets), steps, ctx.seed)
     record_spent(ctx, facts["model_samples"], [ctx.extra_metrics["sft"]])
+    keep_last(ctx)
     return policy
 
 
@@ -216,7 +239,8 @@ def train_star(ctx) -> Policy:
         train = star_traces(samples, plus=bool(arm.plus))
         val_samples = sample_episodes(ctx.base, probe_problems(ctx), k, sampling, seed=ctx.seed + 1)
         val = star_traces(val_samples, plus=bool(arm.plus))
-        return {"train": train}, probes_from(ctx, train, val), {"samples": sample_stats(samples)}
+        return ({"train": train, "anchor": anchors(ctx, samples, len(train))}, probes_from(ctx, train, val),
+                {"samples": sample_stats(samples)})
 
     t0 = time.time()
     with timing.stage("sampling"):
@@ -226,6 +250,7 @@ def train_star(ctx) -> Policy:
     steps = [total // rounds + (r < total % rounds) for r in range(rounds)]
     policy, offset, per_round = ctx.new_policy(), 0, []
     traces, stats = datasets["train"], facts["samples"]
+    anchor = datasets.get("anchor", [])  # turn-1 anchors (the *_anchor variants): the base's correct first attempts
     for r in range(rounds):
         if r > 0:
             with timing.stage("sampling"):
@@ -235,10 +260,14 @@ def train_star(ctx) -> Policy:
                 raise RuntimeError(f"STaR round {r + 1}: no trace of {len(samples)} samples passed the filter")
             if arm.init == "base":
                 policy = ctx.new_policy()
-        fit = sft_train(ctx, policy, traces, steps[r], ctx.seed + r, offset=offset, at_start=(r == 0))
-        per_round.append({"n_traces": len(traces), "n_c2c": sum(t["correct1"] for t in traces), "samples": stats, **fit})
+        n_anchor = round(float(arm.get("anchor", 0.0)) * len(traces))
+        mixed = traces + [anchor[i % len(anchor)] for i in range(n_anchor)] if anchor else traces
+        fit = sft_train(ctx, policy, mixed, steps[r], ctx.seed + r, offset=offset, at_start=(r == 0))
+        per_round.append({"n_traces": len(traces), "n_c2c": sum(t["correct1"] for t in traces), "n_anchor_t1": len(mixed) - len(traces),
+                          "samples": stats, **fit})
         offset += steps[r]
     ctx.extra_metrics.update(model_samples=rounds * len(problems) * k, rounds=per_round, init=str(arm.init),
                              epochs_per_round=[r["epochs"] for r in per_round])
     record_spent(ctx, rounds * len(problems) * k, per_round)
+    keep_last(ctx)
     return policy

@@ -187,6 +187,7 @@ def train_grpo(ctx, rl: RLConfig) -> Policy:
                     "train_reward": select["best_reward"] if rl.checkpoint == "best_train_reward" else None},
     )
     ctx.tracker.log({"kept_step": kept}, step=total, prefix="checkpoint/")
+    ctx.paper_choice = {"rule": rl.checkpoint, "step": int(kept)}
     return policy
 
 

@@ -1,0 +1,130 @@
+"""The pre-registered primary comparisons, their predictions, and the verdicts a sweep gives them.
+
+**Primary family** (written before the 10-seed sweep; commit history shows the order): SCoRe
+minus each of eight arms in Δ(t1, t2), per testbed. Tested with the exact sign-flip permutation
+test on the per-seed paired differences (`stats.seed_paired`; its t interval with n − 1 df is the
+reported interval), Holm-adjusted over the eight comparisons of a testbed. Every other comparison
+is exploratory: reported with its seed-level interval and unadjusted p, never a verdict.
+
+**Verdict** of a prediction (direction +1: SCoRe higher, −1: lower, 0: no difference):
+- "holds": Holm-adjusted p < 0.05 and the difference has the predicted sign;
+- "does not hold": adjusted p < 0.05 with the other sign (or any sign, for a prediction of no difference);
+- "not decided": adjusted p ≥ 0.05 for a predicted difference (too little power: see the
+  detectable difference);
+- "no difference detected": adjusted p ≥ 0.05 for a prediction of no difference (not a proof of
+  equality: the interval says how large a difference remains possible).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from selfcorrect.stats import SeedComparison, detectable_difference, holm, seed_paired
+
+ALPHA = 0.05
+TEACHER = "sft_teacher[error_model=random_digit]"  # the teacher arm's default error model
+PRIMARY: tuple[tuple[str, str, str], ...] = (
+    ("score", "base", "delta"),
+    ("score", "rl_single_turn", "delta"),
+    ("score", "rl_multi_turn_naive", "delta"),
+    ("score", "sft_self", "delta"),          # Pair-SFT as the paper's main table has it (D_SFT)
+    ("score", "star_plus", "delta"),         # STaR as the paper's main table has it (D+_STaR)
+    ("score", TEACHER, "delta"),
+    ("score", "score_no_stage1", "delta"),   # Table 4 ablations
+    ("score", "score_no_shaping", "delta"),
+)
+# predicted sign of SCoRe − B per testbed (README, "Pre-registered for the 10-seed sweep")
+PREDICTIONS: dict[str, dict[str, int]] = {
+    "arithmetic": {"base": +1, "rl_single_turn": +1, "rl_multi_turn_naive": 0, "sft_self": -1, "star_plus": -1,
+                   TEACHER: -1, "score_no_stage1": 0, "score_no_shaping": 0},
+    "answer_first": {"base": +1, "rl_single_turn": +1, "rl_multi_turn_naive": +1, "sft_self": +1, "star_plus": 0,
+                     TEACHER: +1, "score_no_stage1": 0, "score_no_shaping": 0},
+}
+
+
+def per_seed(sweep, label: str, metric: str) -> pd.Series:
+    """One value per seed (index: seed) of a run-level metric, e.g. `delta`, `fix_rate`,
+    `paper_checkpoint/delta` (the secondary table's checkpoint)."""
+    rows = sweep.runs[sweep.runs["label"] == label]
+    if rows.empty:
+        raise ValueError(f"no runs labelled {label!r}; labels: {sweep.labels}")
+    if metric not in rows:
+        raise ValueError(f"runs of {label!r} have no metric {metric!r}")
+    return rows.set_index("seed")[metric].astype(float).sort_index()
+
+
+def compare(sweep, a: str, b: str, metric: str, metric_b: str | None = None) -> SeedComparison:
+    """metric(a) − metric_b(b) (metric_b defaults to metric) over the seeds both have (seed s of
+    both shares its base model)."""
+    va, vb = per_seed(sweep, a, metric), per_seed(sweep, b, metric_b or metric)
+    seeds = sorted(set(va.dropna().index) & set(vb.dropna().index))
+    if len(seeds) < 2:
+        raise ValueError(f"{a} vs {b} in {metric}: {len(seeds)} shared seeds with values; a seed-level test needs 2")
+    return seed_paired(va.loc[seeds].to_numpy(), vb.loc[seeds].to_numpy(), seeds=seeds)
+
+
+def verdict(diff: float, p_adjusted: float, prediction: int, alpha: float = ALPHA) -> str:
+    significant = p_adjusted < alpha
+    if prediction == 0:
+        return "does not hold (a difference)" if significant else "no difference detected"
+    if significant:
+        return "holds" if np.sign(diff) == prediction else "does not hold (the opposite)"
+    return "not decided"
+
+
+def primary_table(sweep, testbed: str, comparisons: Sequence[tuple[str, str, str]] = PRIMARY,
+                  metric_prefix: str = "") -> pd.DataFrame:
+    """The primary family of one testbed's sweep: per comparison the per-seed differences, their
+    mean, t interval, exact sign-flip p, Holm-adjusted p, the prediction and the verdict, and the
+    difference 10 (n) seeds detect with 80 % power at the comparison's seed-level s.d.
+    `metric_prefix="paper_checkpoint/"` gives the same family on the paper's checkpoints."""
+    rows, ps = [], {}
+    predictions = PREDICTIONS.get(testbed, {})
+    for a, b, metric in comparisons:
+        if b not in sweep.labels or a not in sweep.labels:
+            continue
+        c = compare(sweep, a, b, metric_prefix + metric)
+        key = f"{a} − {b}"
+        ps[key] = c.p_value
+        sd = float(np.std(c.per_seed, ddof=1))
+        rows.append({"comparison": key, "a": a, "b": b, "metric": metric, "diff": c.diff, "se": c.se, "lo": c.lo, "hi": c.hi,
+                     "p_value": c.p_value, "n_seeds": c.n, "per_seed": c.per_seed, "seeds": c.seeds, "sd": sd,
+                     "detectable": detectable_difference(sd, c.n) if sd > 0 and c.n >= 2 else math.nan,
+                     "prediction": predictions.get(b)})
+    adjusted = holm(ps)
+    for r in rows:
+        r["p_holm"] = adjusted[r["comparison"]]
+        r["verdict"] = verdict(r["diff"], r["p_holm"], r["prediction"]) if r["prediction"] is not None else "no prediction"
+    return pd.DataFrame(rows)
+
+
+def exploratory(sweep, pairs: Sequence[tuple[str, str]], metrics: Sequence[str] = ("delta", "acc_t2")) -> pd.DataFrame:
+    """Seed-level comparisons outside the primary family (unadjusted p: exploratory)."""
+    rows = []
+    for a, b in pairs:
+        for m in metrics:
+            try:
+                c = compare(sweep, a, b, m)
+            except ValueError:
+                continue
+            rows.append({"a": a, "b": b, "metric": m, "diff": c.diff, "se": c.se, "lo": c.lo, "hi": c.hi, "p_value": c.p_value,
+                         "n_seeds": c.n, "per_seed": c.per_seed})
+    return pd.DataFrame(rows, columns=["a", "b", "metric", "diff", "se", "lo", "hi", "p_value", "n_seeds", "per_seed"])
+
+
+def markdown(table: pd.DataFrame, names) -> str:
+    """The primary table as Markdown (points; per-seed differences beside each comparison)."""
+    sign = {1: "SCoRe higher", -1: "SCoRe lower", 0: "no difference", None: "—"}
+    lines = ["| SCoRe − B | Δ diff (pts) | 95% t interval | p (sign-flip) | p Holm | per seed | seeds to see it ¹ | predicted | verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for _, r in table.iterrows():
+        per = ", ".join(f"{100 * d:+.1f}" for d in r["per_seed"])
+        lines.append(f"| {names(r['b'])} | {100 * r['diff']:+.1f} | [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}] | {r['p_value']:.3f} | "
+                     f"{r['p_holm']:.3f} | {per} | {100 * r['detectable']:.1f} | {sign.get(r['prediction'])} | **{r['verdict']}** |")
+    lines += ["", "¹ the difference (points) that a paired t-test over this many seeds detects with 80 % power at the "
+              "comparison's own seed-level s.d. (5 %, two-sided, before the Holm adjustment)."]
+    return "\n".join(lines)
