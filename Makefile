@@ -51,8 +51,8 @@ tune: install
 figures: install        # newest sweep, or SWEEP=outputs/sweeps/<stamp>
 	$(BIN)/python experiments/make_figures.py $(if $(SWEEP),--sweep $(SWEEP))
 
-bench: install          # embedded default: generation throughput, base-model build, SCoRe vs GRPOTrainer step
-	$(BIN)/python experiments/bench_embedded.py
+bench: install          # stage split per family, before/after ratio of each speed change, base build, SCoRe vs GRPOTrainer step (SWEEP=<dir>: sweep overhead)
+	$(BIN)/python experiments/bench_embedded.py $(if $(SWEEP),--sweep $(SWEEP))
 	$(BIN)/python experiments/bench_score_vs_grpo.py
 
 bench-real: install     # SmolLM2-135M rollouts and update step (CPU; --device cuda on a GPU)

@@ -19,8 +19,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from selfcorrect import figures, verdicts  # noqa: E402
-from selfcorrect.results import default_sweep, display_name, load_sweep  # noqa: E402
+from selfcorrect import diagnostics, figures, verdicts  # noqa: E402
+from selfcorrect.results import default_sweep, display_name, label_sort_key, load_sweep  # noqa: E402
 from selfcorrect.scaling import ScalingSpec, sample_revisions  # noqa: E402
 
 
@@ -37,6 +37,40 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--scaling-turns", type=int, default=ScalingSpec.n_turns, help="attempts per sample (first + revisions)")
     p.add_argument("--scaling-problems", type=int, default=ScalingSpec.n_problems, help="test problems used for scaling")
     return p.parse_args(argv)
+
+
+def ceiling_free_markdown(sweep) -> str:
+    """SCoRe − every other trained arm in Δ and fix rate at the seed's base validation Acc@t1."""
+    points = diagnostics.checkpoint_points(sweep)
+    lines = ["| SCoRe − B at the base's val Acc@t1 | Δ diff (pts) [95% t] | fix rate diff (pts) [95% t] | seeds (missing) |",
+             "|---|---|---|---|"]
+    for b in sweep.labels:
+        if b in ("score", "base") or "score" not in sweep.labels:
+            continue
+        cells = []
+        for metric in ("delta", "fix_rate"):
+            c = diagnostics.matched_comparison(sweep, "score", b, metric, points)
+            cells.append("—" if c["n_seeds"] < 2 else f"{100 * c['diff']:+.1f} [{100 * c['lo']:+.1f}, {100 * c['hi']:+.1f}]")
+        lines.append(f"| {display_name(b)} | {cells[0]} | {cells[1]} | {c['n_seeds']} ({', '.join(map(str, c['seeds_missing'])) or 'none'}) |")
+    lines += ["", "Each seed's Δ and fix rate interpolated along its validation checkpoints (steps 0, 12, ..., 96) to the "
+              "seed's base validation Acc@t1 (its step-0 value), only where the checkpoints bracket it; missing: seeds "
+              "whose trajectory never reaches the base's Acc@t1 (no extrapolation). Exploratory (unadjusted)."]
+    return "\n".join(lines)
+
+
+def probe_strata_markdown(t) -> str:
+    lines = ["| arm | stratum | gap offline − own (pts) [95% t] | offline | own | problems per seed | seeds |",
+             "|---|---|---|---|---|---|---|"]
+    for _, r in t.sort_values(["label", "stratum"], key=lambda c: c.map(label_sort_key) if c.name == "label" else c).iterrows():
+        gap = "—" if r["n_seeds"] == 0 or r["gap"] != r["gap"] else (
+            f"{100 * r['gap']:+.1f}" + ("" if r["lo"] != r["lo"] else f" [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}]"))
+        lines.append(f"| {display_name(r['label'])} | {r['stratum']} | {gap} | {100 * r['offline']:.1f} | {100 * r['own']:.1f} | "
+                     f"{r['n_per_seed']:.0f} | {r['n_seeds']} |")
+    lines += ["", "The matched mismatch probe on the base's first attempts (problems where both the base's and the arm's "
+              "own first attempt are wrong), within strata: all; same_error (the same error kind at the same site); "
+              "both_readable / neither_readable (both first attempts' working spells the right answer / neither does). "
+              "Seed-level t intervals of the per-seed gaps."]
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -84,6 +118,10 @@ def main(argv=None) -> int:
         + verdicts.markdown(primary, display_name)
         + ("\n\nThe same family on the paper's checkpoints (RL best training reward, SFT last step)\n\n"
            + verdicts.markdown(primary_paper, display_name) if len(primary_paper) else "") + "\n")
+    (out / "ceiling_free.md").write_text(ceiling_free_markdown(sweep) + "\n")
+    strata = diagnostics.probe_strata_table(sweep)
+    strata.to_csv(out / "probe_strata.csv", index=False)
+    (out / "probe_strata.md").write_text(probe_strata_markdown(strata) + "\n")
     comp = figures.comparisons(sweep)
     comp.to_csv(out / "comparisons.csv", index=False)
     (out / "comparisons.md").write_text(figures.comparisons_markdown(comp) + "\n")

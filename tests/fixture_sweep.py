@@ -123,7 +123,8 @@ def make_run(sweep: Path, arm_label: str, seed: int, cfg0: dict, n_problems: int
     if arm != "base":
         for step in range(0, history_steps * 10, 10):
             f = step / (history_steps * 10)
-            val = {"acc_t1": 0.6 + 0.05 * f, "acc_t2": 0.6 + (0.1 if arm == "score" else 0.0) * f,
+            acc_t1, acc_t2 = 0.6 + 0.05 * f + 0.01 * seed, 0.6 + (0.1 if arm == "score" else 0.0) * f
+            val = {"acc_t1": acc_t1, "acc_t2": acc_t2, "delta": acc_t2 - acc_t1, "fix_rate": 0.2 + 0.3 * f * (arm == "score"),
                    "probe": {"base": {"correction_rate_offline": 0.2 + 0.4 * f + 0.02 * seed,
                                       "correction_rate_own": 0.2 + (0.2 if arm == "score" else -0.1) * f + 0.02 * seed,
                                       "correction_rate_offline_matched": 0.15 + 0.4 * f + 0.02 * seed,
@@ -136,6 +137,19 @@ def make_run(sweep: Path, arm_label: str, seed: int, cfg0: dict, n_problems: int
                          "answer_change_rate": 0.3 if arm == "score" else 0.3 * (1 - f),
                          "stage": 1 if (arm == "score" and f < 0.4) else 2}
                 history.append({"step": step, **flatten(train, "train/")})
+    if arm != "base":  # the one checkpoint rule and the paper's (`selection.choose`): they differ for seed 1
+        step = 10 * (history_steps - 1)
+        metrics["checkpoint"] = {"rule": "val_acc_t2", "step": step - 10 * seed, "candidates": list(range(10, 10 * history_steps, 10)),
+                                 "paper": {"rule": "best_train_reward" if arm in RL else "last", "step": step},
+                                 "same_as_paper": seed == 0}
+    paper_records = None
+    fields = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "fix_rate", "break_rate")
+    if arm != "base" and seed == 1:  # the paper's checkpoint: the same first attempts, a less willing reviser
+        paper_records = [record(task, p, r["y1"], r["y1"] if rng.random() < 0.5 else r["y2"]) for p, r in zip(problems, records)]
+        m = summarize(paper_records)
+        metrics["paper_checkpoint"] = {k: m[k] for k in fields}
+    elif arm != "base":  # the same checkpoint: the primary's row
+        metrics["paper_checkpoint"] = {k: metrics[k] for k in fields}
     history.append({"step": None, **flatten(metrics, "test/")})
     with open(run_dir / "history.jsonl", "w") as fh:
         for row in history:
@@ -146,6 +160,8 @@ def make_run(sweep: Path, arm_label: str, seed: int, cfg0: dict, n_problems: int
     write_jsonl(run_dir / "generations.jsonl", records)
     write_jsonl(run_dir / "probe_base.jsonl", probe)
     write_jsonl(run_dir / "correction_matrix.jsonl", matrix)
+    if paper_records is not None:
+        write_jsonl(run_dir / "paper_checkpoint_generations.jsonl", paper_records)
     write_json(run_dir / "metrics.json", metrics)
     write_json(run_dir / "run.json", {"status": "complete", "arm": arm, "seed": seed, "train_s": 0.0, "wall_s": 0.1,
                                       "base_model": "unused-in-fixture"})

@@ -110,8 +110,10 @@ def test_each_offline_arm_runs_end_to_end(case, tiny_cache, tmp_path, monkeypatc
                            "lr_schedule": "constant", "warmup_steps": 0, "weight_decay": 0.0, "max_grad_norm": 1.0}
     assert m["offline_error_tv"] is not None and sum(a["train_error_hist"].values()) == a["n_traces_i2c"]
     history = [json.loads(line) for line in open(tmp_path / "run" / "history.jsonl")]
-    eval_steps = [h["step"] for h in history if "val/probe/train_fixed/correction_rate_offline" in h]
+    eval_steps = [h["step"] for h in history if "val/acc_t2" in h]
     assert eval_steps == [0, 3, 6]  # every arm, STaR's 2-step rounds too: the same candidate steps (global multiples, the last)
+    probe_steps = [h["step"] for h in history if "val/probe/train_fixed/correction_rate_offline" in h]
+    assert probe_steps == [0, 6]  # the probe on the arm's own sets: every eval.probe_every (24) steps, the start and the end
     assert m["checkpoint"]["candidates"] == [3, 6] and m["checkpoint"]["rule"] == "val_acc_t2"
     assert m["checkpoint"]["paper"]["rule"] == "last" and m["checkpoint"]["paper"]["step"] == 6
     assert any("train/loss" in h for h in history)

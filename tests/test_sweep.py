@@ -20,7 +20,7 @@ def test_the_plan_covers_every_arm_and_seed(seeds):
     for tb in TESTBEDS:
         plan = {r: a for e in tb.experiments for r, a in planned_runs(e, [f"seeds={seeds}"]).items()}
         runs = list(plan)
-        assert len(runs) == 16 * seeds  # base + 12 arms + a dial of 3 teachers
+        assert len(runs) == 18 * seeds  # base + 14 arms + a dial of 3 teachers
         assert runs[:seeds] == [f"arm=base,seed={s}" for s in range(seeds)]  # the base models first
         assert plan[f"arm=score,seed={seeds - 1}"] == "score"
         dial = [a for a in plan.values() if a.startswith("sft_teacher[")]  # the dial's jobs name no arm: the experiment's
@@ -62,9 +62,11 @@ def test_progress_counts_states_and_estimates_the_rest(tmp_path):
     assert p.remaining_s(finished_here=set()) is None  # nothing finished in this invocation: no estimate
     # the running score run is expected to take score's mean (30 s) and has run ~10 s of it
     assert p.remaining_s(finished_here=set(names[:3])) == pytest.approx(20.0, abs=1.0)
-    # an arm that has not finished yet is expected at the mean of every finished run
+    # an arm that has not finished yet is expected at the mean of the finished trained runs (not the
+    # base runs, which build the base models), and at the mean of every finished run before one
     p2 = Progress.read(tmp_path, {**{n: planned[n] for n in names[:3]}, "arm=star,seed=0": "star"})
-    assert p2.remaining_s(set(names[:3])) == pytest.approx((100 + 120 + 30) / 3)
+    assert p2.remaining_s(set(names[:3])) == pytest.approx(30.0)
+    assert p2.remaining_s(set(names[:2])) == pytest.approx((100 + 120) / 2)  # only base runs finished by this invocation
 
 
 def test_durations_read_as_minutes_and_hours():
@@ -78,7 +80,7 @@ def test_the_progress_line_names_each_testbed(tmp_path):
         sweep.already[tb.name] = set()
     write_run(sweep.dir(TESTBEDS[0]) / "arm=base,seed=0", "complete", 50.0)
     line = sweep.line()
-    assert "arithmetic 1/16 done, 0 running, 0 failed" in line and "answer_first 0/16 done" in line
+    assert "arithmetic 1/18 done, 0 running, 0 failed" in line and "answer_first 0/18 done" in line
     assert "ETA after the first runs finish" in line  # answer_first has no finished run to estimate from
 
 

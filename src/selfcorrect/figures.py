@@ -21,6 +21,7 @@ from selfcorrect.results import (
     ERROR_MODEL_ORDER, RATE_METRICS, TABLE_METRICS, Sweep, best_single_turn_label, budget_mismatches, display_name,
     label_arm, label_sort_key,
 )
+from selfcorrect.diagnostics import checkpoint_points
 from selfcorrect.scaling import ScalingSpec, load_samples, scaling_curves
 from selfcorrect.stats import mean_se, seed_interval
 from selfcorrect.verdicts import compare, exploratory
@@ -418,6 +419,61 @@ def fig_inference_scaling(sweep: Sweep, spec: ScalingSpec = ScalingSpec()) -> pl
     return fig
 
 
+def fig_delta_vs_acc_t1(sweep: Sweep) -> plt.Figure:
+    """(9) Δ and fix rate against Acc@t1 over every evaluated checkpoint (validation; steps 0, 12,
+    ... of each run): the comparison the Acc@t1 ceiling does not bias (`diagnostics`). Points: one
+    per run and step; lines: the mean over seeds per step, in the order of the steps."""
+    pts = checkpoint_points(sweep)
+    pts = pts[pts["label"].map(label_arm) != "base"]
+    if pts.empty:
+        raise FigureSkipped(f"no run logs validation checkpoints (val/acc_t1, val/delta) during training; sweep has {sweep.labels}")
+    labels = sorted(pts["label"].unique(), key=label_sort_key)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8), dpi=DPI)
+    for i, label in enumerate(labels):
+        g = pts[pts["label"] == label]
+        color, marker = plt.cm.tab20(i % 20), "osD^v<>"[i % 7]
+        mean = g.groupby("step")[["acc_t1", "delta", "fix_rate"]].mean()
+        for ax, metric in zip(axes, ("delta", "fix_rate")):
+            ax.scatter(100 * g["acc_t1"], 100 * g[metric], s=6, color=color, alpha=0.25)
+            ax.plot(100 * mean["acc_t1"], 100 * mean[metric], marker=marker, ms=3, lw=1.2, color=color, label=display_name(label))
+    base = pts.loc[pts["step"] == 0, "acc_t1"]
+    for ax, name in zip(axes, ("Δ(t1,t2) (points, validation)", "fix rate (%, wrong → right over wrong t1)")):
+        if len(base):
+            ax.axvline(100 * base.mean(), color="gray", ls=":", lw=1)
+        ax.set_xlabel("validation Acc@t1 (%)  (dotted: the base's)")
+        ax.set_ylabel(name)
+    axes[0].axhline(0, color="gray", lw=0.8)
+    axes[1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle("Δ and fix rate against Acc@t1 over every checkpoint (points: runs × steps; lines: mean over seeds per step)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def fig_fix_break(sweep: Sweep) -> plt.Figure:
+    """(10) The ceiling-free rates on the test problems: fix rate (wrong → right over the wrong first
+    attempts) against break rate (right → wrong over the right ones), per arm, ± the seed-level
+    t interval."""
+    runs = sweep.runs
+    if "fix_rate" not in runs or runs["fix_rate"].isna().all():
+        raise FigureSkipped("no run reports fix_rate / break_rate (metrics.summarize of a newer run)")
+    fig, ax = plt.subplots(figsize=(7.5, 5.5), dpi=DPI)
+    for i, label in enumerate(sweep.labels):
+        g = runs[runs["label"] == label].dropna(subset=["fix_rate", "break_rate"])
+        if g.empty:
+            continue
+        fx, br = seed_interval(g["fix_rate"].to_numpy()), seed_interval(g["break_rate"].to_numpy())
+        xerr = None if math.isnan(br.se) else [[100 * (br.mean - br.lo)], [100 * (br.hi - br.mean)]]
+        yerr = None if math.isnan(fx.se) else [[100 * (fx.mean - fx.lo)], [100 * (fx.hi - fx.mean)]]
+        ax.errorbar(100 * br.mean, 100 * fx.mean, xerr=xerr, yerr=yerr, fmt="osD^v<>"[i % 7], color=plt.cm.tab20(i % 20),
+                    capsize=3, label=display_name(label))
+    ax.set_xlabel("break rate (%): right → wrong, over the right first attempts")
+    ax.set_ylabel("fix rate (%): wrong → right, over the wrong first attempts")
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.set_title("Ceiling-free correction rates on the test problems (± 95 % t interval over seeds)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 FIGURES: dict[str, Callable[[Sweep], plt.Figure]] = {
     "1_main_table": fig_main_table,
     "2_edit_histograms": fig_edit_histograms,
@@ -427,6 +483,8 @@ FIGURES: dict[str, Callable[[Sweep], plt.Figure]] = {
     "6_error_types": fig_error_types,
     "7_inference_scaling": fig_inference_scaling,
     "8_correction_matrix": fig_correction_matrix,
+    "9_delta_vs_acc_t1": fig_delta_vs_acc_t1,
+    "10_fix_break": fig_fix_break,
 }
 
 

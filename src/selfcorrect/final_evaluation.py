@@ -83,6 +83,8 @@ def final_evaluation(ctx, policy: Policy, paper_policy: Policy | None, base_sha2
             paper = evaluate_policy(paper_policy, problems, sampling, seed=cfg.seed)
         out.secondary_records = paper.records
         m["paper_checkpoint"] = {k: paper.metrics[k] for k in TABLE_FIELDS}
+    elif ctx.paper_choice is not None:  # the same checkpoint: the secondary row is the primary one
+        m["paper_checkpoint"] = {k: m[k] for k in TABLE_FIELDS}
     return out
 
 

@@ -30,7 +30,7 @@ def probe_record(offline: dict, own: dict) -> dict:
     if offline["id"] != own["id"]:
         raise ValueError(f"probe record for {offline['id']!r} paired with the own episode of {own['id']!r}")
     return {**offline, "offline_correct1": offline["correct1"], "own_y1": own["y1"], "own_y2": own["y2"],
-            "own_correct1": own["correct1"], "own_correct2": own["correct2"]}
+            "own_correct1": own["correct1"], "own_correct2": own["correct2"], "own_error1": own["error1"]}
 
 
 def probe_metrics(records: Sequence[dict]) -> dict:
@@ -58,3 +58,43 @@ def probe_metrics(records: Sequence[dict]) -> dict:
 
 def _gap(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else a - b
+
+
+STRATA = ("all", "same_error", "both_readable", "neither_readable")
+
+
+def stratified_probe(records: Sequence[dict], task) -> dict:
+    """The matched probe within strata of the problems where both first attempts are wrong
+    (issue 22: a probe must not mix what differs between the two first attempts with the effect):
+    `same_error` (the offline and the own first attempt have the same error kind at the same site),
+    `both_readable` / `neither_readable` (their working spells the right answer, for tasks with
+    `working_answer`). Per stratum: the offline and own correction rates, their gap, n."""
+    readable = getattr(task, "working_answer", None)
+    out = {}
+    for stratum in STRATA:
+        rows = []
+        for r in records:
+            if r["offline_correct1"] or r["own_correct1"]:
+                continue
+            if stratum == "same_error":
+                own_error = r["own_error1"] if "own_error1" in r else task.verify(_problem(task, r), r["own_y1"]).error_type
+                if own_error != r["error1"]:
+                    continue
+            elif stratum != "all":
+                if readable is None:
+                    continue
+                p = _problem(task, r)
+                both = [readable(p, y) == r["answer"] for y in (r["y1"], r["own_y1"])]
+                if (stratum == "both_readable" and not all(both)) or (stratum == "neither_readable" and any(both)):
+                    continue
+            rows.append(r)
+        off = sum(bool(r["correct2"]) for r in rows) / len(rows) if rows else None
+        own = sum(bool(r["own_correct2"]) for r in rows) / len(rows) if rows else None
+        out[stratum] = {"offline": off, "own": own, "gap": _gap(off, own), "n": len(rows)}
+    return out
+
+
+def _problem(task, r: dict):
+    """The record's problem, rebuilt by the task (the embedded addition tasks: id `a+b`)."""
+    a, b = r["id"].split("+")
+    return task.make_problem(int(a), int(b))

@@ -270,7 +270,7 @@ def recompute_metrics(records: list[dict], probes: dict[str, list[dict]], saved:
     if paper is not None:  # the paper's checkpoint, evaluated on the same test problems
         m = summarize(paper)
         out["paper_checkpoint"] = {k: m[k] for k in PAPER_FIELDS}
-    elif saved.get("checkpoint", {}).get("same_as_paper"):
+    elif "paper_checkpoint" in saved:  # the paper's rule kept the same checkpoint: the primary's metrics
         out["paper_checkpoint"] = {k: out[k] for k in PAPER_FIELDS}
     for k, v in saved.items():
         if k not in out:

@@ -117,7 +117,10 @@ class Progress:
                 by_arm.setdefault(self.planned[name], []).append(self.walls[name])
         if not by_arm:
             return None
-        every = [w for ws in by_arm.values() for w in ws]
+        # an arm with no finished run yet: the mean of the finished trained runs (the base runs, which
+        # build base models, take several times longer), of every finished run before any trained one
+        trained = [w for arm, ws in by_arm.items() if arm != "base" for w in ws]
+        every = trained or [w for ws in by_arm.values() for w in ws]
         overall = sum(every) / len(every)
         total = 0.0
         for name, arm in self.planned.items():
@@ -217,7 +220,7 @@ class Sweep:
             etas.append(None if left is None else left / self.jobs)
         eta = ("ETA " + fmt_s(max(etas)) + " for the runs") if etas and None not in etas else (
             "ETA after the first runs finish" if etas else "runs finished")
-        return f"[sweep +{fmt_s(now - self.t0)}] " + " | ".join(parts) + f" | {eta}"
+        return f"[{self.mode} +{fmt_s(now - self.t0)}] " + " | ".join(parts) + f" | {eta}"
 
     def report(self, text: str) -> None:
         with self._lock:
@@ -255,7 +258,7 @@ class Sweep:
                 self.report(f"testbed {tb.name}: {self.wall[tb.name]:.0f} s ({fmt_s(self.wall[tb.name])}); {where}")
             else:
                 self.report(f"testbed {tb.name}: NOT COMPLETE: {self.errors.get(tb.name, 'stopped')}")
-        self.report(f"[sweep] wall time {fmt_s(time.time() - self.t0)}")
+        self.report(f"[{self.mode}] wall time {fmt_s(time.time() - self.t0)}")
         return 0 if len(self.wall) == len(self.testbeds) else 1
 
 

@@ -87,7 +87,8 @@ def primary_table(sweep, testbed: str, comparisons: Sequence[tuple[str, str, str
     for a, b, metric in comparisons:
         if b not in sweep.labels or a not in sweep.labels:
             continue
-        c = compare(sweep, a, b, metric_prefix + metric)
+        # the base trains nothing: its paper checkpoint is itself
+        c = compare(sweep, a, b, metric_prefix + metric, metric if b == "base" else metric_prefix + metric)
         key = f"{a} − {b}"
         ps[key] = c.p_value
         sd = float(np.std(c.per_seed, ddof=1))

@@ -66,7 +66,10 @@ class ArmContext:
         with timing.stage("monitoring"):
             problems = self.task.problems(split, self.cfg.eval.n_monitor, seed=self.cfg.eval.problem_seed)
             sampling = Sampling(0.0, self.cfg.eval.max_new_tokens)
-            offline = self.offline if offline is None else offline
+            if offline is None:  # the probe's own sets every `eval.probe_every` steps (and at the start and end)
+                every = int(self.cfg.eval.get("probe_every", self.cfg.eval.get("monitor_every", 1)))
+                due = step % every == 0 or step == int(self.cfg.budget.gradient_steps)
+                offline = self.offline if due else []
             metrics = evaluate_policy(policy, problems, sampling, seed=self.seed, offline=offline).metrics
             self.tracker.log(metrics, step=step, prefix=f"{split}/")
         if split == "val" and step > 0:

@@ -191,6 +191,12 @@ class AnswerFirstTask:
         return AnswerFirstErrorModel(self)
 
     # --- verifying -----------------------------------------------------------------------------
+    def working_answer(self, problem: Problem, attempt: str) -> str | None:
+        """The answer the attempt's working spells (`read_answer`), whatever its answer says; None
+        without working. A wrong attempt whose working spells the right answer is *readable*."""
+        m = ATTEMPT_RE.match(attempt.strip())
+        return None if m is None else self.read_answer(m.group(2))
+
     def verify(self, problem: Problem, completion: str) -> Verdict:
         m = ATTEMPT_RE.match(completion.strip())
         if m is None:

@@ -265,6 +265,17 @@ class ArithmeticTask:
         return " ".join(c.render() for c in columns) + ">" + answer
 
     # --- verifying -----------------------------------------------------------------------------
+    def working_answer(self, problem: Problem, attempt: str) -> str | None:
+        """The answer the attempt's scratchpad spells (the last column's carry out, then the column
+        totals' units digits from the highest column down), whatever its answer line says; None for
+        an attempt without a scratchpad. A wrong attempt whose working spells the right answer is
+        *readable*: a second look at it could fix it (issue 22's probe strata)."""
+        m = ATTEMPT_RE.match(attempt.strip())
+        if m is None:
+            return None
+        groups = m.group(1).split(" ")
+        return str(int(str(int(groups[-1][3:]) // 10) + "".join(g[4] for g in reversed(groups))))
+
     def verify(self, problem: Problem, completion: str) -> Verdict:
         text = completion.strip()
         m = ATTEMPT_RE.match(text)

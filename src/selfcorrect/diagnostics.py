@@ -1,0 +1,117 @@
+"""Readings the Acc@t1 ceiling and the probe's confounds do not bias (issue 22).
+
+**Δ against Acc@t1 over every checkpoint.** Δ is bounded by 1 − Acc@t1, so an arm whose first
+attempt is close to the base's has more room than one whose first attempt is near the ceiling.
+Every arm is evaluated on the same validation problems at steps 0 (the base), 12, 24, ... (the
+monitoring, `ArmContext.evaluate`); `checkpoint_points` reads those points from the history.
+`at_acc_t1` interpolates a seed's Δ (or fix rate) linearly between the two checkpoints whose
+validation Acc@t1 bracket a target, only inside the range the seed's checkpoints cover (never
+extrapolated); `matched_comparison` compares two arms per seed at the seed's base Acc@t1 (its
+step-0 value: "Δ when the first attempt is as good as the base's") on the seeds where both
+trajectories reach it, and says on how many they do not.
+
+**The probe without confounds.** `probe_strata` splits the matched mismatch probe (problems where
+both the base's and the arm's own first attempts are wrong; `probe.stratified_probe`) by whether
+the two first attempts have the same error kind at the same site, and by whether their working
+spells the right answer (readable), per seed, so that a gap between fixing the base's attempts and
+fixing one's own is not a difference in how readable the two sets of attempts are.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from selfcorrect.probe import STRATA, stratified_probe
+from selfcorrect.stats import seed_interval, seed_paired
+from selfcorrect.tasks import make_task
+
+POINT_METRICS = {"acc_t1": "val/acc_t1", "acc_t2": "val/acc_t2", "delta": "val/delta", "fix_rate": "val/fix_rate"}
+
+
+def checkpoint_points(sweep) -> pd.DataFrame:
+    """One row per run × evaluated step (validation): label, seed, step and the point metrics."""
+    h = sweep.history
+    h = h[h["step"].notna() & h["metric"].isin(POINT_METRICS.values())]
+    if h.empty:
+        return pd.DataFrame(columns=["run", "label", "seed", "step", *POINT_METRICS])
+    wide = h.pivot_table(index=["run", "label", "seed", "step"], columns="metric", values="value", aggfunc="last").reset_index()
+    wide = wide.rename(columns={v: k for k, v in POINT_METRICS.items()})
+    if "fix_rate" not in wide and "val/correction_rate_own" in sweep.history["metric"].values:
+        fix = sweep.history[sweep.history["metric"] == "val/correction_rate_own"]
+        wide = wide.merge(fix.rename(columns={"value": "fix_rate"})[["run", "step", "fix_rate"]], on=["run", "step"], how="left")
+    return wide.sort_values(["label", "seed", "step"]).reset_index(drop=True)
+
+
+def at_acc_t1(points: pd.DataFrame, target: float, metric: str = "delta") -> float:
+    """`metric` at validation Acc@t1 = `target` along one run's checkpoints (linear between the
+    nearest checkpoints on either side, in the order of Acc@t1), NaN outside their range."""
+    p = points.dropna(subset=["acc_t1", metric]).sort_values(["acc_t1", "step"])
+    x, y = p["acc_t1"].to_numpy(float), p[metric].to_numpy(float)
+    if len(x) == 0 or not x.min() <= target <= x.max():
+        return math.nan
+    hits = y[x == target]
+    if len(hits):
+        return float(hits.mean())
+    i = int(np.searchsorted(x, target))
+    return float(y[i - 1] + (y[i] - y[i - 1]) * (target - x[i - 1]) / (x[i] - x[i - 1]))
+
+
+def matched_comparison(sweep, a: str, b: str, metric: str = "delta", points: pd.DataFrame | None = None) -> dict:
+    """`metric` of a − b at the seed's base validation Acc@t1, on the seeds where both arms'
+    checkpoint curves reach it (`at_acc_t1`): the seed-level comparison and the seeds it misses."""
+    pts = checkpoint_points(sweep) if points is None else points
+    per = {}
+    for label in (a, b):
+        for seed, g in pts[pts["label"] == label].groupby("seed"):
+            base = g.loc[g["step"] == 0, "acc_t1"]
+            if len(base):
+                per.setdefault(seed, {})[label] = at_acc_t1(g, float(base.iloc[0]), metric)
+    seeds = sorted(s for s, v in per.items() if not math.isnan(v.get(a, math.nan)) and not math.isnan(v.get(b, math.nan)))
+    missing = sorted(set(per) - set(seeds))
+    out = {"a": a, "b": b, "metric": metric, "n_seeds": len(seeds), "seeds_missing": missing,
+           "a_mean": float(np.mean([per[s][a] for s in seeds])) if seeds else math.nan,
+           "b_mean": float(np.mean([per[s][b] for s in seeds])) if seeds else math.nan}
+    if len(seeds) >= 2:
+        c = seed_paired([per[s][a] for s in seeds], [per[s][b] for s in seeds], seeds=seeds)
+        out.update(diff=c.diff, lo=c.lo, hi=c.hi, p_value=c.p_value, per_seed=c.per_seed)
+    else:
+        out.update(diff=math.nan, lo=math.nan, hi=math.nan, p_value=math.nan, per_seed=())
+    return out
+
+
+def probe_strata(sweep, probe: str = "base") -> pd.DataFrame:
+    """One row per run × stratum of the matched probe on `probe` (the base's first attempts):
+    offline and own correction rates, their gap, n problems."""
+    rows = []
+    tasks: dict[str, object] = {}
+    for name, run in sweep.run_objects.items():
+        records = run.probes.get(probe)
+        if not records:
+            continue
+        key = repr(run.config["task"])
+        if key not in tasks:
+            from omegaconf import OmegaConf
+
+            tasks[key] = make_task(OmegaConf.create(run.config["task"]))
+        for stratum, v in stratified_probe(records, tasks[key]).items():
+            rows.append({"run": name, "label": run.label, "seed": run.seed, "stratum": stratum, **v})
+    return pd.DataFrame(rows, columns=["run", "label", "seed", "stratum", "offline", "own", "gap", "n"])
+
+
+def probe_strata_table(sweep, probe: str = "base") -> pd.DataFrame:
+    """label × stratum: mean gap over seeds with its seed-level t interval, problems per seed."""
+    df = probe_strata(sweep, probe)
+    rows = []
+    for (label, stratum), g in df.groupby(["label", "stratum"], sort=False):
+        gaps = g["gap"].dropna()
+        e = seed_interval(gaps.to_numpy()) if len(gaps) else None
+        rows.append({"label": label, "stratum": stratum, "n_seeds": len(gaps), "n_per_seed": float(g["n"].mean()),
+                     "gap": e.mean if e else math.nan, "lo": e.lo if e else math.nan, "hi": e.hi if e else math.nan,
+                     "offline": float(g["offline"].mean()), "own": float(g["own"].mean())})
+    out = pd.DataFrame(rows)
+    if len(out):
+        out["stratum"] = pd.Categorical(out["stratum"], STRATA, ordered=True)
+    return out

@@ -1,0 +1,91 @@
+"""The pre-registered primary family (selfcorrect.verdicts) and the ceiling-free / unconfounded
+readings (selfcorrect.diagnostics) on hand-made cases and on the fixture sweep."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fixture_sweep import make_sweep
+from selfcorrect import diagnostics, verdicts
+from selfcorrect.probe import stratified_probe
+from selfcorrect.results import load_sweep
+from selfcorrect.tasks.answer_first import AnswerFirstTask
+
+
+@pytest.mark.parametrize("diff, p, prediction, expected", [
+    (0.05, 0.01, +1, "holds"), (-0.05, 0.01, +1, "does not hold (the opposite)"), (0.05, 0.2, +1, "not decided"),
+    (-0.05, 0.01, -1, "holds"), (0.01, 0.3, 0, "no difference detected"), (0.05, 0.01, 0, "does not hold (a difference)"),
+])
+def test_verdicts_follow_the_written_rule(diff, p, prediction, expected):
+    assert verdicts.verdict(diff, p, prediction) == expected
+
+
+def test_every_primary_comparison_has_a_prediction_on_both_testbeds():
+    for testbed in ("arithmetic", "answer_first"):
+        assert set(verdicts.PREDICTIONS[testbed]) == {b for _, b, _ in verdicts.PRIMARY}
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    return load_sweep(make_sweep(tmp_path_factory.mktemp("verdicts")), warn=False)
+
+
+def test_the_primary_table_is_seed_level_and_holm_adjusted(sweep):
+    t = verdicts.primary_table(sweep, "arithmetic")
+    assert set(t["b"]) == {"base", "rl_multi_turn_naive", "sft_self", verdicts.TEACHER}  # those the fixture has
+    for _, r in t.iterrows():
+        per = verdicts.per_seed(sweep, r["a"], "delta") - verdicts.per_seed(sweep, r["b"], "delta")
+        assert r["per_seed"] == pytest.approx(tuple(per.to_numpy())) and r["diff"] == pytest.approx(per.mean())
+        assert r["p_holm"] >= r["p_value"] and r["n_seeds"] == 2
+    ordered = t.sort_values("p_value")["p_holm"].to_numpy()
+    assert (np.diff(ordered) >= -1e-12).all()  # Holm's adjusted p are monotone in the raw p
+    paper = verdicts.primary_table(sweep, "arithmetic", metric_prefix="paper_checkpoint/")
+    assert len(paper) == len(t)  # the base is its own paper checkpoint
+    assert "**" in verdicts.markdown(t, str)
+
+
+def test_interpolation_along_checkpoints_stays_inside_their_range():
+    pts = pd.DataFrame({"step": [0, 12, 24], "acc_t1": [0.6, 0.8, 0.7], "delta": [-0.02, 0.04, 0.10]})
+    # sorted by Acc@t1: (0.6, -0.02), (0.7, 0.10), (0.8, 0.04)
+    assert diagnostics.at_acc_t1(pts, 0.65) == pytest.approx(0.04)
+    assert diagnostics.at_acc_t1(pts, 0.75) == pytest.approx(0.07)
+    assert diagnostics.at_acc_t1(pts, 0.8) == pytest.approx(0.04)
+    assert math.isnan(diagnostics.at_acc_t1(pts, 0.5)) and math.isnan(diagnostics.at_acc_t1(pts, 0.9))
+
+
+def test_the_matched_comparison_is_at_the_bases_acc_t1(sweep):
+    pts = diagnostics.checkpoint_points(sweep)
+    assert {"acc_t1", "delta", "fix_rate"} <= set(pts) and (pts["step"] == 0).any()
+    c = diagnostics.matched_comparison(sweep, "score", "sft_self", "delta", pts)
+    # the fixture's val Acc@t1 rises from the step-0 value: every trajectory starts at the base's Acc@t1
+    assert c["n_seeds"] == 2 and c["seeds_missing"] == []
+    expected = []
+    for seed in (0, 1):
+        g = pts[(pts["label"] == "score") & (pts["seed"] == seed)]
+        expected.append(diagnostics.at_acc_t1(g, float(g.loc[g["step"] == 0, "acc_t1"].iloc[0])))
+    assert c["a_mean"] == pytest.approx(np.mean(expected))
+
+
+def test_the_probe_strata_separate_readable_and_same_error_attempts():
+    task = AnswerFirstTask(n_digits=3, chain_rate=0.4)
+    p = task.make_problem(357, 468)  # 825; working 78015 56112 34108
+    readable = task.write("815", task.working(p))            # answer slip, working spells 825
+    unreadable = task.write("815", task.working(p, slip=1))  # the working agrees with a wrong answer
+
+    def rec(y1, own_y1, fixed_offline, fixed_own, own_error=None):
+        v1, vo = task.verify(p, y1), task.verify(p, own_y1)
+        return {"id": p.id, "prompt": p.prompt, "answer": p.answer, "y1": y1, "error1": v1.error_type, "correct2": fixed_offline,
+                "offline_correct1": v1.correct, "own_y1": own_y1, "own_correct1": vo.correct, "own_correct2": fixed_own,
+                "own_error1": own_error if own_error is not None else vo.error_type}
+
+    records = [rec(readable, readable, True, False), rec(readable, unreadable, True, False),
+               rec(unreadable, unreadable, False, False), rec(task.write(p.answer, task.working(p)), readable, True, True)]
+    s = stratified_probe(records, task)
+    assert s["all"]["n"] == 3 and s["all"]["gap"] == pytest.approx(2 / 3)  # the 4th: the offline attempt is right
+    assert (s["both_readable"]["n"], s["both_readable"]["gap"]) == (1, 1.0)
+    assert (s["neither_readable"]["n"], s["neither_readable"]["gap"]) == (1, 0.0)
+    assert s["same_error"]["n"] == 3  # the same wrong answer, so the same digit_slip site, in all three
