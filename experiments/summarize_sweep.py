@@ -23,6 +23,26 @@ COLUMNS = ["acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "fix_rate", "b
            "probe/base/mismatch_gap_matched"]
 
 
+def stage_table(sweep) -> pd.DataFrame:
+    """Mean seconds per run of each stage (`selfcorrect.timing`), per arm family, with its share."""
+    from selfcorrect import catalog
+
+    rows = []
+    for r in sweep.run_objects.values():
+        stages = dict(r.status.get("stages") or {})
+        if stages:
+            rows.append({"family": catalog.arm(r.arm).family if r.arm in catalog.arms() else "?", **stages})
+    if not rows:
+        return pd.DataFrame()
+    df = pd.DataFrame(rows).fillna(0.0)
+    mean = df.groupby("family").mean()
+    runs = df.groupby("family").size().rename("runs")
+    share = (100 * mean.div(mean["wall"], axis=0)).round(0).astype(int).astype(str) + "%"
+    out = mean.round(2).astype(str) + " (" + share + ")"
+    out.insert(0, "runs", runs)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sweep", type=Path)
@@ -60,6 +80,8 @@ def main(argv=None) -> int:
             print(f"  **{display_name(label)}**: {what}")
     else:
         print("Every trained arm spent the same budget.")
+    print("\nWall time by stage (run.json `stages`; mean seconds per run, per family; share of the family's run time):")
+    print(stage_table(sweep).to_string())
     print(f"\nRuns: {args.sweep}/<overrides>/ (config.yaml, metrics.json, generations.jsonl, probe_*.jsonl, history.jsonl)")
     print(f"Total run wall time: {df['wall_s'].sum():.0f} s over {len(df)} runs")
     if len(sweep.incomplete):

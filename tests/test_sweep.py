@@ -63,10 +63,10 @@ def test_progress_counts_states_and_estimates_the_rest(tmp_path):
     # the running score run is expected to take score's mean (30 s) and has run ~10 s of it
     assert p.remaining_s(finished_here=set(names[:3])) == pytest.approx(20.0, abs=1.0)
     # an arm that has not finished yet is expected at the mean of the finished trained runs (not the
-    # base runs, which build the base models), and at the mean of every finished run before one
+    # base runs, which build the base models)
     p2 = Progress.read(tmp_path, {**{n: planned[n] for n in names[:3]}, "arm=star,seed=0": "star"})
     assert p2.remaining_s(set(names[:3])) == pytest.approx(30.0)
-    assert p2.remaining_s(set(names[:2])) == pytest.approx((100 + 120) / 2)  # only base runs finished by this invocation
+    assert p2.remaining_s(set(names[:2])) is None  # only base runs finished by this invocation: no estimate yet
 
 
 def test_durations_read_as_minutes_and_hours():
@@ -81,7 +81,7 @@ def test_the_progress_line_names_each_testbed(tmp_path):
     write_run(sweep.dir(TESTBEDS[0]) / "arm=base,seed=0", "complete", 50.0)
     line = sweep.line()
     assert "arithmetic 1/18 done, 0 running, 0 failed" in line and "answer_first 0/18 done" in line
-    assert "ETA after the first runs finish" in line  # answer_first has no finished run to estimate from
+    assert "ETA after the first trained runs finish" in line  # answer_first has no finished run to estimate from
 
 
 def test_bad_arguments_are_refused():

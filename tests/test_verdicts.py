@@ -57,17 +57,23 @@ def test_interpolation_along_checkpoints_stays_inside_their_range():
     assert math.isnan(diagnostics.at_acc_t1(pts, 0.5)) and math.isnan(diagnostics.at_acc_t1(pts, 0.9))
 
 
-def test_the_matched_comparison_is_at_the_bases_acc_t1(sweep):
+def test_the_matched_comparison_uses_trained_checkpoints_only(sweep):
     pts = diagnostics.checkpoint_points(sweep)
     assert {"acc_t1", "delta", "fix_rate"} <= set(pts) and (pts["step"] == 0).any()
-    c = diagnostics.matched_comparison(sweep, "score", "sft_self", "delta", pts)
-    # the fixture's val Acc@t1 rises from the step-0 value: every trajectory starts at the base's Acc@t1
-    assert c["n_seeds"] == 2 and c["seeds_missing"] == []
+    # the fixture's val Acc@t1 rises above the step-0 (base) value at every trained checkpoint, so no curve
+    # reaches the base's Acc@t1: every seed is missing (the step-0 point itself is never used)
+    at_base = diagnostics.matched_comparison(sweep, "score", "sft_self", "delta", pts, target="base")
+    assert at_base["n_seeds"] == 0 and at_base["seeds_missing"] == [0, 1] and math.isnan(at_base["diff"])
+    c = diagnostics.matched_comparison(sweep, "score", "sft_self", "delta", pts, target="overlap")
+    assert c["n_seeds"] == 2
     expected = []
     for seed in (0, 1):
-        g = pts[(pts["label"] == "score") & (pts["seed"] == seed)]
-        expected.append(diagnostics.at_acc_t1(g, float(g.loc[g["step"] == 0, "acc_t1"].iloc[0])))
-    assert c["a_mean"] == pytest.approx(np.mean(expected))
+        ga, gb = (pts[(pts["label"] == x) & (pts["seed"] == seed) & (pts["step"] > 0)] for x in ("score", "sft_self"))
+        t = (max(ga["acc_t1"].min(), gb["acc_t1"].min()) + min(ga["acc_t1"].max(), gb["acc_t1"].max())) / 2
+        expected.append(diagnostics.at_acc_t1(ga, t) - diagnostics.at_acc_t1(gb, t))
+    assert c["diff"] == pytest.approx(np.mean(expected))
+    with pytest.raises(ValueError, match="target must be"):
+        diagnostics.matched_comparison(sweep, "score", "sft_self", target="middle")
 
 
 def test_the_probe_strata_separate_readable_and_same_error_attempts():

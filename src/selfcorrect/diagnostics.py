@@ -4,11 +4,11 @@
 attempt is close to the base's has more room than one whose first attempt is near the ceiling.
 Every arm is evaluated on the same validation problems at steps 0 (the base), 12, 24, ... (the
 monitoring, `ArmContext.evaluate`); `checkpoint_points` reads those points from the history.
-`at_acc_t1` interpolates a seed's Δ (or fix rate) linearly between the two checkpoints whose
-validation Acc@t1 bracket a target, only inside the range the seed's checkpoints cover (never
-extrapolated); `matched_comparison` compares two arms per seed at the seed's base Acc@t1 (its
-step-0 value: "Δ when the first attempt is as good as the base's") on the seeds where both
-trajectories reach it, and says on how many they do not.
+`at_acc_t1` interpolates a seed's Δ (or fix rate) linearly between the two trained checkpoints
+whose validation Acc@t1 bracket a target, only inside the range they cover (never extrapolated);
+`matched_comparison` compares two arms per seed at the seed's base Acc@t1 (its step-0 value:
+"Δ when the first attempt is as good as the base's") where both trajectories reach it, or at the
+middle of the Acc@t1 range both cover, and says on how many seeds they do not.
 
 **The probe without confounds.** `probe_strata` splits the matched mismatch probe (problems where
 both the base's and the arm's own first attempts are wrong; `probe.stratified_probe`) by whether
@@ -59,19 +59,34 @@ def at_acc_t1(points: pd.DataFrame, target: float, metric: str = "delta") -> flo
     return float(y[i - 1] + (y[i] - y[i - 1]) * (target - x[i - 1]) / (x[i] - x[i - 1]))
 
 
-def matched_comparison(sweep, a: str, b: str, metric: str = "delta", points: pd.DataFrame | None = None) -> dict:
-    """`metric` of a − b at the seed's base validation Acc@t1, on the seeds where both arms'
-    checkpoint curves reach it (`at_acc_t1`): the seed-level comparison and the seeds it misses."""
+def matched_comparison(sweep, a: str, b: str, metric: str = "delta", points: pd.DataFrame | None = None,
+                       target: str = "base") -> dict:
+    """`metric` of a − b at equal validation Acc@t1, per seed, along each arm's trained checkpoints
+    (steps > 0; `at_acc_t1`, never extrapolated). `target="base"`: at the seed's base Acc@t1 (its
+    step-0 value), on the seeds where both curves reach it; `"overlap"`: at the middle of the
+    Acc@t1 range both arms' checkpoints of that seed cover, on the seeds where those ranges
+    overlap. Returns the seed-level comparison and the seeds it misses."""
+    if target not in ("base", "overlap"):
+        raise ValueError(f"target must be 'base' or 'overlap', got {target!r}")
     pts = checkpoint_points(sweep) if points is None else points
-    per = {}
-    for label in (a, b):
-        for seed, g in pts[pts["label"] == label].groupby("seed"):
-            base = g.loc[g["step"] == 0, "acc_t1"]
-            if len(base):
-                per.setdefault(seed, {})[label] = at_acc_t1(g, float(base.iloc[0]), metric)
-    seeds = sorted(s for s, v in per.items() if not math.isnan(v.get(a, math.nan)) and not math.isnan(v.get(b, math.nan)))
+    per: dict[int, dict] = {}
+    for seed in sorted(set(pts.loc[pts["label"] == a, "seed"]) & set(pts.loc[pts["label"] == b, "seed"])):
+        ga, gb = (pts[(pts["label"] == x) & (pts["seed"] == seed)] for x in (a, b))
+        base = ga.loc[ga["step"] == 0, "acc_t1"]
+        ta, tb = ga[ga["step"] > 0].dropna(subset=["acc_t1"]), gb[gb["step"] > 0].dropna(subset=["acc_t1"])
+        if ta.empty or tb.empty:
+            continue
+        if target == "base":
+            t = float(base.iloc[0]) if len(base) else math.nan
+        else:
+            lo, hi = max(ta["acc_t1"].min(), tb["acc_t1"].min()), min(ta["acc_t1"].max(), tb["acc_t1"].max())
+            t = (lo + hi) / 2 if lo <= hi else math.nan
+        per[seed] = {"target": t, a: at_acc_t1(ta, t, metric) if t == t else math.nan,
+                     b: at_acc_t1(tb, t, metric) if t == t else math.nan}
+    seeds = [s for s, v in per.items() if not (math.isnan(v[a]) or math.isnan(v[b]))]
     missing = sorted(set(per) - set(seeds))
-    out = {"a": a, "b": b, "metric": metric, "n_seeds": len(seeds), "seeds_missing": missing,
+    out = {"a": a, "b": b, "metric": metric, "target": target, "n_seeds": len(seeds), "seeds_missing": missing,
+           "acc_t1": float(np.mean([per[s]["target"] for s in seeds])) if seeds else math.nan,
            "a_mean": float(np.mean([per[s][a] for s in seeds])) if seeds else math.nan,
            "b_mean": float(np.mean([per[s][b] for s in seeds])) if seeds else math.nan}
     if len(seeds) >= 2:
@@ -115,3 +130,31 @@ def probe_strata_table(sweep, probe: str = "base") -> pd.DataFrame:
     if len(out):
         out["stratum"] = pd.Categorical(out["stratum"], STRATA, ordered=True)
     return out
+
+
+def matrix_sites(sweep) -> pd.DataFrame:
+    """Per label: the correction matrix's fix rate pooled over the error kinds at the base's error
+    sites and at the policy's own, per seed (runs where both sites have rows), and own − base with its
+    seed-level t interval: are the policy's own errors harder to fix than the base's, on first
+    attempts of one form (each written by the error model with exactly one error)?"""
+    rows = []
+    for label in sweep.labels:
+        per = []
+        for run in (r for r in sweep.run_objects.values() if r.label == label):
+            m = run.metrics.get("correction_matrix") or {}
+            fix, n = m.get("fix_rate", {}), m.get("n", {})
+            pooled = {}
+            for site in ("base", "own"):
+                cells = [(fix[k][site], n[k][site]) for k in fix if site in n[k] and n[k][site]]
+                total = sum(c for _, c in cells)
+                pooled[site] = (sum(f * c for f, c in cells) / total, total) if total else (math.nan, 0)
+            if pooled["base"][1] and pooled["own"][1]:
+                per.append((run.seed, pooled["base"][0], pooled["own"][0], pooled["base"][1], pooled["own"][1]))
+        if len(per) < 2:
+            continue
+        per.sort()
+        c = seed_paired([p[2] for p in per], [p[1] for p in per], seeds=[p[0] for p in per])
+        rows.append({"label": label, "n_seeds": c.n, "base": float(np.mean([p[1] for p in per])),
+                     "own": float(np.mean([p[2] for p in per])), "diff": c.diff, "lo": c.lo, "hi": c.hi,
+                     "n_base": float(np.mean([p[3] for p in per])), "n_own": float(np.mean([p[4] for p in per]))})
+    return pd.DataFrame(rows, columns=["label", "n_seeds", "base", "own", "diff", "lo", "hi", "n_base", "n_own"])

@@ -55,8 +55,9 @@ def main_table(sweep: Sweep, n_boot: int = 10_000, prefix: str = "") -> pd.DataF
                "kept_step": float(runs["checkpoint/step"].mean()) if "checkpoint/step" in runs else np.nan}
         for m in (*TABLE_METRICS, *RATE_METRICS):
             values = runs[f"{prefix}{m}"].astype(float) if f"{prefix}{m}" in runs else pd.Series(dtype=float)
-            if len(seeds) > 1 and values.notna().all() and len(values):
-                e = seed_interval(values.to_numpy())
+            row[f"{m}_n"] = int(values.notna().sum())
+            if len(seeds) > 1 and values.notna().sum() >= 2:  # a rate is undefined for a seed without wrong (right) first attempts
+                e = seed_interval(values.dropna().to_numpy())
                 row.update({m: e.mean, f"{m}_se": e.se, f"{m}_lo": e.lo, f"{m}_hi": e.hi})
             elif len(seeds) == 1 and not prefix and m in TABLE_METRICS:
                 e = sweep.estimate(label, m, n_boot=n_boot)  # one seed: the problems are the only replication
@@ -88,7 +89,9 @@ def table_markdown(table: pd.DataFrame, secondary: bool = False) -> str:
             if pd.isna(r.get(m)):
                 return "—"
             se = "" if pd.isna(r.get(m + "_se")) else f" ± {100 * r[m + '_se']:.1f}"
-            return (f"{100 * r[m]:+.1f}" if m == "delta" else f"{100 * r[m]:.1f}") + se
+            n = r.get(m + "_n")
+            fewer = "" if pd.isna(n) or n == r["n_seeds"] else f" ({int(n)} seeds)"
+            return (f"{100 * r[m]:+.1f}" if m == "delta" else f"{100 * r[m]:.1f}") + se + fewer
         cells = [cell(m) for m in (*TABLE_METRICS, *rates)]
         lr = "—" if pd.isna(r.get("lr")) else f"{r['lr']:.0e}"
         step = "—" if pd.isna(r.get("kept_step")) else f"{r['kept_step']:.0f}"

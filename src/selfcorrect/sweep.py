@@ -109,16 +109,16 @@ class Progress:
         return p
 
     def remaining_s(self, finished_here: set[str]) -> float | None:
-        """Expected wall seconds of the runs not finished yet (None before any estimate exists):
-        each run at the mean wall time of its arm's runs finished by this invocation."""
+        """Expected wall seconds of the runs not finished yet (None before a trained run has finished
+        in this invocation): each run at the mean wall time of its arm's runs finished by this invocation."""
         by_arm: dict[str, list[float]] = {}
         for name in self.complete:
             if name in finished_here:
                 by_arm.setdefault(self.planned[name], []).append(self.walls[name])
-        if not by_arm:
-            return None
+        if not any(arm != "base" for arm in by_arm) and any(arm != "base" for arm in self.planned.values()):
+            return None  # only base runs (which build the base models) have finished: nothing to estimate the rest from
         # an arm with no finished run yet: the mean of the finished trained runs (the base runs, which
-        # build base models, take several times longer), of every finished run before any trained one
+        # build base models, take several times longer)
         trained = [w for arm, ws in by_arm.items() if arm != "base" for w in ws]
         every = trained or [w for ws in by_arm.values() for w in ws]
         overall = sum(every) / len(every)
@@ -219,7 +219,7 @@ class Sweep:
             left = p.remaining_s(here)
             etas.append(None if left is None else left / self.jobs)
         eta = ("ETA " + fmt_s(max(etas)) + " for the runs") if etas and None not in etas else (
-            "ETA after the first runs finish" if etas else "runs finished")
+            "ETA after the first trained runs finish" if etas else "runs finished")
         return f"[{self.mode} +{fmt_s(now - self.t0)}] " + " | ".join(parts) + f" | {eta}"
 
     def report(self, text: str) -> None:
