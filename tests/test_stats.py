@@ -96,7 +96,7 @@ def test_paired_bootstrap_over_seeds_and_shape_errors():
 
 
 # --- seed-level inference: the primary statistics ---------------------------------------------------
-from selfcorrect.stats import detectable_difference, holm, seed_interval, seed_paired, sign_flip_p  # noqa: E402
+from selfcorrect.stats import detectable_difference, holm, seed_interval, seed_paired, seeds_needed, sign_flip_p  # noqa: E402
 
 
 def null_grids(rng, n_seeds: int, n_problems: int = 2000, seed_sd: float = 0.04):
@@ -153,3 +153,12 @@ def test_holm_and_power():
     assert detectable_difference(1.0, 10) == pytest.approx(0.996, abs=0.01)
     assert detectable_difference(2.0, 10) == pytest.approx(2 * detectable_difference(1.0, 10))
     assert detectable_difference(1.0, 3) > 3 * detectable_difference(1.0, 10)
+
+
+def test_seeds_needed_is_the_first_n_whose_detectable_difference_reaches_the_effect():
+    n = seeds_needed(1.0, 1.0)
+    assert detectable_difference(1.0, n) <= 1.0 < detectable_difference(1.0, n - 1)
+    assert n == 10 or n == 11  # ≈ one s.d. at 10 seeds (noncentral t)
+    assert seeds_needed(-2.0, 1.0) == seeds_needed(2.0, 1.0) < n
+    assert seeds_needed(0.0, 1.0) is None and seeds_needed(1.0, 0.0) is None
+    assert seeds_needed(0.01, 1.0, most=50) is None

@@ -174,6 +174,17 @@ def detectable_difference(sd: float, n: int, alpha: float = 0.05, power: float =
     return float(brentq(miss, 1e-9 * sd, (crit + 4) * sd / math.sqrt(n)))
 
 
+def seeds_needed(diff: float, sd: float, alpha: float = 0.05, power: float = 0.8, most: int = 1000) -> int | None:
+    """The fewest seeds at which a paired t-test detects a true difference `diff` with probability
+    `power` when the per-seed differences have s.d. `sd` (None: more than `most`, or no difference)."""
+    if not diff or not sd > 0:
+        return None
+    for n in range(2, most + 1):
+        if detectable_difference(sd, n, alpha, power) <= abs(diff):
+            return n
+    return None
+
+
 def mean_se(x) -> tuple[float, float]:
     """Sample mean and its standard error (ddof=1); the s.e. is nan for fewer than 2 values."""
     x = _finite_1d(x)

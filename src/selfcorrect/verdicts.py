@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from selfcorrect.stats import SeedComparison, detectable_difference, holm, seed_paired
+from selfcorrect.stats import SeedComparison, detectable_difference, holm, seed_paired, seeds_needed
 
 ALPHA = 0.05
 TEACHER = "sft_teacher[error_model=random_digit]"  # the teacher arm's default error model
@@ -95,6 +95,7 @@ def primary_table(sweep, testbed: str, comparisons: Sequence[tuple[str, str, str
         rows.append({"comparison": key, "a": a, "b": b, "metric": metric, "diff": c.diff, "se": c.se, "lo": c.lo, "hi": c.hi,
                      "p_value": c.p_value, "n_seeds": c.n, "per_seed": c.per_seed, "seeds": c.seeds, "sd": sd,
                      "detectable": detectable_difference(sd, c.n) if sd > 0 and c.n >= 2 else math.nan,
+                     "seeds_needed": seeds_needed(c.diff, sd),
                      "prediction": predictions.get(b)})
     adjusted = holm(ps)
     for r in rows:
@@ -119,13 +120,18 @@ def exploratory(sweep, pairs: Sequence[tuple[str, str]], metrics: Sequence[str] 
 
 def markdown(table: pd.DataFrame, names) -> str:
     """The primary table as Markdown (points; per-seed differences beside each comparison)."""
+    def needed(n) -> str:
+        return "—" if n is None or (isinstance(n, float) and math.isnan(n)) else str(int(n))
+
     sign = {1: "SCoRe higher", -1: "SCoRe lower", 0: "no difference", None: "—"}
-    lines = ["| SCoRe − B | Δ diff (pts) | 95% t interval | p (sign-flip) | p Holm | per seed | seeds to see it ¹ | predicted | verdict |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| SCoRe − B | Δ diff (pts) | 95% t interval | p (sign-flip) | p Holm | per seed | detectable at n (pts) ¹ | seeds for this diff ² | predicted | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
         per = ", ".join(f"{100 * d:+.1f}" for d in r["per_seed"])
         lines.append(f"| {names(r['b'])} | {100 * r['diff']:+.1f} | [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}] | {r['p_value']:.3f} | "
-                     f"{r['p_holm']:.3f} | {per} | {100 * r['detectable']:.1f} | {sign.get(r['prediction'])} | **{r['verdict']}** |")
+                     f"{r['p_holm']:.3f} | {per} | {100 * r['detectable']:.1f} | {needed(r.get('seeds_needed'))} | {sign.get(r['prediction'])} | **{r['verdict']}** |")
     lines += ["", "¹ the difference (points) that a paired t-test over this many seeds detects with 80 % power at the "
-              "comparison's own seed-level s.d. (5 %, two-sided, before the Holm adjustment)."]
+              "comparison's own seed-level s.d. (5 %, two-sided, before the Holm adjustment).",
+              "² the fewest seeds at which a true difference of the observed size is detected with 80 % power at that s.d. "
+              "(same test; > 1000: —)."]
     return "\n".join(lines)
