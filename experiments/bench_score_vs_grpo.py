@@ -1,5 +1,5 @@
-"""One SCoRe update step (the compact pre-issue-13 update, kept as the tests' reference in
-tests/score_reference.py) against one TRL GRPOTrainer step, same model,
+"""One SCoRe update step (the compact pre-issue-13 update, kept as the reference in
+selfcorrect/rl/reference.py) against one TRL GRPOTrainer step, same model,
 batch and generation length, both two-turn, on CPU; prints seconds per step and their ratio.
 
     python experiments/bench_score_vs_grpo.py [--steps 5] [--prompts 32] [--k 4] [--seed 0]
@@ -26,8 +26,6 @@ from pathlib import Path
 os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-import sys
-
 import torch
 from hydra import compose, initialize_config_dir
 
@@ -35,10 +33,8 @@ from selfcorrect.models import base_model_path
 from selfcorrect.policy import Policy, Sampling
 from selfcorrect.rl.rollouts import collect
 from selfcorrect.rl.config import RLConfig
+from selfcorrect.rl.reference import reference_update as policy_update
 from selfcorrect.tasks import make_task
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from score_reference import reference_update as policy_update  # noqa: E402
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from selfcorrect.results import load_run, run_dirs, run_label
-from selfcorrect.stats import paired_bootstrap
+from selfcorrect.analysis.results import load_run, run_dirs
+from selfcorrect.analysis.labels import run_label
+from selfcorrect.analysis.stats import paired_bootstrap
 
 
 def grids(sweep: Path) -> dict[str, dict[str, np.ndarray]]:

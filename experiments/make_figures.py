@@ -19,9 +19,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from selfcorrect import diagnostics, figures, verdicts  # noqa: E402
-from selfcorrect.results import default_sweep, display_name, label_sort_key, load_sweep  # noqa: E402
-from selfcorrect.scaling import ScalingSpec, sample_revisions  # noqa: E402
+from selfcorrect.analysis import diagnostics, figures, tables, verdicts  # noqa: E402
+from selfcorrect.analysis.results import default_sweep, load_sweep
+from selfcorrect.analysis.labels import display_name, label_sort_key  # noqa: E402
+from selfcorrect.scaling_samples import ScalingSpec, sample_revisions  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -123,12 +124,12 @@ def main(argv=None) -> int:
 
     out.mkdir(parents=True, exist_ok=True)
     testbed = str(sweep.run_objects[sweep.runs["run"].iloc[0]].config["task"]["name"])
-    table = figures.main_table(sweep, n_boot=args.n_boot)
+    table = tables.main_table(sweep, n_boot=args.n_boot)
     table.to_csv(out / "main_table.csv", index=False)
-    (out / "main_table.md").write_text(figures.table_markdown(table) + "\n")
-    paper = figures.main_table(sweep, n_boot=args.n_boot, prefix="paper_checkpoint/")
+    (out / "main_table.md").write_text(tables.table_markdown(table) + "\n")
+    paper = tables.main_table(sweep, n_boot=args.n_boot, prefix="paper_checkpoint/")
     paper.to_csv(out / "paper_checkpoints.csv", index=False)
-    (out / "paper_checkpoints.md").write_text(figures.table_markdown(paper, secondary=True) + "\n")
+    (out / "paper_checkpoints.md").write_text(tables.table_markdown(paper, secondary=True) + "\n")
     primary = verdicts.primary_table(sweep, testbed)
     primary_paper = verdicts.primary_table(sweep, testbed, metric_prefix="paper_checkpoint/") if len(paper) else primary.iloc[:0]
     primary.to_csv(out / "primary.csv", index=False)
@@ -144,13 +145,13 @@ def main(argv=None) -> int:
     sites = diagnostics.matrix_sites(sweep)
     sites.to_csv(out / "matrix_sites.csv", index=False)
     (out / "matrix_sites.md").write_text(matrix_sites_markdown(sites) + "\n")
-    comp = figures.comparisons(sweep)
+    comp = tables.comparisons(sweep)
     comp.to_csv(out / "comparisons.csv", index=False)
-    (out / "comparisons.md").write_text(figures.comparisons_markdown(comp) + "\n")
+    (out / "comparisons.md").write_text(tables.comparisons_markdown(comp) + "\n")
     saved, skipped = figures.draw_all(sweep, out, table=table, spec=spec)
 
     print("\n## Main table\n")
-    print(figures.table_markdown(table))
+    print(tables.table_markdown(table))
     print("\n## Pre-registered primary comparisons\n")
     print(verdicts.markdown(primary, display_name))
     print("\n## Files")

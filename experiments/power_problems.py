@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from selfcorrect.results import display_name, load_sweep
-from selfcorrect.stats import detectable_difference
-from selfcorrect.verdicts import PRIMARY
+from selfcorrect.analysis.results import load_sweep
+from selfcorrect.analysis.labels import display_name
+from selfcorrect.analysis.stats import detectable_difference
+from selfcorrect.analysis.verdicts import PRIMARY
 
 PRIMARY_PAIRS = {(a, b) for a, b, _ in PRIMARY}
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from selfcorrect.results import BUDGET_FIELDS, budget_mismatches, display_name, label_sort_key, load_sweep
+from selfcorrect.analysis.results import BUDGET_FIELDS, budget_mismatches, load_sweep
+from selfcorrect.analysis.labels import display_name, label_sort_key
 
 COLUMNS = ["acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "fix_rate", "break_rate", "no_edit_rate", "answer_change_rate",
            "checkpoint/step", "budget/lr",

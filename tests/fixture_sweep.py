@@ -1,8 +1,8 @@
 """A small synthetic sweep in exactly the format `run.py` writes, for the analysis tests.
 
 Attempts are written by the real arithmetic task (its bug operators), judged by its verifier
-into the evaluator's per-problem records (`record` below: `evaluate.record` without importing
-torch; a test pins the two together), and summarised by `metrics.summarize`, so every
+into the evaluator's per-problem records (`record` below: `scoring.attempt_record`, without a
+model; a test pins it to a scored episode), and summarised by `metrics.summarize`, so every
 metrics.json here is what the evaluator would have written. Each arm gets a behaviour
 (probability of fixing a wrong first attempt, of breaking a right one, of editing at all) so
 that the figures have something to show; histories are synthetic curves in the logged format.
@@ -18,11 +18,12 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from selfcorrect.correction_matrix import matrix_first_attempts, summarize_matrix
-from selfcorrect.metrics import edit_distance_ratio, summarize, total_variation
+from selfcorrect.metrics import summarize, total_variation
 from selfcorrect.probe import probe_metrics, probe_record
-from selfcorrect.tasks import make_task
+from selfcorrect.tasks import make_error_model, make_task
 from selfcorrect.tasks.arithmetic import parse_rules
-from selfcorrect.tracking import flatten
+from selfcorrect.records import scalars as flatten, write_json, write_jsonl
+from selfcorrect.scoring import attempt_record
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # as run.CONF_DIR, without importing torch
 
@@ -40,24 +41,8 @@ DEFAULT_RUNS = [(arm, seed) for arm in BEHAVIOUR for seed in (0, 1)]
 
 
 def record(task, problem, y1: str, y2: str) -> dict:
-    """`evaluate.record` for one episode (same fields, same verifier and edit ratio)."""
-    v1, v2 = task.verify(problem, y1), task.verify(problem, y2)
-    return {
-        "id": problem.id, "prompt": problem.prompt, "answer": problem.answer, "y1": y1, "y2": y2,
-        "correct1": v1.correct, "correct2": v2.correct, "well_formed1": v1.well_formed, "well_formed2": v2.well_formed,
-        "answer1": v1.answer, "answer2": v2.answer, "error1": v1.error_type, "error2": v2.error_type,
-        "edit_ratio": edit_distance_ratio(y1, y2),
-    }
-
-
-def write_json(path: Path, obj) -> None:
-    path.write_text(json.dumps(obj, indent=2))
-
-
-def write_jsonl(path: Path, rows) -> None:
-    with open(path, "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
+    """The evaluator's record of one episode (`scoring.attempt_record`, without a model)."""
+    return attempt_record(problem, y1, y2, task.verify(problem, y1), task.verify(problem, y2))
 
 
 def base_config() -> dict:
@@ -108,7 +93,7 @@ def make_run(sweep: Path, arm_label: str, seed: int, cfg0: dict, n_problems: int
     # the correction matrix on the first half of the problems, as `correction_matrix` writes it
     half = problems[: n_problems // 2]
     matrix = []
-    for r in matrix_first_attempts(task.error_model(), half, base_y1[: len(half)], seed=cfg["eval"]["problem_seed"]):
+    for r in matrix_first_attempts(make_error_model(task), half, base_y1[: len(half)], seed=cfg["eval"]["problem_seed"]):
         p = next(q for q in half if q.id == r["id"])
         y2 = revise(p, r["y1"])
         v1, v2 = task.verify(p, r["y1"]), task.verify(p, y2)
@@ -179,7 +164,7 @@ def spent_budget(budget: dict, trained: bool) -> dict:
 
 def write_scaling(run_dir: Path, task, problems, rules1, rng, revise, k: int = 32, n_turns: int = 3, n: int = 200) -> None:
     """A scaling cache in `scaling.sample_revisions`'s format, for the default ScalingSpec."""
-    from selfcorrect.scaling import ScalingSpec
+    from selfcorrect.scaling_samples import ScalingSpec
 
     spec = ScalingSpec()
     assert (spec.k, spec.n_turns) == (k, n_turns), "fixture scaling cache must match the default spec"

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from selfcorrect.tasks import make_task
+from selfcorrect.tasks import make_error_model, make_task
 from selfcorrect.tasks.answer_first import AnswerFirstTask
 from selfcorrect.tiny_model import build_base_model
 
@@ -127,7 +127,7 @@ def test_corpus_answers_on_the_spot_and_later_attempts_sometimes_read_the_workin
 
 # --- the error model ------------------------------------------------------------------------------------
 def test_injections_read_back_as_the_kind_at_the_site_with_the_right_working(task):
-    errors = task.error_model()
+    errors = make_error_model(task)
     for p in task.problems("test", 200, seed=1):
         assert task.verify(p, errors.correct_attempt(p)).correct
         assert errors.sites(p, "carry_lookahead") == task.lookahead_sites(p)
@@ -142,7 +142,7 @@ def test_injections_read_back_as_the_kind_at_the_site_with_the_right_working(tas
 
 
 def test_teachers_write_what_their_names_say(task):
-    errors = task.error_model()
+    errors = make_error_model(task)
     problems = [p for p in task.problems("test", 300, seed=2) if task.lookahead_sites(p)]
     rng = random.Random(0)
     kinds = Counter(task.verify(p, errors.write(p, "carry_lookahead", rng)).error_kind for p in problems)

@@ -9,15 +9,16 @@ import pytest
 import yaml
 
 from selfcorrect.metrics import total_variation
+from selfcorrect.tasks import make_error_model
 from selfcorrect.tasks.arithmetic import ArithmeticTask, parse_rules
 from selfcorrect.tasks.arithmetic_errors import INJECTABLE, ArithmeticErrorModel
 from selfcorrect.traces import error_histogram, teacher_traces
 
 TASK = ArithmeticTask()
-ERRORS = TASK.error_model()
+ERRORS = make_error_model(TASK)
 P = TASK.make_problem(357, 468)  # 825: carries into columns 1 and 2
 POOL = TASK.problems("train", 1536, seed=0)
-BASE_RULES = parse_rules(yaml.safe_load((Path(__file__).resolve().parents[1] / "conf/model/tiny_gpt2.yaml").read_text())["pretrain"]["turn1_rules"])
+BASE_RULES = parse_rules(yaml.safe_load((Path(__file__).resolve().parents[1] / "conf/task/arithmetic.yaml").read_text())["model"]["pretrain"]["turn1_rules"])
 
 
 def teacher_hists(error_model, n=3000, base_sites=None, seed=0):
@@ -35,7 +36,7 @@ def simulated_base(n=1024, seed=1):
     return problems, [TASK.sample(p, BASE_RULES, rng) for p in problems]
 
 
-def test_the_task_hands_out_its_error_model():
+def test_the_registry_pairs_the_task_with_its_error_model():
     assert isinstance(ERRORS, ArithmeticErrorModel) and ERRORS.task is TASK
     assert ERRORS.kinds == INJECTABLE == ("operand_copy", "carry_drop", "carry_error", "sum_slip", "final_copy")
 

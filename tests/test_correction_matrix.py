@@ -6,11 +6,12 @@ import pytest
 from fake_policy import FakePolicy
 from selfcorrect.correction_matrix import SITES, correction_matrix, matrix_first_attempts, matrix_line, summarize_matrix
 from selfcorrect.policy import Sampling
+from selfcorrect.tasks import make_error_model
 from selfcorrect.tasks.arithmetic import ArithmeticTask
 from selfcorrect.tasks.arithmetic_errors import INJECTABLE
 
 TASK = ArithmeticTask()
-ERRORS = TASK.error_model()
+ERRORS = make_error_model(TASK)
 PROBLEMS = TASK.problems("test", 200, seed=0)
 # a "base" that drops the carry where it can and writes the rest right
 BASE_FIRST = [ERRORS.inject(p, "carry_drop", ERRORS.sites(p, "carry_drop")[-1]) if ERRORS.sites(p, "carry_drop") else TASK.write(p)

@@ -11,9 +11,10 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from fixture_sweep import make_sweep  # noqa: E402
-from selfcorrect import figures  # noqa: E402
-from selfcorrect.results import load_sweep  # noqa: E402
-from selfcorrect.scaling import answer_codes, budget_accuracy, load_samples, majority_correct, scaling_curves  # noqa: E402
+from selfcorrect.analysis import figures, tables  # noqa: E402
+from selfcorrect.analysis.labels import label_sort_key  # noqa: E402
+from selfcorrect.analysis.results import load_sweep  # noqa: E402
+from selfcorrect.analysis.scaling import answer_codes, budget_accuracy, load_samples, majority_correct, scaling_curves  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -23,15 +24,15 @@ def fixture_sweep(tmp_path_factory) -> Path:
 
 def test_main_table_is_the_mean_over_seeds_with_se(fixture_sweep):
     s = load_sweep(fixture_sweep)
-    t = figures.main_table(s, n_boot=500).set_index("label")
+    t = tables.main_table(s, n_boot=500).set_index("label")
     for label in s.labels:
         r = s.runs[s.runs["label"] == label]
         assert t.loc[label, "acc_t2"] == pytest.approx(r["acc_t2"].mean())
         assert t.loc[label, "delta_se"] == pytest.approx(r["delta"].std(ddof=1) / np.sqrt(len(r)))
         assert t.loc[label, "delta_lo"] <= t.loc[label, "delta"] <= t.loc[label, "delta_hi"]
-    md = figures.table_markdown(t.reset_index())
+    md = tables.table_markdown(t.reset_index())
     assert md.count("\n| ") == len(s.labels) and "SCoRe" in md
-    comp = figures.comparisons(s)
+    comp = tables.comparisons(s)
     assert {("score", "sft_self"), ("sft_self", "base")} <= set(zip(comp["a"], comp["b"]))
     assert ((comp["lo"] <= comp["diff"]) & (comp["diff"] <= comp["hi"]) & comp["p_value"].between(0, 1)).all()
 
@@ -57,7 +58,7 @@ def test_correction_matrix_heat_map_pools_the_cells_over_seeds(fixture_sweep):
     s = load_sweep(fixture_sweep)
     fig = figures.fig_correction_matrix(s)
     shown = fig.axes[0].images[0].get_array()
-    labels = sorted(s.runs["label"].unique(), key=figures.label_sort_key)
+    labels = sorted(s.runs["label"].unique(), key=label_sort_key)
     i = labels.index("score")
     rows = [json.loads(line) for d in fixture_sweep.glob("arm=score,seed=*") for line in open(d / "correction_matrix.jsonl")]
     keep = [r["correct2"] for r in rows if r["row"] == "correct"]

@@ -1,6 +1,6 @@
 """The GRPOTrainer engine computes SCoRe (issue 13): on one fixed batch of the tiny model, the loss
 gradient of the GRPOTrainer subclass equals that of an independent reference computation of our
-SCoRe loss (`score_reference.reference_update`: per-turn log-probs, `losses.score_loss`), for
+SCoRe loss (`rl.reference.reference_update`: per-turn log-probs, `reference.score_loss`), for
 Stage I, Stage II and single-turn RL (and naive multi-turn RL on a left-padded mixed batch); the
 check is sharp enough to catch a wrong per-turn weight; and a short run through `train_grpo`
 matches the reference update step for step."""
@@ -20,7 +20,7 @@ from selfcorrect.rl.rollouts import Rollouts, collect
 from selfcorrect.rl.config import RLConfig
 
 from conftest import compose_config
-from score_reference import reference_run, reference_update
+from selfcorrect.rl.reference import reference_run, reference_update
 
 PROMPTS, K, NEW_TOKENS, TEMPERATURE = 4, 4, 12, 0.8
 torch.set_num_threads(1)
@@ -174,10 +174,13 @@ def test_rows_that_do_not_round_trip_train_y2_exactly_in_its_own_context(fixed):
     assert rel_err(want, got) < 1e-5
 
 
-def test_engine_refuses_a_kl_term_in_the_loss(fixed):
-    rl = dataclasses.replace(fixed[4], loss=LossConfig(kl_estimator="k3", kl_in="loss"))
-    with pytest.raises(NotImplementedError, match="kl_in='loss'"):
-        engine(fixed, "II", rl)
+def test_a_kl_term_in_the_loss_is_refused_when_the_config_is_read():
+    """Only the paper's placement exists (k1 in each turn's return); others fail at config time,
+    naming the value, not at the engine's first step."""
+    with pytest.raises(ValueError, match="kl_in='loss'"):
+        LossConfig(kl_estimator="k3", kl_in="loss")
+    with pytest.raises(ValueError, match="kl_estimator='k3'"):
+        LossConfig(kl_estimator="k3", kl_in="reward")
 
 
 # --- a short run through the subclass, next to the reference update -----------------------------

@@ -6,10 +6,11 @@ from fake_policy import FakePolicy
 from selfcorrect.evaluate import OfflineAttempts, evaluate_policy
 from selfcorrect.policy import Sampling
 from selfcorrect.probe import probe_metrics, probe_record
+from selfcorrect.tasks import make_error_model
 from selfcorrect.tasks.arithmetic import ArithmeticTask
 
 TASK = ArithmeticTask()
-ERRORS = TASK.error_model()
+ERRORS = make_error_model(TASK)
 
 
 def row(offline1, offline2, own1, own2, i=0):

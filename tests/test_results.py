@@ -10,7 +10,8 @@ import yaml
 from fixture_sweep import make_run, make_sweep, record
 from selfcorrect.metrics import summarize
 from selfcorrect.probe import probe_metrics, probe_record
-from selfcorrect.results import ConfigMismatchError, IncompleteRunError, load_sweep, run_label
+from selfcorrect.analysis.results import ConfigMismatchError, IncompleteRunError, load_sweep
+from selfcorrect.analysis.labels import run_label
 from selfcorrect.tasks.arithmetic import ArithmeticTask
 
 
@@ -79,6 +80,24 @@ def test_every_fixture_run_recomputes_to_its_metrics_json(fixture_sweep):
         rows = s.runs[s.runs["label"] == label].sort_values("seed")
         np.testing.assert_allclose(s.grid(label, "delta").mean(1), rows["delta"].to_numpy())
     assert {"val/probe/base/correction_rate_offline", "train/reward_t2"} <= set(s.history["metric"])
+
+
+def test_a_new_metric_is_one_place_summarize(sweep_copy):
+    """Adding a metric is adding it to `metrics.summarize`: the run writes what it returns, the sweep
+    loader recomputes every key of it from the records and compares (here: each scalar key in turn,
+    tampered with, is flagged by name), and the runs table carries every scalar it returns. Nothing
+    downstream lists the metrics by hand."""
+    path = sweep_copy / "arm=score,seed=1"
+    records = [json.loads(line) for line in (path / "generations.jsonl").read_text().splitlines()]
+    keys = [k for k, v in summarize(records).items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    saved = json.loads((path / "metrics.json").read_text())
+    assert len(keys) > 10 and set(keys) <= set(load_sweep(sweep_copy).runs.columns)
+    for key in (keys[0], keys[len(keys) // 2], keys[-1]):
+        (path / "metrics.json").write_text(json.dumps({**saved, key: saved[key] + 0.5}))
+        with pytest.warns(UserWarning, match="arm=score,seed=1"):
+            flagged = load_sweep(sweep_copy).disagreements
+        assert flagged["metric"].tolist() == [key]
+    (path / "metrics.json").write_text(json.dumps(saved))
 
 
 def test_disagreeing_metrics_json_is_flagged_and_recomputed_values_win(sweep_copy):
@@ -169,8 +188,8 @@ def test_run_labels_keep_variants_apart():
 
 
 def test_fixture_record_is_the_evaluators_record():
-    from selfcorrect.evaluate import record as evaluator_record
     from selfcorrect.policy import Episode, Turn
+    from selfcorrect.scoring import score
 
     task = ArithmeticTask()
     p = task.make_problem(357, 468)
@@ -178,7 +197,7 @@ def test_fixture_record_is_the_evaluators_record():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             ep = Episode(p, [Turn([], [], y1), Turn([], [], y2)])
-        assert record(task, p, y1, y2) == evaluator_record(task, ep)
+        assert record(task, p, y1, y2) == score(task, ep).record()
 
 
 # --- budget equality across the trained arms of a sweep -----------------------------------------
@@ -192,7 +211,7 @@ def _budget_runs(rows):
 
 
 def test_budget_mismatches_flag_the_arm_that_differs_and_nothing_else():
-    from selfcorrect.results import budget_mismatches
+    from selfcorrect.analysis.results import budget_mismatches
 
     block = {"budget/episodes": 3072, "budget/gradient_steps": 96, "budget/sequences_per_step": 32,
              "budget/optimizer": "adamw", "budget/lr": 2e-4, "budget/lr_schedule": "constant"}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from selfcorrect.evaluate import read_jsonl
+from selfcorrect.records import read_jsonl
 from selfcorrect.metrics import summarize
 from selfcorrect.run import CONF_DIR, run
 

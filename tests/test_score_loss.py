@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from selfcorrect.char_tokenizer import build_char_tokenizer
 from selfcorrect.policy import Policy, Sampling
-from selfcorrect.rl.losses import LossConfig, TurnBatch, advantages, kl_per_token, score_loss
+from selfcorrect.rl.losses import LossConfig, TurnTokens, advantages, kl_per_token, per_turn_advantages
+from selfcorrect.rl.reference import TurnBatch, score_loss
 from selfcorrect.rl.rewards import kl_weights, shaped_second_reward, trained_turns, training_reward, turn_rewards
 from selfcorrect.tasks.arithmetic import ArithmeticTask
 
@@ -100,8 +99,8 @@ def _hand_batch():
     return logp1, ref1, m1, logp2, ref2, m2
 
 
-def _closed_form(stage: str, alpha: float, b1: float, b2: float, kl_in: str, estimator: str):
-    """The loss written out sample by sample with plain Python floats."""
+def _closed_form(stage: str, alpha: float, b1: float, b2: float) -> float:
+    """The loss written out sample by sample with plain Python floats (KL k1 in each turn's return)."""
     logp1, ref1, m1, logp2, ref2, m2 = (x.tolist() for x in _hand_batch())
     r1, r2 = R1.tolist(), R2.tolist()
     n_tokens = sum(sum(row) for row in m1) + sum(sum(row) for row in m2)  # both turns are trained
@@ -111,82 +110,80 @@ def _closed_form(stage: str, alpha: float, b1: float, b2: float, kl_in: str, est
     else:
         G = [r1, [b + alpha * (b - a) for a, b in zip(r1, r2)]]
         beta = [b1, b1]
-
-    def kl(lp, rf):
-        d = lp - rf
-        return {"k1": d, "k2": d * d / 2, "k3": math.exp(-d) - 1 + d}[estimator]
-
     turns = [(logp1, ref1, m1), (logp2, ref2, m2)]
     total = 0.0
     for t, (lp, rf, m) in enumerate(turns):
         seq_logp = [sum(lp[i][j] * m[i][j] for j in range(5)) for i in range(4)]
-        seq_kl = [sum(kl(lp[i][j], rf[i][j]) * m[i][j] for j in range(5)) for i in range(4)]
-        ret = [G[t][i] - (beta[t] * seq_kl[i] if kl_in == "reward" else 0.0) for i in range(4)]
+        seq_kl = [sum((lp[i][j] - rf[i][j]) * m[i][j] for j in range(5)) for i in range(4)]
+        ret = [G[t][i] - beta[t] * seq_kl[i] for i in range(4)]
         partner = {0: 1, 1: 0, 2: 3, 3: 2}  # k = 2: the leave-one-out baseline is the other sample
         adv = [ret[i] - ret[partner[i]] for i in range(4)]
         total += sum(-adv[i] * seq_logp[i] for i in range(4)) / n_tokens
-        if kl_in == "loss":
-            total += sum(beta[t] * seq_kl[i] for i in range(4)) / n_tokens
     return total
 
 
 @pytest.mark.parametrize("stage", ["I", "II"])
-@pytest.mark.parametrize("kl_in,estimator", [("loss", "k3"), ("loss", "k2"), ("reward", "k1")])
-def test_loss_equals_closed_form(stage, kl_in, estimator):
+def test_loss_equals_closed_form(stage):
     alpha, b1, b2 = 10.0, 0.01, 0.1
     logp1, ref1, m1, logp2, ref2, m2 = _hand_batch()
     kl = kl_weights(stage, b1, b2)
     g1, g2 = turn_rewards(stage, R1, R2, alpha)
     turns = [TurnBatch(logp1, ref1, m1, g1, kl[0]), TurnBatch(logp2, ref2, m2, g2, kl[1])]
-    loss, stats = score_loss(turns, group_size=2, cfg=LossConfig("rloo", estimator, kl_in))
-    assert loss.item() == pytest.approx(_closed_form(stage, alpha, b1, b2, kl_in, estimator), rel=1e-6, abs=1e-6)
+    loss, stats = score_loss(turns, group_size=2, cfg=LossConfig())
+    assert loss.item() == pytest.approx(_closed_form(stage, alpha, b1, b2), rel=1e-6, abs=1e-6)
     assert stats["kl_t1"] >= 0 and stats["kl_t2"] >= 0
 
 
-def test_loss_gradient_is_reinforce_plus_k3_gradient():
-    """d loss / d logp[i,j] = m·(−A_i + β·(1 − e^{−d}))/N for the k3-in-loss form (Stage II, turn 2
-    only trained, N its tokens)."""
+def test_loss_gradient_is_reinforce_with_the_kl_in_the_advantage():
+    """d loss / d logp[i,j] = −m·A_i/N with A_i the leave-one-out advantage of r − β·Σ(log π − log π_ref)
+    (Stage II, turn 2 only trained, N its tokens): no gradient flows through the KL term itself."""
     logp1, ref1, m1, logp2, ref2, m2 = _hand_batch()
     logp2 = logp2.clone().requires_grad_(True)
     b1 = 0.01
     g1, g2 = turn_rewards("II", R1, R2, 10.0)
     turns = [TurnBatch(logp1, ref1, m1, g1, b1, trained=False), TurnBatch(logp2, ref2, m2, g2, b1)]
-    loss, _ = score_loss(turns, 2, LossConfig("rloo", "k3", "loss"))
+    loss, _ = score_loss(turns, 2, LossConfig())
     loss.backward()
-    adv = torch.tensor([11 - 1, 1 - 11, -10 - 0, 0 - (-10)], dtype=torch.float)
-    expected = m2 * (-adv[:, None] + b1 * (1 - torch.exp(-(logp2.detach() - ref2)))) / m2.sum()
-    torch.testing.assert_close(logp2.grad, expected)
+    ret = g2 - b1 * ((logp2.detach() - ref2) * m2).sum(-1)
+    adv = ret - ret[[1, 0, 3, 2]]
+    torch.testing.assert_close(logp2.grad, -m2 * adv[:, None] / m2.sum())
 
 
-# --- (1b) which KL each estimator's gradient follows: Monte Carlo on a small categorical -------
-def _mc_kl_gradient(estimator: str, kl_in: str, n: int = 200_000) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def test_per_turn_advantages_skip_untrained_turns_and_log_k3():
+    """The one per-turn assembly (engine and reference): None for an untrained turn, the logged KL is
+    the mean per-attempt k3, zero when π = π_ref."""
+    logp1, ref1, m1, logp2, ref2, m2 = _hand_batch()
+    g1, g2 = turn_rewards("single", R1, R2, 10.0)
+    advs, stats = per_turn_advantages([TurnTokens(logp1, ref1, m1), TurnTokens(logp2, logp2, m2)], [g1, g2],
+                                      kl_weights("single", 0.01, 0.1), trained_turns("single"), 2, LossConfig())
+    assert advs[1] is None and advs[0].shape == (4,) and set(stats) == {"kl_t1", "adv_abs_t1", "kl_t2"}
+    assert stats["kl_t2"] == 0.0 and stats["kl_t1"] > 0
+    k3 = ((torch.exp(ref1 - logp1) - 1 + logp1 - ref1) * m1).sum(-1).mean().item()
+    assert stats["kl_t1"] == pytest.approx(k3)
+
+
+# --- (1b) the KL in the reward descends KL(π‖π_ref): Monte Carlo on a small categorical --------
+def test_kl_in_the_reward_descends_the_forward_kl_monte_carlo():
     """The Monte-Carlo gradient, w.r.t. the logits θ of π, of the loss built by `score_loss` from
-    samples x ~ π (reward 0, so only the KL acts, β = 1, no baseline), next to the exact
-    gradients of KL(π‖π_ref) and KL(π_ref‖π)."""
+    samples x ~ π (reward 0, so only the KL acts, β = 1, no baseline) equals the exact gradient of
+    KL(π‖π_ref) and not that of KL(π_ref‖π)."""
     torch.manual_seed(0)
+    n = 200_000
     theta = torch.tensor([0.3, -0.5, 1.2, 0.0, -1.0], requires_grad=True)
     ref_logp_all = torch.log_softmax(torch.tensor([0.0, 0.4, 0.1, -0.6, 0.8]), 0)
     logp_all = torch.log_softmax(theta, 0)
     x = torch.multinomial(logp_all.detach().exp(), n, replacement=True)
     logp, ref = logp_all[x].unsqueeze(1), ref_logp_all[x].unsqueeze(1)  # one-token "attempts"
     turn = TurnBatch(logp, ref, torch.ones_like(logp), torch.zeros(n), kl_coef=1.0)
-    loss, _ = score_loss([turn], group_size=1, cfg=LossConfig("none", estimator, kl_in))
+    loss, _ = score_loss([turn], group_size=1, cfg=LossConfig("none"))
     (mc,) = torch.autograd.grad(loss, theta)
     logp_all = torch.log_softmax(theta, 0)  # a fresh graph for the exact gradients
     p, q = logp_all.exp(), ref_logp_all.exp()
     (fwd,) = torch.autograd.grad((p * (logp_all - ref_logp_all)).sum(), theta, retain_graph=True)  # KL(π‖π_ref)
     (rev,) = torch.autograd.grad((q * (ref_logp_all - logp_all)).sum(), theta)   # KL(π_ref‖π)
-    return mc, fwd, rev
-
-
-@pytest.mark.parametrize("estimator,kl_in,follows", [("k1", "reward", "forward"), ("k2", "loss", "forward"), ("k3", "loss", "reverse")])
-def test_kl_gradient_directions_monte_carlo(estimator, kl_in, follows):
-    """k1 in the reward and k2 as a loss descend KL(π‖π_ref); k3 as a loss descends KL(π_ref‖π)."""
-    mc, fwd, rev = _mc_kl_gradient(estimator, kl_in)
-    right, wrong = (fwd, rev) if follows == "forward" else (rev, fwd)
-    assert (right - wrong).abs().max() > 0.05  # the two KL gradients are distinguishable here
-    torch.testing.assert_close(mc, right, atol=0.01, rtol=0.0)
-    assert (mc - wrong).abs().max() > 0.04
+    assert (fwd - rev).abs().max() > 0.05  # the two KL gradients are distinguishable here
+    torch.testing.assert_close(mc, fwd, atol=0.01, rtol=0.0)
+    assert (mc - rev).abs().max() > 0.04
 
 
 def test_rloo_advantages_and_bad_groups():
@@ -197,16 +194,16 @@ def test_rloo_advantages_and_bad_groups():
 
 
 def test_bad_loss_settings_name_the_value():
-    with pytest.raises(ValueError, match="k1"):
+    with pytest.raises(ValueError, match="kl_in='loss'"):
         LossConfig("rloo", "k1", "loss")
-    with pytest.raises(ValueError, match="'k3' in the reward"):
+    with pytest.raises(ValueError, match="kl_estimator='k3'"):
         LossConfig("rloo", "k3", "reward")
-    with pytest.raises(ValueError, match="'k2' in the reward"):
+    with pytest.raises(ValueError, match="kl_estimator='k2'"):
         LossConfig("rloo", "k2", "reward")
-    with pytest.raises(ValueError, match="'k4'"):
-        LossConfig("rloo", "k4", "loss")
     with pytest.raises(ValueError, match="'grpo'"):
-        LossConfig("grpo", "k3", "loss")
+        LossConfig("grpo")
+    with pytest.raises(ValueError, match="'k2'"):
+        kl_per_token(torch.zeros(3), torch.zeros(3), "k2")
     assert kl_per_token(torch.zeros(3), torch.zeros(3), "k3").abs().sum() == 0
 
 

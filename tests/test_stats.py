@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from selfcorrect.stats import bootstrap_ci, estimate, hierarchical_bootstrap, mean_se, paired_bootstrap, summarize_seeds
+from selfcorrect.analysis.stats import bootstrap_ci, estimate, hierarchical_bootstrap, mean_se, paired_bootstrap
 
 
 def test_mean_se_known_values():
@@ -31,10 +31,9 @@ def test_bootstrap_ci_covers_the_true_mean_about_95_percent_of_the_time():
     assert 0.88 <= hits / 250 <= 0.99  # nominal 0.95 (percentile intervals run a bit short); s.d. over 250 reps ≈ 0.014
 
 
-def test_summarize_seeds_and_input_checks():
-    e = summarize_seeds([0.5, 0.6, 0.7], n_boot=1000)
-    assert e.mean == pytest.approx(0.6) and e.se == pytest.approx(0.1 / np.sqrt(3))
-    assert 0.5 <= e.lo <= e.mean <= e.hi <= 0.7
+def test_mean_se_and_input_checks():
+    m, se = mean_se([0.5, 0.6, 0.7])
+    assert m == pytest.approx(0.6) and se == pytest.approx(0.1 / np.sqrt(3))
     with pytest.raises(ValueError, match="n_boot"):
         bootstrap_ci([1.0, 2.0], n_boot=10)
     with pytest.raises(ValueError, match="alpha"):
@@ -96,7 +95,7 @@ def test_paired_bootstrap_over_seeds_and_shape_errors():
 
 
 # --- seed-level inference: the primary statistics ---------------------------------------------------
-from selfcorrect.stats import detectable_difference, holm, seed_interval, seed_paired, seeds_needed, sign_flip_p  # noqa: E402
+from selfcorrect.analysis.stats import detectable_difference, holm, seed_interval, seed_paired, seeds_needed, sign_flip_p  # noqa: E402
 
 
 def null_grids(rng, n_seeds: int, n_problems: int = 2000, seed_sd: float = 0.04):

@@ -3,7 +3,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from selfcorrect.cache import artifact_facts, cached_artifact, config_hash
-from selfcorrect.tiny_model import build_base_model, pretraining_texts
+from selfcorrect.tiny_model import base_model_spec, build_base_model, pretraining_texts
+from selfcorrect.tasks import make_task
 from selfcorrect.tasks.arithmetic import ArithmeticTask
 
 from conftest import TINY_OVERRIDES, compose_config
@@ -33,6 +34,19 @@ def test_build_is_cached_by_config_hash(tmp_path):
     assert (first / "model.safetensors").stat().st_mtime_ns == stamp
     facts = artifact_facts(first.parent)
     assert facts["spec"]["pretrain"]["steps"] == 20 and facts["facts"]["wall_s"] > 0
+
+
+@pytest.mark.parametrize("testbed, corpus, key", [
+    ("arithmetic", {"turn1_rules", "turn2_rules"}, "034e2691465c7cdd"),
+    ("answer_first", {"turn1", "turn2"}, "c8e4a9e9514bf020"),
+])
+def test_the_task_config_gives_the_base_its_corpus_under_the_same_cache_key(testbed, corpus, key):
+    """A task's corpus settings sit in its task config (conf/task/<task>.yaml sets them in
+    model.pretrain), and the base model's cache key hashes the same spec as when they sat in the
+    model config: the bases built so far are found again. Change a pin only to rebuild a base."""
+    cfg = compose_config([f"+testbed={testbed}"])
+    spec = base_model_spec(cfg.model, make_task(cfg.task))
+    assert corpus <= set(spec["pretrain"]) and config_hash(spec) == key
 
 
 def test_cached_artifact_builds_once_and_leaves_nothing_half_written(tmp_path):

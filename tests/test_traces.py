@@ -7,6 +7,7 @@ from collections import Counter
 import pytest
 
 from selfcorrect.metrics import total_variation
+from selfcorrect.tasks import make_error_model
 from selfcorrect.tasks.arithmetic import ArithmeticTask
 from selfcorrect.tasks.base import Problem
 from selfcorrect.traces import (
@@ -82,7 +83,7 @@ def test_star_plus_also_keeps_correct_to_correct_but_never_c2i_or_i2i():
 
 
 # --- teacher traces (the error models themselves: tests/test_arithmetic_errors.py) ---------------
-ERRORS = TASK.error_model()
+ERRORS = make_error_model(TASK)
 PROBLEMS = TASK.problems("train", 200, seed=0)
 
 

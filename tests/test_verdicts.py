@@ -1,5 +1,5 @@
-"""The pre-registered primary family (selfcorrect.verdicts) and the ceiling-free / unconfounded
-readings (selfcorrect.diagnostics) on hand-made cases and on the fixture sweep."""
+"""The pre-registered primary family (selfcorrect.analysis.verdicts) and the ceiling-free / unconfounded
+readings (selfcorrect.analysis.diagnostics) on hand-made cases and on the fixture sweep."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from fixture_sweep import make_sweep
-from selfcorrect import diagnostics, verdicts
+from selfcorrect.analysis import diagnostics, verdicts
 from selfcorrect.probe import stratified_probe
-from selfcorrect.results import load_sweep
+from selfcorrect.analysis.results import load_sweep
 from selfcorrect.tasks.answer_first import AnswerFirstTask
 
 

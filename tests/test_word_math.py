@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from selfcorrect.tasks import make_task
+from selfcorrect.tasks import make_error_model, make_task
 from selfcorrect.tasks.word_math import WordMathTask, equations, skeleton
 
 from conftest import compose_config
@@ -166,7 +166,7 @@ def test_equations_are_read_with_their_operators():
 
 # --- the error model (teacher traces, correction matrix) -------------------------------------------------
 def test_the_error_model_injects_exactly_the_error_it_names_at_each_site(task):
-    errors = task.error_model()
+    errors = make_error_model(task)
     assert errors.kinds == ("wrong_operation", "arithmetic_slip", "misread_number")
     for p in task.problems("train", 40, seed=1):
         right = errors.correct_attempt(p)
@@ -189,7 +189,7 @@ def test_every_wrong_operation_or_slip_the_verifier_names_can_be_injected(chain)
     verifier gives these kinds must be one the error model can write (negative and decimal totals
     included)."""
     t, p = chain  # 9 + 6 - 4
-    errors = t.error_model()
+    errors = make_error_model(t)
     for attempt, site in [("9 - 6 = 3\n3 - 4 = -1\nFinal Answer: -1", ("wrong_operation", 1)),
                           ("9 + 6 = 15\n15 ÷ 4 = 3.75\nFinal Answer: 3.75", ("wrong_operation", 2)),
                           ("9 + 6 = 15\n15 - 4 = 11\n11 - 4 = 8\n8 + 1 = 10\nFinal Answer: 10", ("arithmetic_slip", 2))]:
@@ -200,7 +200,7 @@ def test_every_wrong_operation_or_slip_the_verifier_names_can_be_injected(chain)
 
 def test_injections_on_a_known_chain(chain):
     t, p = chain  # 9 + 6 - 4
-    errors = t.error_model()
+    errors = make_error_model(t)
     assert errors.correct_attempt(p) == "Ava starts with 9 cookies.\n9 + 6 = 15\n15 - 4 = 11\nFinal Answer: 11".replace(
         "Ava", p.meta["name"]).replace("cookies", p.meta["items"])
     assert errors.sites(p, "wrong_operation") == [1, 2] and errors.sites(p, "misread_number") == [0, 1, 2]
@@ -216,7 +216,7 @@ def test_injections_on_a_known_chain(chain):
 def test_teacher_cells_and_traces_follow_the_error_model(task):
     from selfcorrect.traces import error_histogram, teacher_traces
 
-    errors = task.error_model()
+    errors = make_error_model(task)
     assert errors.teacher_cells("mixed") == {k: 1.0 for k in errors.kinds}
     assert errors.teacher_cells("base_like", {"wrong_operation@1": 3, "copied_number@0": 5, "no_answer": 2}) == {"wrong_operation@1": 3.0}
     with pytest.raises(ValueError, match="unknown arm.error_model 'carry_drop' for word_math"):
@@ -237,7 +237,7 @@ def test_teacher_cells_and_traces_follow_the_error_model(task):
 
 
 def test_random_digit_changes_one_digit_of_the_final_answer_only(task):
-    errors = task.error_model()
+    errors = make_error_model(task)
     rng = random.Random(0)
     for p in task.problems("train", 50, seed=2):
         right, y = errors.correct_attempt(p), errors.write(p, "random_digit", rng)

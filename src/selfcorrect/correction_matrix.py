@@ -1,7 +1,7 @@
 """The correction matrix: how a policy revises *controlled* first attempts on the test problems.
 
 For each of the first `n_problems` test problems p, the task's error model
-(`task.error_model()`, e.g. `tasks/arithmetic_errors.py`) writes first attempts y1 that all
+(`tasks.make_error_model(task)`, e.g. `tasks/arithmetic_errors.py`) writes first attempts y1 that all
 keep p's operands (a y1 borrowed from another problem would carry the wrong operands, and every
 policy, the base included, then scores 0 %):
 
@@ -29,6 +29,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from selfcorrect.tasks import make_error_model
 from selfcorrect.tasks.base import Problem, Task
 
 SITES = ("base", "own", "random")
@@ -36,7 +37,7 @@ KEEP_ROW = "correct"
 
 
 def supports(task: Task) -> bool:
-    return callable(getattr(task, "error_model", None))
+    return make_error_model(task) is not None
 
 
 def matrix_first_attempts(errors, problems: Sequence[Problem], base_first: Sequence[str], seed: int,
@@ -73,13 +74,13 @@ def correction_matrix(policy, task: Task, problems: Sequence[Problem], base_firs
     if not isinstance(n_problems, int) or isinstance(n_problems, bool) or n_problems <= 0:
         raise ValueError(f"eval.correction_matrix.n_problems must be a positive integer, got {n_problems!r}")
     if not supports(task):
-        return {"skipped": f"task {task.name!r} has no error model (`error_model()`) to write controlled first attempts"}, []
+        return {"skipped": f"task {task.name!r} has no error model (`tasks.make_error_model`) to write controlled first attempts"}, []
     if len(base_first_attempts) != len(problems):
         raise ValueError(f"{len(base_first_attempts)} base first attempts for {len(problems)} problems")
     n = min(n_problems, len(problems))
     by_id = {p.id: p for p in problems[:n]}
     own = list(own_first_attempts[:n]) if own_first_attempts is not None else None
-    rows = matrix_first_attempts(task.error_model(), problems[:n], base_first_attempts[:n], seed, own)
+    rows = matrix_first_attempts(make_error_model(task), problems[:n], base_first_attempts[:n], seed, own)
     episodes = policy.two_turn([by_id[r["id"]] for r in rows], sampling, seed, first_attempts=[r["y1"] for r in rows])
     records = []
     for r, ep in zip(rows, episodes):

@@ -9,17 +9,17 @@ numbers are over the problems where both first attempts are wrong (`selfcorrect.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from selfcorrect import timing
-from selfcorrect.metrics import edit_distance_ratio, summarize
-from selfcorrect.policy import Episode, Policy, Sampling
+from selfcorrect.metrics import summarize
+from selfcorrect.policy import Policy, Sampling
 from selfcorrect.probe import probe_metrics, probe_record
-from selfcorrect.tasks.base import Problem, Task
+from selfcorrect.records import write_json, write_jsonl
+from selfcorrect.scoring import score_all
+from selfcorrect.tasks.base import Problem
 
 
 @dataclass
@@ -42,27 +42,6 @@ class EvalResult:
     probe_records: dict[str, list[dict]] = field(default_factory=dict)
 
 
-def record(task: Task, ep: Episode) -> dict:
-    """Everything about one two-turn episode that any metric needs."""
-    v1, v2 = task.verify(ep.problem, ep.y1), task.verify(ep.problem, ep.y2)
-    return {
-        "id": ep.problem.id,
-        "prompt": ep.problem.prompt,
-        "answer": ep.problem.answer,
-        "y1": ep.y1,
-        "y2": ep.y2,
-        "correct1": v1.correct,
-        "correct2": v2.correct,
-        "well_formed1": v1.well_formed,
-        "well_formed2": v2.well_formed,
-        "answer1": v1.answer,
-        "answer2": v2.answer,
-        "error1": v1.error_type,
-        "error2": v2.error_type,
-        "edit_ratio": edit_distance_ratio(ep.y1, ep.y2),
-    }
-
-
 def evaluate_policy(
     policy: Policy,
     problems: Sequence[Problem],
@@ -72,7 +51,7 @@ def evaluate_policy(
 ) -> EvalResult:
     task = policy.task
     episodes = policy.two_turn(problems, sampling, seed)
-    records = [record(task, ep) for ep in episodes]
+    records = [s.record() for s in score_all(task, episodes)]
     metrics = summarize(records)
     probe_records = {}
     own_by_problems = {_key(problems): records}
@@ -89,9 +68,9 @@ def _probe(policy: Policy, sampling: Sampling, seed: int, offline: Sequence[Offl
     for off in offline:
         key = _key(off.problems)
         if key not in own_by_problems:  # the policy's own greedy episodes on the offline set's problems
-            own_by_problems[key] = [record(task, ep) for ep in policy.two_turn(off.problems, sampling, seed)]
+            own_by_problems[key] = [s.record() for s in score_all(task, policy.two_turn(off.problems, sampling, seed))]
         probe_eps = policy.two_turn(off.problems, sampling, seed, first_attempts=off.attempts)
-        probe = [probe_record(record(task, ep), own) for ep, own in zip(probe_eps, own_by_problems[key])]
+        probe = [probe_record(s.record(), own) for s, own in zip(score_all(task, probe_eps), own_by_problems[key])]
         metrics[f"probe/{off.label}"] = probe_metrics(probe)
         probe_records[off.label] = probe
 
@@ -104,25 +83,6 @@ def write_eval(out_dir: str | Path, result: EvalResult, prefix: str = "") -> Non
     for label, rows in result.probe_records.items():
         write_jsonl(out / f"{prefix}probe_{label}.jsonl", rows)
     write_json(out / f"{prefix}metrics.json", result.metrics)
-
-
-def write_jsonl(path: Path, rows: Sequence[dict]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, obj) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    os.replace(tmp, path)
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
 
 
 def _key(problems: Sequence[Problem]) -> tuple[str, ...]:

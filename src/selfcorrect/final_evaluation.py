@@ -30,9 +30,11 @@ from omegaconf import OmegaConf
 from selfcorrect import timing
 from selfcorrect.cache import cached_artifact
 from selfcorrect.correction_matrix import correction_matrix, matrix_line
-from selfcorrect.evaluate import EvalResult, OfflineAttempts, evaluate_policy, write_eval, write_json, write_jsonl
+from selfcorrect.evaluate import EvalResult, OfflineAttempts, evaluate_policy, write_eval
 from selfcorrect.metrics import total_variation
 from selfcorrect.policy import Policy, Sampling
+from selfcorrect.records import write_json, write_jsonl
+from selfcorrect.tasks import make_error_model
 
 TABLE_FIELDS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "fix_rate", "break_rate")
 SECONDARY_FILE = "paper_checkpoint_generations.jsonl"
@@ -72,8 +74,9 @@ def final_evaluation(ctx, policy: Policy, paper_policy: Policy | None, base_sha2
                                                             own_first_attempts=own_first)
         m["correction_matrix"] = summary
         print(f"[correction matrix skipped] {summary['skipped']}" if "skipped" in summary else matrix_line(summary), flush=True)
-    if callable(getattr(task, "error_model", None)):  # where the policy's own first attempts err
-        own_sites = task.error_model().site_histogram(problems, own_first)
+    errors = make_error_model(task)
+    if errors is not None:  # where the policy's own first attempts err
+        own_sites = errors.site_histogram(problems, own_first)
         m["errors_t1_sites"] = own_sites
         teacher_sites = ctx.extra_metrics.get("train_site_hist")
         if teacher_sites:  # sft_teacher: TV between the teacher's error sites and the model's own

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 
 from rapidfuzz.distance import Indel
 
+from selfcorrect.tasks.base import error_kind
+
 EDIT_HIST_BINS = 10
 
 
@@ -90,9 +92,9 @@ def summarize(records: Sequence[dict]) -> dict:
         # ceiling-free rates: fix = i→c over the wrong first attempts, break = c→i over the right ones
         fix_rate=correction_rate(c1, c2),
         break_rate=break_rate(c1, c2),
-        errors_t1=dict(Counter(_kind(r["error1"]) for r in records if r["error1"])),
-        errors_t2=dict(Counter(_kind(r["error2"]) for r in records if r["error2"])),
-        errors_fixed=dict(Counter(_kind(r["error1"]) for r in records if r["error1"] and r["correct2"])),
+        errors_t1=dict(Counter(error_kind(r["error1"]) for r in records if r["error1"])),
+        errors_t2=dict(Counter(error_kind(r["error2"]) for r in records if r["error2"])),
+        errors_fixed=dict(Counter(error_kind(r["error1"]) for r in records if r["error1"] and r["correct2"])),
     )
     return out
 
@@ -104,10 +106,6 @@ def total_variation(counts_p: dict[str, float], counts_q: dict[str, float]) -> f
         return None
     kinds = sorted(set(counts_p) | set(counts_q))  # a fixed order: set order differs between processes
     return 0.5 * sum(abs(counts_p.get(k, 0) / zp - counts_q.get(k, 0) / zq) for k in kinds)
-
-
-def _kind(error_type: str) -> str:
-    return error_type.split("@")[0]
 
 
 def _se_mean(xs: Sequence[float]) -> float:

@@ -69,7 +69,7 @@ def stratified_probe(records: Sequence[dict], task) -> dict:
     `same_error` (the offline and the own first attempt have the same error kind at the same site),
     `both_readable` / `neither_readable` (their working spells the right answer, for tasks with
     `working_answer`). Per stratum: the offline and own correction rates, their gap, n."""
-    readable = getattr(task, "working_answer", None)
+    readable = task.working_answer  # None for a task without it (`Task`'s optional capability)
     out = {}
     for stratum in STRATA:
         rows = []

@@ -34,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from selfcorrect import catalog, distributed, resume, selection, timing
 from selfcorrect.arms import ArmContext, get_arm
 from selfcorrect.budget import Budget
-from selfcorrect.evaluate import write_json
+from selfcorrect.records import write_json
 from selfcorrect.final_evaluation import final_evaluation, write_final
 from selfcorrect.models import base_model_path, load_base_policy
 from selfcorrect.tasks import make_task

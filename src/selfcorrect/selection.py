@@ -19,10 +19,11 @@ A run resumed at step s forgets the candidates after s (they are measured again,
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
+
+from selfcorrect.records import atomic_path, write_json
 
 RULE = "val_acc_t2"
 FIELDS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "correction_rate_own")
@@ -47,9 +48,8 @@ class Candidates:
             raise ValueError(f"candidate checkpoints are trained policies (step > 0), got step {step}")
         path = self.weights(step)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, tmp)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            torch.save({k: v.detach().cpu().clone() for k, v in model.state_dict().items()}, tmp)
         rows = [r for r in self.records() if r["step"] != step]
         rows.append({"step": step, **{f"val_{k}": val_metrics.get(k) for k in FIELDS}})
         self._write(sorted(rows, key=lambda r: r["step"]))
@@ -81,9 +81,7 @@ class Candidates:
 
     def _write(self, rows: list[dict]) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = self.index.with_suffix(".tmp")
-        tmp.write_text(json.dumps(rows, indent=1))
-        os.replace(tmp, self.index)
+        write_json(self.index, rows, indent=1)
 
 
 def choose(ctx, paper_policy):

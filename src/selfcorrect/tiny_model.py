@@ -49,7 +49,7 @@ def base_model_spec(model_cfg: DictConfig, task: Task) -> dict:
 
 def build_base_model(model_cfg: DictConfig, task: Task, cache_dir: str | Path) -> Path:
     """Path of the cached base model (an HF model + tokenizer directory), built if missing."""
-    if not callable(getattr(task, "pretraining_sampler", None)):
+    if task.pretraining_sampler is None:  # `Task`'s optional capability
         raise ValueError(f"model kind 'tiny' is pretrained from scratch on an embedded task (arithmetic, answer_first); "
                          f"task {task.name!r} has no pretraining_sampler")
     spec = base_model_spec(model_cfg, task)

@@ -4,8 +4,8 @@ A trace is one (x, y1, y2) tuple: problem x, a first attempt y1, and the second 
 SFT trains on after the fixed revise instruction. Builders are pure functions of their inputs
 (model samples, problems, a seeded RNG), so their filtering rules can be checked by hand:
 
-- `teacher_traces`    y1 written by the task's teacher error model (`task.error_model()`, beside
-                      the task), y2 the correct attempt
+- `teacher_traces`    y1 written by the task's teacher error model (beside the task, paired with
+                      it in `tasks.TASKS`), y2 the correct attempt
 - `pair_sft_traces`   D_SFT: every incorrect response paired with a random correct response to
                       the same problem from all first- and second-turn samples; D+ adds c→c
 - `star_traces`       D_STaR: single sampled traces that revise incorrect → correct; D+ adds c→c
@@ -27,6 +27,8 @@ from pathlib import Path
 from selfcorrect.cache import artifact_facts, cached_artifact
 from selfcorrect.evaluate import OfflineAttempts
 from selfcorrect.policy import Policy, Sampling
+from selfcorrect.scoring import score_all
+from selfcorrect.tasks import make_error_model
 from selfcorrect.tasks.base import Problem, Task
 
 TRACES_VERSION = 2  # bump when a builder changes what a spec builds
@@ -36,13 +38,8 @@ TRACES_VERSION = 2  # bump when a builder changes what a spec builds
 def sample_episodes(policy: Policy, problems: Sequence[Problem], per_problem: int, sampling: Sampling, seed: int) -> list[dict]:
     """`per_problem` two-turn episodes for each problem, each with both verdicts."""
     repeated = [p for p in problems for _ in range(per_problem)]
-    episodes = policy.two_turn(repeated, sampling, seed=seed)
-    task = policy.task
-    return [
-        {"problem": ep.problem, "y1": ep.y1, "y2": ep.y2,
-         "correct1": task.verify(ep.problem, ep.y1).correct, "correct2": task.verify(ep.problem, ep.y2).correct}
-        for ep in episodes
-    ]
+    scored = score_all(policy.task, policy.two_turn(repeated, sampling, seed=seed))
+    return [{"problem": s.problem, "y1": s.y1, "y2": s.y2, "correct1": s.v1.correct, "correct2": s.v2.correct} for s in scored]
 
 
 def trace(problem: Problem, y1: str, y2: str, correct1: bool, correct2: bool, source: str) -> dict:
@@ -99,15 +96,15 @@ def anchor_traces(samples: Sequence[dict], n: int, rng: random.Random) -> list[d
 
 # --- teacher traces ------------------------------------------------------------------------------
 def error_model_for(task: Task):
-    """The task's error model (`task.error_model()`, beside the task: e.g.
+    """The task's error model (`tasks.make_error_model`: the one registered beside the task, e.g.
     `tasks/arithmetic_errors.py`); tasks without one cannot have teacher-written errors."""
-    make = getattr(task, "error_model", None)
-    if make is None:
+    errors = make_error_model(task)
+    if errors is None:
         raise ValueError(
-            f"task {task.name!r} has no error model (no `error_model()`), so arm sft_teacher cannot write "
+            f"task {task.name!r} has no error model (none in tasks.TASKS), so arm sft_teacher cannot write "
             "its first attempts; the arithmetic task has one (tasks/arithmetic_errors.py)"
         )
-    return make()
+    return errors
 
 
 def teacher_traces(errors, problems: Sequence[Problem], weights: Mapping[str, float], n: int, rng: random.Random) -> list[dict]:

@@ -7,28 +7,15 @@ so results never depend on wandb being reachable.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig
 
+from selfcorrect.records import append_jsonl, scalars
+
 WANDB_MODES = ("offline", "online", "disabled")
-
-
-def flatten(metrics: Mapping, prefix: str = "") -> dict[str, float]:
-    """Nested metrics → {'a/b': scalar}; lists and None are left out (they go to files)."""
-    out = {}
-    for k, v in metrics.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(flatten(v, key + "/"))
-        elif isinstance(v, bool):
-            out[key] = float(v)
-        elif isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v)):
-            out[key] = v
-    return out
 
 
 class Tracker:
@@ -51,9 +38,8 @@ class Tracker:
         return None if self.run is None else str(Path(self.run.dir).parent)
 
     def log(self, metrics: Mapping, step: int | None = None, prefix: str = "") -> None:
-        row = flatten(metrics, prefix)
-        with open(self.history, "a") as f:
-            f.write(json.dumps({"step": step, **row}) + "\n")
+        row = scalars(metrics, prefix)
+        append_jsonl(self.history, {"step": step, **row})
         if self.run is not None:
             self.run.log(row, step=step)
 
@@ -67,7 +53,7 @@ class Tracker:
 
     def summary(self, metrics: Mapping) -> None:
         if self.run is not None:
-            self.run.summary.update(flatten(metrics))
+            self.run.summary.update(scalars(metrics))
 
     def finish(self, exit_code: int = 0) -> None:
         if self.run is not None:

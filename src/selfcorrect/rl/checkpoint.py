@@ -8,12 +8,13 @@ then matches an uninterrupted one exactly.
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from selfcorrect.records import atomic_path, write_lines
 
 PATTERN = "step_*.pt"
 
@@ -36,9 +37,8 @@ def save(ckpt_dir: Path, step: int, model: torch.nn.Module, optimizer: torch.opt
     ckpt_dir = Path(ckpt_dir)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     path = path_for(ckpt_dir, step)
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state(), **extra}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state(), **extra}, tmp)
     return path
 
 
@@ -46,9 +46,8 @@ def save_weights(path: Path, model: torch.nn.Module) -> None:
     """The model's weights alone (a kept or selected checkpoint), written atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(model.state_dict(), tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(model.state_dict(), tmp)
 
 
 def load_weights(path: Path, model: torch.nn.Module) -> None:
@@ -84,9 +83,7 @@ def trim_history(history: Path, after_step: int) -> None:
     if not history.exists():
         return
     keep = [line for line in history.read_text().splitlines() if line.strip() and not _after(json.loads(line).get("step"), after_step)]
-    tmp = history.with_suffix(".jsonl.tmp")
-    tmp.write_text("".join(line + "\n" for line in keep))
-    os.replace(tmp, history)
+    write_lines(history, keep)
 
 
 def _after(step, after_step: int) -> bool:

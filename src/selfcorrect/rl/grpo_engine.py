@@ -4,11 +4,11 @@ One episode is one GRPOTrainer row: prompt x, completion y1 + revise instruction
 `env_mask` 1 exactly on the tokens of the turns the stage trains (0 on the instruction, and on
 an untrained turn's attempt). The SCoRe math is not here: the per-turn returns come from
 `rewards.turn_rewards`, the KL-in-reward (k1) and leave-one-out advantages from
-`losses.turn_advantages`; this module only places A_{i,1} on y1's tokens and A_{i,2} on y2's.
+`losses.per_turn_advantages`; this module only places A_{i,1} on y1's tokens and A_{i,2} on y2's.
 
 GRPOTrainer's own KL is off (beta = 0: no reference model of its own). Its "dapo" loss
 −Σ coef·A·mask / (masked tokens in the batch), with one update per generation (coef = 1 with
-gradient ∇log π), is then exactly `losses.score_loss`: −1/N Σ_i Σ_t A_{i,t} Σ_{y_t} ∇log π.
+gradient ∇log π), is then exactly `reference.score_loss`: −1/N Σ_i Σ_t A_{i,t} Σ_{y_t} ∇log π.
 
 Hooks used (TRL 1.16): `rollout_func` and its `env_mask` (documented, experimental) and
 `_generate_and_score_completions` (private, overridden to swap in our (B, T) advantages before
@@ -35,7 +35,7 @@ from trl import GRPOConfig, GRPOTrainer  # noqa: E402
 from trl.trainer.utils import add_fused_lm_head, pad  # noqa: E402
 
 from selfcorrect.policy import Episode, Policy, Sampling, Turn  # noqa: E402
-from selfcorrect.rl.losses import kl_per_token, turn_advantages  # noqa: E402
+from selfcorrect.rl.losses import TurnTokens, per_turn_advantages  # noqa: E402
 from selfcorrect.rl.rewards import kl_weights, trained_turns, training_reward, turn_rewards  # noqa: E402
 from selfcorrect.rl.rollouts import Rollouts  # noqa: E402
 from selfcorrect.tasks.base import Problem  # noqa: E402
@@ -138,8 +138,6 @@ class SCoReGRPOTrainer(GRPOTrainer):
 
     def __init__(self, *, rl, ref_model: nn.Module, rollouts_for_step: Callable[["SCoReGRPOTrainer", int], Rollouts],
                  stages: Sequence[str], model: nn.Module, args: GRPOConfig, first_step: int = 0, **kwargs):
-        if rl.loss.kl_in != "reward":
-            raise NotImplementedError("the GRPOTrainer engine puts the KL in the reward (k1); kl_in='loss' is not supported")
         if args.beta != 0.0 or args.num_iterations != 1 or args.loss_type != "dapo":
             raise ValueError("SCoRe's loss is GRPOTrainer's 'dapo' loss with beta=0 and num_iterations=1")
         self.rl, self.stages, self.rollouts_for_step, self.first_step = rl, list(stages), rollouts_for_step, first_step
@@ -207,18 +205,13 @@ class SCoReGRPOTrainer(GRPOTrainer):
         logp, _, _ = self._get_per_token_logps_and_entropies(self.model, ids, attn, width)
         ref_logp, _, _ = self._get_per_token_logps_and_entropies(self.score_ref, ids, attn, width)
         returns = turn_rewards(stage, ro.r1, ro.r2, rl.alpha, rl.gamma, rl.turn2_scale)
-        trains, betas = trained_turns(stage), kl_weights(stage, rl.beta1, rl.beta2)
+        masks = [(turn == code).float() * batch["completion_mask"] for code in (TURN1, TURN2)]
+        advs, stats = per_turn_advantages([TurnTokens(logp, ref_logp, m) for m in masks], returns,
+                                          kl_weights(stage, rl.beta1, rl.beta2), trained_turns(stage), ro.group_size, rl.loss)
         adv = torch.zeros_like(logp)
-        stats = {}
-        for t, code in enumerate((TURN1, TURN2)):
-            m = (turn == code).float() * batch["completion_mask"]
-            stats[f"kl_t{t + 1}"] = (kl_per_token(logp, ref_logp, "k3") * m).sum(-1).mean().item()
-            if not trains[t]:
-                continue
-            kl_seq = (kl_per_token(logp, ref_logp, rl.loss.kl_estimator) * m).sum(-1)
-            a = turn_advantages(returns[t].to(logp.device), kl_seq, betas[t], ro.group_size, rl.loss)
-            adv = adv + a[:, None] * m
-            stats[f"adv_abs_t{t + 1}"] = a.abs().mean().item()
+        for a, m in zip(advs, masks):
+            if a is not None:
+                adv = adv + a[:, None] * m
         stats.update(return_t1=returns[0].mean().item(), return_t2=returns[1].mean().item(),
                      train_reward=training_reward(stage, ro.r1, ro.r2))
         self.last_stats = stats

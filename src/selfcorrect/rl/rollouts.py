@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from selfcorrect.policy import Episode, Policy, Sampling
+from selfcorrect.scoring import score_all
 from selfcorrect.tasks.base import Problem, Task
 
 
@@ -61,8 +62,8 @@ def collect(policy: Policy, task: Task, problems: Sequence[Problem], group_size:
     else:
         episodes = sampler(policy, repeated, sampling, seed)
     gen_s = time.perf_counter() - t0
-    v1 = [task.verify(ep.problem, ep.y1) for ep in episodes]
-    v2 = [task.verify(ep.problem, ep.y2) for ep in episodes]
+    scored = score_all(task, episodes)
+    v1, v2 = [s.v1 for s in scored], [s.v2 for s in scored]
 
     def vec(xs) -> torch.Tensor:
         return torch.tensor([float(x) for x in xs])

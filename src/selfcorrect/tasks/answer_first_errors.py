@@ -1,5 +1,6 @@
 """The answer-first task's error model: where a wrong answer can sit, and how a teacher (or the
-correction matrix) writes exactly that error, with the right working after it.
+correction matrix) writes exactly that error, with the right working after it. It builds on the
+task (`tasks/answer_first.py`), which does not know it: the registry pairs the two (`tasks.TASKS`).
 
 A *site* is an answer column k (0 = units, n = the leading carry digit). ``carry_lookahead@k``
 can sit only where a carry reaches column k through a carry chain (the digit is written with the
@@ -22,18 +23,19 @@ from __future__ import annotations
 import random
 
 from selfcorrect.tasks.answer_first import AnswerFirstTask, slip_digit
-from selfcorrect.tasks.base import Problem, SiteErrorModel
+from selfcorrect.tasks.base import Problem, SiteErrorModel, error_type
 
 TEACHER_MODELS = ("random_digit", "carry_lookahead", "mixed", "base_like")
 INJECTABLE = ("carry_lookahead", "digit_slip")
 
 
 class AnswerFirstErrorModel(SiteErrorModel):
+    """Error sites and one-error injections for `AnswerFirstTask`, and the teacher error models
+    built from them (see the module docstring; `SiteErrorModel.write` is the teacher)."""
+
     teacher_models = TEACHER_MODELS
     kinds = INJECTABLE
-
-    def __init__(self, task: AnswerFirstTask):
-        self.task = task
+    task: AnswerFirstTask
 
     # --- sites and injections ------------------------------------------------------------------
     def correct_attempt(self, problem: Problem) -> str:
@@ -46,8 +48,9 @@ class AnswerFirstErrorModel(SiteErrorModel):
             return [k for k in range(self.task.n_digits + 1) if self._slips(problem, k)]
         raise ValueError(f"unknown error kind {kind!r}; injectable kinds: {self.kinds}")
 
-    def inject(self, problem: Problem, kind: str, site: int, rng: random.Random | None = None) -> str:
-        """The right working after an answer with exactly one `kind` error at column `site`."""
+    def inject(self, problem: Problem, kind: str, site: int | None, rng: random.Random | None = None) -> str:
+        """The right working after an answer with exactly one `kind` error at column `site`; which
+        digit slip (one higher or lower) is drawn from `rng`, or fixed by (problem, kind, site)."""
         if site not in self.sites(problem, kind):
             raise ValueError(f"no {kind!r} site at {site!r} in {problem.id}; its sites: {self.sites(problem, kind)}")
         if kind == "carry_lookahead":
@@ -58,12 +61,12 @@ class AnswerFirstErrorModel(SiteErrorModel):
             answer = (rng or random.Random(f"answer_first:{problem.id}:{kind}@{site}")).choice(self._slips(problem, site))
         y = self.task.write(answer, self.task.working(problem))
         got = self.task.verify(problem, y).error_type
-        if got != f"{kind}@{site}":
-            raise AssertionError(f"injecting {kind}@{site} into {problem.id} gave {y!r}, read as {got!r}")
+        if got != error_type(kind, site):
+            raise AssertionError(f"injecting {error_type(kind, site)} into {problem.id} gave {y!r}, read as {got!r}")
         return y
 
     def signature(self, problem: Problem, kind: str, site: int | None) -> str:
-        return kind if site is None else f"{kind}@{site}"
+        return error_type(kind, site)
 
     def _slips(self, problem: Problem, k: int) -> list[str]:
         """Answers with column k's digit one higher or lower that read back as digit_slip@k."""
@@ -78,15 +81,7 @@ class AnswerFirstErrorModel(SiteErrorModel):
                     out.append(answer)
         return out
 
-    # --- the teacher ---------------------------------------------------------------------------
-    def write(self, problem: Problem, cell: str, rng: random.Random) -> str:
-        """A wrong first attempt for `cell`: a random answer digit, a kind at a random site, or kind@site."""
-        if cell == "random_digit":
-            return self.task.write(slip_digit(problem.answer, rng), self.task.working(problem))
-        kind, _, site = cell.partition("@")
-        if kind not in self.kinds:
-            raise ValueError(f"unknown teacher cell {cell!r} for answer_first; kinds: {self.kinds} (+ 'random_digit')")
-        sites = self.sites(problem, kind) if not site else [int(site)]
-        if not sites:
-            raise ValueError(f"no site for teacher cell {cell!r} in {problem.id}")
-        return self.inject(problem, kind, rng.choice(sites), rng)
+    # --- the teacher's hook for cell random_digit ----------------------------------------------
+    def random_digit(self, problem: Problem, rng: random.Random) -> str:
+        """One answer digit, drawn uniformly, written as another digit; the right working after it."""
+        return self.task.write(slip_digit(problem.answer, rng), self.task.working(problem))

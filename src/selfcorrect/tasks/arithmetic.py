@@ -14,9 +14,10 @@ an error taxonomy (the first step that departs from the correct procedure):
 - ``malformed``       not an attempt in the scratchpad format
 
 The same bug operators write wrong attempts on purpose: the base model's pretraining mixture
-(systematic, feature-conditioned bugs), the teacher error models of the SFT arms and the
-correction matrix (`tasks/arithmetic_errors.py`, reached through `ArithmeticTask.error_model()`)
-use them. `write_slip` writes one scratchpad digit wrong and goes on consistently from there.
+(systematic, feature-conditioned bugs; its bug rules in `conf/task/arithmetic.yaml`), the teacher
+error models of the SFT arms and the correction matrix (the task's error model,
+`tasks/arithmetic_errors.py`, which builds on this module and is paired with the task in
+`tasks.TASKS`) use them. `write_slip` writes one scratchpad digit wrong and goes on consistently from there.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-from selfcorrect.tasks.base import Problem, Verdict, check_split, stable_hash
+from selfcorrect.tasks.base import Problem, PretrainingSampler, Task, Verdict, check_split, stable_hash
 
 COLUMN_BUGS = ("operand_copy", "carry_drop", "carry_error", "sum_slip")
 FINAL_BUGS = ("final_copy",)
@@ -91,7 +92,7 @@ def parse_rules(rules: Sequence) -> tuple[BugRule, ...]:
     return tuple(r if isinstance(r, BugRule) else BugRule(**dict(r)) for r in rules)
 
 
-class ArithmeticTask:
+class ArithmeticTask(Task):
     """n-digit addition with a column scratchpad; problems are split by a stable hash, so the
     train, val and test problems never overlap, whatever the sampling seed."""
 
@@ -193,12 +194,6 @@ class ArithmeticTask:
             answer = answer[:index] + str(value) + answer[index + 1 :]
         return " ".join(c.render() for c in columns) + ">" + answer
 
-    def error_model(self):
-        """The task's error model (teacher errors, error sites, injections for the correction matrix)."""
-        from selfcorrect.tasks.arithmetic_errors import ArithmeticErrorModel
-
-        return ArithmeticErrorModel(self)
-
     def sample(self, problem: Problem, rules: Sequence[BugRule], rng: random.Random) -> str:
         """One attempt drawn from a bug mixture: at each column the first rule whose feature
         holds fires with its probability (features see the procedure's own running state)."""
@@ -223,7 +218,7 @@ class ArithmeticTask:
                 break
         return self._render(columns, final_bug)
 
-    def pretraining_sampler(self, pre: Mapping) -> Callable[[Problem, int, random.Random], list[str]]:
+    def pretraining_sampler(self, pre: Mapping) -> PretrainingSampler:
         """What draws one trace's attempts for the tiny base model's corpus, `(problem, n_attempts,
         rng) -> attempts`: independent draws from the bug mixtures `pre["turn1_rules"]` (first
         attempt) and `pre["turn2_rules"]` (every later one), parsed once."""

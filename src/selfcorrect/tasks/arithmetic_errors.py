@@ -1,5 +1,7 @@
 """The arithmetic task's error model: where an error of each kind can sit, what the base's bugs
-see at that site, and how a teacher (or the correction matrix) writes exactly that error.
+see at that site, and how a teacher (or the correction matrix) writes exactly that error. It
+builds on the task (`tasks/arithmetic.py`), which does not know it: the registry pairs the two
+(`tasks.TASKS`, `tasks.make_error_model`).
 
 A *site* of an error kind is the column it sits in (0 = units), or None for `final_copy`
 (the answer line). A site's *signature* is what the base model's bugs condition on there
@@ -29,26 +31,19 @@ from __future__ import annotations
 import random
 
 from selfcorrect.tasks.arithmetic import COLUMN_BUGS, FINAL_BUGS, FINAL_FEATURES, ArithmeticTask
-from selfcorrect.tasks.base import Problem, SiteErrorModel
+from selfcorrect.tasks.base import Problem, SiteErrorModel, error_type
 
 TEACHER_MODELS = ("random_digit", "carry_drop", "mixed", "base_like")
 INJECTABLE = (*COLUMN_BUGS, *FINAL_BUGS)  # the taxonomy's kinds that are one bug at one site
 
 
-def error_type(kind: str, site: int | None) -> str:
-    """The verifier's error type for one bug of `kind` at `site` (``carry_drop@1``, ``final_copy``)."""
-    return kind if site is None else f"{kind}@{site}"
-
-
 class ArithmeticErrorModel(SiteErrorModel):
     """Error sites, signatures and one-bug injections for `ArithmeticTask`, and the teacher
-    error models built from them (see the module docstring)."""
+    error models built from them (see the module docstring; `SiteErrorModel.write` is the teacher)."""
 
     teacher_models = TEACHER_MODELS
     kinds = INJECTABLE
-
-    def __init__(self, task: ArithmeticTask):
-        self.task = task
+    task: ArithmeticTask
 
     # --- sites and injections ------------------------------------------------------------------
     def correct_attempt(self, problem: Problem) -> str:
@@ -62,8 +57,9 @@ class ArithmeticErrorModel(SiteErrorModel):
             return [None]
         raise ValueError(f"unknown error kind {kind!r}; injectable kinds: {self.kinds}")
 
-    def inject(self, problem: Problem, kind: str, site: int | None) -> str:
-        """The correct procedure with exactly one bug of `kind` at `site` (the operands are kept)."""
+    def inject(self, problem: Problem, kind: str, site: int | None, rng: random.Random | None = None) -> str:
+        """The correct procedure with exactly one bug of `kind` at `site` (the operands are kept);
+        a bug at a site is one attempt, so there is nothing to draw and `rng` is not used."""
         if site not in self.sites(problem, kind):
             raise ValueError(f"no {kind!r} site at {site!r} in {problem.id}; its sites: {self.sites(problem, kind)}")
         y = self.task.write(problem, final_bug=kind) if kind in FINAL_BUGS else self.task.write(problem, {site: kind})
@@ -90,20 +86,12 @@ class ArithmeticErrorModel(SiteErrorModel):
             carry = (a + b + carry) // 10
         return carries
 
-    # --- the teacher ---------------------------------------------------------------------------
-    def write(self, problem: Problem, cell: str, rng: random.Random) -> str:
-        """A wrong first attempt for `cell`: a random digit slip, a kind at a random valid site, or a
-        kind at a random site with the cell's signature."""
-        if cell == "random_digit":
-            slot, index, value, n_values = rng.choice(self.task.digit_slots(problem))
-            y = self.task.write_slip(problem, slot, index, rng.choice([v for v in range(n_values) if v != value]))
-            if self.task.verify(problem, y).correct:
-                raise AssertionError(f"digit slip {slot}[{index}] left {problem.id} correct: {y!r}")
-            return y
-        kind = cell.split("@")[0]
-        sites = self.sites(problem, kind) if kind in self.kinds else []
-        if cell != kind:
-            sites = [s for s in sites if self.signature(problem, kind, s) == cell]
-        if not sites:
-            raise ValueError(f"no site for teacher cell {cell!r} in {problem.id}")
-        return self.inject(problem, kind, rng.choice(sites))
+    # --- the teacher's hook for cell random_digit ----------------------------------------------
+    def random_digit(self, problem: Problem, rng: random.Random) -> str:
+        """One digit of the correct attempt, drawn uniformly, written as another value it can take;
+        the procedure goes on consistently from there (`ArithmeticTask.write_slip`)."""
+        slot, index, value, n_values = rng.choice(self.task.digit_slots(problem))
+        y = self.task.write_slip(problem, slot, index, rng.choice([v for v in range(n_values) if v != value]))
+        if self.task.verify(problem, y).correct:
+            raise AssertionError(f"digit slip {slot}[{index}] left {problem.id} correct: {y!r}")
+        return y

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import random
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -37,12 +38,45 @@ class Verdict:
     @property
     def error_kind(self) -> str | None:
         """The error type without its position, e.g. 'carry_drop' for 'carry_drop@2'."""
-        return None if self.error_type is None else self.error_type.split("@")[0]
+        return error_kind(self.error_type)
+
+
+def split_error_type(error_type: str) -> tuple[str, int | None]:
+    """('carry_drop', 2) for 'carry_drop@2'; (kind, None) for a type without a site."""
+    kind, _, site = error_type.partition("@")
+    return kind, int(site) if site else None
+
+
+def error_type(kind: str, site: int | None) -> str:
+    """The error type of one error of `kind` at `site` (``carry_drop@1``; ``final_copy`` without a site)."""
+    return kind if site is None else f"{kind}@{site}"
+
+
+def error_kind(error_type) -> str | None:
+    """The kind of an error type or signature (`kind@site` → kind); None for a non-string (correct)."""
+    return error_type.partition("@")[0] if isinstance(error_type, str) else None
+
+
+# What the tiny base model's corpus draws one trace's attempts with: (problem, n_attempts, rng) -> attempts.
+PretrainingSampler = Callable[[Problem, int, random.Random], list[str]]
 
 
 class Task(Protocol):
+    """What the harness asks of a task. Every task subclasses it, so that it inherits the
+    *optional capabilities* below as None ("this task has none") unless it defines them:
+
+    - `working_answer(problem, attempt) -> str | None`: the answer an attempt's working spells,
+      whatever its answer says (the probe's readability strata);
+    - `pretraining_sampler(pre) -> PretrainingSampler`: what draws the attempts of the tiny base
+      model's pretraining corpus on this task from its corpus profile `pre` (`model.pretrain`).
+
+    A task's error model is not one of its members: it lives beside the task and is paired with it
+    in the registry (`selfcorrect.tasks.TASKS`, `make_error_model`)."""
+
     name: str
     revise_instruction: str
+    working_answer: Callable[[Problem, str], str | None] | None = None
+    pretraining_sampler: Callable[[Mapping], PretrainingSampler] | None = None
 
     def problems(self, split: str, n: int, seed: int) -> list[Problem]: ...
 
@@ -63,27 +97,48 @@ def check_split(split: str) -> None:
 
 class SiteErrorModel:
     """What every task's error model shares: reading where a wrong attempt first errs from the
-    task's verdict (`kind@site`) and counting those sites by the model's own `signature`.
-    Subclasses set `self.task` and `kinds` and define `sites(problem, kind)` and
-    `signature(problem, kind, site)`."""
+    task's verdict (`kind@site`), counting those sites by the model's own `signature`, and the
+    teacher that writes a wrong first attempt for a cell (`write`).
 
-    task: Task
+    A task's error model (its own module beside the task, paired with it in `tasks.TASKS`) sets
+    `kinds` (the error kinds that are one error at one site) and `teacher_models` and defines
+    `correct_attempt`, `sites`, `signature` and the two hooks the teacher writes with: `inject`
+    (exactly one error of a kind at a site) and `random_digit` (teacher cell ``random_digit``)."""
+
     kinds: tuple[str, ...] = ()
     teacher_models: tuple[str, ...] = ()
 
+    def __init__(self, task: Task):
+        self.task = task
+
+    # --- what each task's error model defines ---------------------------------------------------
+    def correct_attempt(self, problem: Problem) -> str:
+        raise NotImplementedError
+
     def sites(self, problem: Problem, kind: str) -> list:
+        """Where one error of `kind` can be written on `problem` (a ValueError for a kind not in `kinds`)."""
         raise NotImplementedError
 
     def signature(self, problem: Problem, kind: str, site: int | None) -> str:
         raise NotImplementedError
 
+    def inject(self, problem: Problem, kind: str, site: int | None, rng: random.Random | None = None) -> str:
+        """An attempt with exactly one error of `kind` at `site` that the verifier reads back as
+        that error type; where several such errors exist, `rng` draws one (None: a draw fixed by
+        problem, kind and site)."""
+        raise NotImplementedError
+
+    def random_digit(self, problem: Problem, rng: random.Random) -> str:
+        """A wrong attempt for teacher cell ``random_digit``: one digit written wrong, drawn from `rng`."""
+        raise NotImplementedError
+
+    # --- shared ----------------------------------------------------------------------------------
     def error_site(self, problem: Problem, attempt: str) -> tuple[str, int | None] | None:
         """(kind, site) of the first error of a wrong attempt (site None when it has none); None if right."""
         v = self.task.verify(problem, attempt)
         if v.correct:
             return None
-        kind, _, site = v.error_type.partition("@")
-        return kind, int(site) if site else None
+        return split_error_type(v.error_type)
 
     def teacher_cells(self, error_model: str, base_sites: Mapping[str, float] | None = None) -> dict[str, float]:
         """The mixture over cells that teacher `error_model` draws from: ``mixed`` every injectable
@@ -108,6 +163,23 @@ class SiteErrorModel:
                 out.update(self.signature(problem, kind, s) for s in sites)
         return out
 
+    def write(self, problem: Problem, cell: str, rng: random.Random) -> str:
+        """A wrong first attempt for teacher cell `cell`: ``random_digit`` (the `random_digit`
+        hook), a kind at a random valid site, or a kind at a random site with the cell's signature
+        (``kind@...``); `inject` writes the error there, `rng` draws the site and then whatever
+        `inject` draws."""
+        if cell == "random_digit":
+            return self.random_digit(problem, rng)
+        kind = error_kind(cell)
+        if kind not in self.kinds:
+            raise ValueError(f"unknown teacher cell {cell!r} for {self.task.name}; kinds: {self.kinds} (+ 'random_digit')")
+        sites = self.sites(problem, kind)
+        if cell != kind:
+            sites = [s for s in sites if self.signature(problem, kind, s) == cell]
+        if not sites:
+            raise ValueError(f"no site for teacher cell {cell!r} in {problem.id}")
+        return self.inject(problem, kind, rng.choice(sites), rng)
+
     def site_histogram(self, problems: Sequence[Problem], attempts: Sequence[str]) -> dict[str, int]:
         """Counts of the signatures of the first errors of the wrong attempts."""
         sites = (self.error_site(p, y) for p, y in zip(problems, attempts))
@@ -119,7 +191,7 @@ def base_like_cells(base_sites: dict[str, float] | None, kinds: tuple[str, ...])
     (`kind@site` signatures with their counts) that the teacher can write."""
     if not base_sites:
         raise ValueError("error model 'base_like' needs the base model's first-attempt error sites; it made no errors")
-    writable = {c: float(v) for c, v in base_sites.items() if "@" in c and c.split("@")[0] in kinds and v > 0}
+    writable = {c: float(v) for c, v in base_sites.items() if "@" in c and error_kind(c) in kinds and v > 0}
     if not writable:
         raise ValueError(f"none of the base model's error sites {sorted(base_sites)} can be written by the teacher ({kinds})")
     return writable

@@ -48,7 +48,7 @@ from dataclasses import replace
 from functools import lru_cache
 
 from selfcorrect.sandbox import Limits, SandboxResult, run_python, sandbox_mode
-from selfcorrect.tasks.base import Problem, Verdict, check_split
+from selfcorrect.tasks.base import Problem, Task, Verdict, check_split
 from selfcorrect.tasks.splits import check_fractions, draw, hash_split
 
 PAPER_REVISE_INSTRUCTION = (
@@ -107,7 +107,7 @@ def _restore_first_indent(code: str, entry_point: str) -> str:
     return code
 
 
-class HumanEvalTask:
+class HumanEvalTask(Task):
     name = "humaneval"
 
     def __init__(

@@ -33,9 +33,10 @@ or the operations 1..n, or for slips the attempt's own equations, 1-based):
                            attempt writes or the story holds
 - ``wrong_answer``         none of these explains it
 
-`WordMathErrorModel` (`WordMathTask.error_model()`) writes worked solutions with exactly one
-wrong_operation, arithmetic_slip or misread_number at a chosen site, for the teacher traces of
-the sft_teacher arm and the correction matrix (the interface of `tasks/arithmetic_errors.py`).
+The task's error model, `WordMathErrorModel` at the end of this module (it builds on the task,
+which does not know it; the registry pairs the two in `tasks.TASKS`), writes worked solutions with
+exactly one wrong_operation, arithmetic_slip or misread_number at a chosen site, for the teacher
+traces of the sft_teacher arm and the correction matrix (the interface of `SiteErrorModel`).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ import re
 from collections.abc import Sequence
 from fractions import Fraction
 
-from selfcorrect.tasks.base import Problem, Verdict, SiteErrorModel
+from selfcorrect.tasks.base import Problem, SiteErrorModel, Task, Verdict, error_type, split_error_type
 from selfcorrect.tasks.splits import check_fractions, hash_split
 
 OPERATIONS = ("add", "sub", "mul")
@@ -96,7 +97,7 @@ INTEGER_RE = re.compile(r"(?<![\d.])\d+(?![\d.]*\d)")
 BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 
 
-class WordMathTask:
+class WordMathTask(Task):
     """Seeded arithmetic word problems; train/val/test split by a stable hash of the skeleton."""
 
     name = "word_math"
@@ -247,9 +248,6 @@ class WordMathTask:
                 return f"{kind}@{position}"
         return "wrong_answer"
 
-    def error_model(self) -> WordMathErrorModel:
-        return WordMathErrorModel(self)
-
 
 # --- the chain and its wrong variants ---------------------------------------------------------------
 def skeleton(start: int, steps: Sequence[tuple[str, int]]) -> str:
@@ -320,7 +318,7 @@ SLIPS = (-10, -1, 1, 10)
 
 class WordMathErrorModel(SiteErrorModel):
     """Where each writable error can sit in a worked solution, and how a teacher writes exactly
-    that error (the interface of `tasks/arithmetic_errors.py`).
+    that error (`SiteErrorModel.write` is the teacher).
 
     A worked solution is one equation per operation, "Final Answer: <total>" last. A *site* is
     the position of the error type: operation i for ``wrong_operation@i`` (done as another of
@@ -338,9 +336,10 @@ class WordMathErrorModel(SiteErrorModel):
 
     teacher_models = TEACHER_MODELS
     kinds = INJECTABLE
+    task: WordMathTask
 
     def __init__(self, task: WordMathTask):
-        self.task = task
+        super().__init__(task)
         self._written: dict[str, dict[str, list[str]]] = {}
 
     # --- sites and injections ------------------------------------------------------------------
@@ -351,40 +350,27 @@ class WordMathErrorModel(SiteErrorModel):
     def sites(self, problem: Problem, kind: str) -> list[int]:
         if kind not in self.kinds:
             raise ValueError(f"unknown error kind {kind!r}; injectable kinds: {self.kinds}")
-        return sorted(int(t.split("@")[1]) for t in self._attempts(problem) if t.split("@")[0] == kind)
+        return sorted(site for k, site in map(split_error_type, self._attempts(problem)) if k == kind)
 
-    def inject(self, problem: Problem, kind: str, site: int, rng: random.Random | None = None) -> str:
+    def inject(self, problem: Problem, kind: str, site: int | None, rng: random.Random | None = None) -> str:
         """A worked solution with exactly one `kind` error at `site`; which one (which other
         operation, slip or misreading) is drawn from `rng`, or fixed by (problem, kind, site)."""
-        options = self._attempts(problem).get(f"{kind}@{site}")
+        options = self._attempts(problem).get(error_type(kind, site))
         if not options:
             raise ValueError(f"no {kind!r} site at {site!r} in {problem.id}; its sites: {self.sites(problem, kind)}")
         return (rng or random.Random(f"word_math:{problem.id}:{kind}@{site}")).choice(options)
 
     def signature(self, problem: Problem, kind: str, site: int | None) -> str:
-        return kind if site is None else f"{kind}@{site}"
+        return error_type(kind, site)
 
-    # --- the teacher ---------------------------------------------------------------------------
-    def cells(self, problem: Problem) -> set[str]:
-        """Every teacher cell `write` can fill on this problem."""
-        types = set(self._attempts(problem))
-        return {"random_digit", *types, *(t.split("@")[0] for t in types)}
-
-    def write(self, problem: Problem, cell: str, rng: random.Random) -> str:
-        """A wrong first attempt for `cell`: `random_digit`, a kind at a random site, or kind@site."""
-        if cell == "random_digit":
-            right = self.correct_attempt(problem)
-            head, answer = right.rsplit(" ", 1)
-            i = rng.randrange(len(answer))
-            digits = [d for d in "0123456789" if d != answer[i] and not (i == 0 and d == "0" and len(answer) > 1)]
-            return f"{head} {answer[:i]}{rng.choice(digits)}{answer[i + 1:]}"
-        kind, _, site = cell.partition("@")
-        if kind not in self.kinds:
-            raise ValueError(f"unknown teacher cell {cell!r} for word_math; kinds: {self.kinds} (+ 'random_digit')")
-        sites = self.sites(problem, kind) if not site else [int(site)]
-        if not sites:
-            raise ValueError(f"no site for teacher cell {cell!r} in {problem.id}")
-        return self.inject(problem, kind, rng.choice(sites), rng)
+    # --- the teacher's hook for cell random_digit ----------------------------------------------
+    def random_digit(self, problem: Problem, rng: random.Random) -> str:
+        """One digit of the final answer changed, the equations left right."""
+        right = self.correct_attempt(problem)
+        head, answer = right.rsplit(" ", 1)
+        i = rng.randrange(len(answer))
+        digits = [d for d in "0123456789" if d != answer[i] and not (i == 0 and d == "0" and len(answer) > 1)]
+        return f"{head} {answer[:i]}{rng.choice(digits)}{answer[i + 1:]}"
 
     # --- internals -----------------------------------------------------------------------------
     def _attempts(self, problem: Problem) -> dict[str, list[str]]:
@@ -401,9 +387,9 @@ class WordMathErrorModel(SiteErrorModel):
             for i, (op, n) in enumerate(steps, 1):
                 drafts += [(f"misread_number@{i}", self._worked(problem, start, _replace(steps, i, op, m))) for m in misreadings(n)]
             written: dict[str, list[str]] = {}
-            for error_type, text in drafts:
-                if text is not None and self._reads_as(problem, text) == error_type:
-                    written.setdefault(error_type, []).append(text)
+            for reads_as, text in drafts:
+                if text is not None and self._reads_as(problem, text) == reads_as:
+                    written.setdefault(reads_as, []).append(text)
             self._written[problem.id] = written
         return self._written[problem.id]
 

@@ -31,24 +31,18 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from selfcorrect import catalog
+from selfcorrect.analysis.labels import label_sort_key, run_label
+from selfcorrect.analysis.stats import Comparison, Estimate, estimate, paired_bootstrap
 from selfcorrect.correction_matrix import summarize_matrix
 from selfcorrect.metrics import summarize
 from selfcorrect.probe import probe_metrics
-from selfcorrect.tasks.answer_first_errors import TEACHER_MODELS as ANSWER_FIRST_TEACHERS
-from selfcorrect.tasks.arithmetic_errors import TEACHER_MODELS as ARITHMETIC_TEACHERS
-from selfcorrect.tasks.word_math import TEACHER_MODELS as WORD_MATH_TEACHERS
-from selfcorrect.stats import Comparison, Estimate, estimate, paired_bootstrap
+from selfcorrect.records import flat_keys, read_jsonl
+from selfcorrect.tasks.base import error_kind
 
-# Display order and names: the arm YAMLs' `order` and `display` (selfcorrect.catalog)
-ARM_ORDER = tuple(catalog.arms())
-ARM_NAMES = {name: arm.display for name, arm in catalog.arms().items()}
 # the fields of a run's `budget` block (metrics.json) that must agree across the trained arms of a sweep
 # (the learning rate is not among them: every arm has its own, tuned on the same grid by `make tune`)
 BUDGET_FIELDS = ("episodes", "gradient_steps", "sequences_per_step", "measurement_samples", "optimizer",
                  "lr_schedule", "warmup_steps", "weight_decay", "max_grad_norm")
-# the teacher dial's order: each task's error models in the task's own order (its error model's TEACHER_MODELS)
-ERROR_MODEL_ORDER = tuple(dict.fromkeys(m for ms in zip(ARITHMETIC_TEACHERS, ANSWER_FIRST_TEACHERS, WORD_MATH_TEACHERS) for m in ms))
 TABLE_METRICS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i")
 # per-problem quantity whose mean over the test problems is the metric
 PER_PROBLEM = {
@@ -154,47 +148,13 @@ class Sweep:
         return paired_bootstrap(self.grid(label_a, metric), self.grid(label_b, metric), n_boot=n_boot, seed=seed)
 
 
-# --- labels -------------------------------------------------------------------------------------
-def run_label(run_name: str, config: dict) -> str:
-    """The arm plus whatever else distinguishes the run from its seed-mates: the sweep's
-    override directory name minus `arm` and `seed`, and the teacher's error model."""
-    arm = config["arm"]["name"]
-    variant: dict[str, str] = {}
-    parts = run_name.split(",")
-    if all("=" in p for p in parts):
-        for p in parts:
-            k, v = p.split("=", 1)
-            if k.lstrip("+~") not in ("arm", "seed"):
-                variant[k.lstrip("+~").split(".")[-1]] = v
-    if "error_model" in config["arm"] and "error_model" not in variant:
-        variant["error_model"] = str(config["arm"]["error_model"])
-    return arm if not variant else f"{arm}[{','.join(f'{k}={v}' for k, v in sorted(variant.items()))}]"
-
-
-def label_arm(label: str) -> str:
-    return label.split("[", 1)[0]
-
-
-def label_sort_key(label: str) -> tuple:
-    arm = label_arm(label)
-    rank = ARM_ORDER.index(arm) if arm in ARM_ORDER else len(ARM_ORDER)
-    em = next((m for m in ERROR_MODEL_ORDER if f"error_model={m}" in label), None)
-    return (rank, ERROR_MODEL_ORDER.index(em) if em else -1, label)
-
-
-def display_name(label: str) -> str:
-    arm = label_arm(label)
-    name = ARM_NAMES.get(arm, arm)
-    return name if label == arm else f"{name} {label[len(arm):].replace('error_model=', '')}"
-
-
 # --- reading ------------------------------------------------------------------------------------
 def default_sweep() -> Path:
     """$SELFCORRECT_SWEEP, else the newest sweep under $SELFCORRECT_OUTPUT_DIR/sweeps (default:
     the repository's outputs/sweeps), wherever the caller runs from (notebooks, CLI)."""
     if os.environ.get("SELFCORRECT_SWEEP"):
         return Path(os.environ["SELFCORRECT_SWEEP"])
-    out = os.environ.get("SELFCORRECT_OUTPUT_DIR") or str(Path(__file__).resolve().parents[2] / "outputs")
+    out = os.environ.get("SELFCORRECT_OUTPUT_DIR") or str(Path(__file__).resolve().parents[3] / "outputs")
     return newest_sweep(Path(out) / "sweeps")
 
 
@@ -234,14 +194,14 @@ def load_run(run_dir: str | Path) -> Run:
     if reason:
         raise IncompleteRunError(f"run {run_dir.name!r} ({run_dir}) is incomplete: {reason}")
     config = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"), resolve=True)
-    records = _read_jsonl(run_dir / "generations.jsonl")
+    records = read_jsonl(run_dir / "generations.jsonl")
     if not records:
         raise IncompleteRunError(f"run {run_dir.name!r} ({run_dir}) has an empty generations.jsonl")
-    probes = {p.stem[len("probe_"):]: _read_jsonl(p) for p in sorted(run_dir.glob("probe_*.jsonl"))}
-    history = _read_jsonl(run_dir / "history.jsonl") if (run_dir / "history.jsonl").exists() else []
+    probes = {p.stem[len("probe_"):]: read_jsonl(p) for p in sorted(run_dir.glob("probe_*.jsonl"))}
+    history = read_jsonl(run_dir / "history.jsonl") if (run_dir / "history.jsonl").exists() else []
     saved = json.loads((run_dir / "metrics.json").read_text())
-    matrix = _read_jsonl(run_dir / MATRIX_FILE) if (run_dir / MATRIX_FILE).exists() else None
-    paper = _read_jsonl(run_dir / PAPER_FILE) if (run_dir / PAPER_FILE).exists() else None
+    matrix = read_jsonl(run_dir / MATRIX_FILE) if (run_dir / MATRIX_FILE).exists() else None
+    paper = read_jsonl(run_dir / PAPER_FILE) if (run_dir / PAPER_FILE).exists() else None
     return Run(run_dir.name, run_dir, config, json.loads((run_dir / "run.json").read_text()), saved,
                recompute_metrics(records, probes, saved, matrix, paper), records, probes, history)
 
@@ -377,7 +337,7 @@ def _generation_frame(r: Run) -> pd.DataFrame:
         "id": g["id"], "correct1": g["correct1"].astype(bool), "correct2": g["correct2"].astype(bool),
         "edit_ratio": g["edit_ratio"].astype(float), "no_edit": g["y1"] == g["y2"],
         "answer_changed": g["answer1"] != g["answer2"],
-        "error1": g["error1"].map(_kind), "error2": g["error2"].map(_kind), "y1": g["y1"], "y2": g["y2"],
+        "error1": g["error1"].map(error_kind), "error2": g["error2"].map(error_kind), "y1": g["y1"], "y2": g["y2"],
     })
 
 
@@ -459,13 +419,8 @@ def _compared_config(cfg: dict) -> dict:
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and not (k.startswith("errors_")):
-            out.update(_flat(v, f"{prefix}{k}/"))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
+    """Metrics under `a/b` keys; the error histograms (`errors_*`) stay whole."""
+    return flat_keys(d, prefix, leaf=lambda k: k.startswith("errors_"))
 
 
 def _same(a, b) -> bool:
@@ -476,10 +431,3 @@ def _same(a, b) -> bool:
     return a == b
 
 
-def _kind(error_type) -> str | None:
-    return error_type.split("@")[0] if isinstance(error_type, str) else None
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]

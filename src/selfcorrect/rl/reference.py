@@ -1,21 +1,57 @@
-"""An independent reference for the GRPOTrainer engine: the SCoRe update written directly with
-our own modules (`Policy.token_logprobs` per turn, `rewards.turn_rewards`, `losses.score_loss`),
-one turn at a time and without TRL, as the pre-issue-13 training loop computed it."""
+"""A reference for the GRPOTrainer engine: the SCoRe update written out without TRL, one turn
+at a time, from our own modules (`Policy.token_logprobs`, `rewards.turn_rewards`,
+`losses.per_turn_advantages`). tests/test_grpo_engine.py pins the engine's gradient and whole
+runs to it; experiments/bench_score_vs_grpo.py times it against a GRPOTrainer step.
+
+  loss = −1/N Σ_i Σ_t A_{i,t} · Σ_{tokens of y_t} log π(token)     (N: trained attempt tokens)
+
+The 1/N token normalisation is the SFT loss's and GRPOTrainer's "dapo" loss's; under Adam a
+constant factor does not change the update, and arithmetic attempts have a fixed length, so this
+is the per-episode REINFORCE estimate up to that factor.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 
 from selfcorrect.policy import Policy, Sampling
 from selfcorrect.rl.config import STEP_SEED_STRIDE, RLConfig
-from selfcorrect.rl.losses import TurnBatch, score_loss
+from selfcorrect.rl.losses import LossConfig, TurnTokens, per_turn_advantages
 from selfcorrect.rl.rewards import kl_weights, trained_turns, training_reward, turn_rewards
 from selfcorrect.rl.rollouts import Rollouts, collect
 
 
+@dataclass
+class TurnBatch(TurnTokens):
+    """One turn of n episodes with its return [n], its KL weight β_t and whether it is trained."""
+
+    returns: torch.Tensor = None
+    kl_coef: float = 0.0
+    trained: bool = True
+
+
+def score_loss(turns: Sequence[TurnBatch], group_size: int, cfg: LossConfig) -> tuple[torch.Tensor, dict]:
+    """The loss to minimise and per-turn statistics (`kl_t{t}`, `adv_abs_t{t}`, `pg_loss_t{t}`)."""
+    advs, stats = per_turn_advantages(turns, [t.returns for t in turns], [t.kl_coef for t in turns],
+                                      [t.trained for t in turns], group_size, cfg)
+    n_tokens = max(float(sum(turn.mask.sum() for turn in turns if turn.trained)), 1.0)
+    loss = turns[0].logp.new_zeros(())
+    for t, (turn, adv) in enumerate(zip(turns, advs), start=1):
+        if adv is None:
+            continue
+        pg = -(adv * (turn.logp * turn.mask).sum(-1)).sum() / n_tokens
+        loss = loss + pg
+        stats[f"pg_loss_t{t}"] = pg.item()
+    stats["loss"] = loss.item()
+    return loss, stats
+
+
 def reference_update(policy: Policy, ref: Policy, rollouts: Rollouts, stage: str, rl: RLConfig,
                      optimizer: torch.optim.Optimizer) -> dict[str, float]:
-    """One REINFORCE + KL step of `stage` (leave-one-out baseline, KL in the reward per turn);
+    """One REINFORCE step of `stage` (leave-one-out baseline, KL in the reward per turn);
     gradients clipped to the budget's max norm, then one optimizer step."""
     trains, kl_coef = trained_turns(stage), kl_weights(stage, rl.beta1, rl.beta2)
     returns = turn_rewards(stage, rollouts.r1, rollouts.r2, rl.alpha, rl.gamma, rl.turn2_scale)

@@ -202,14 +202,6 @@ def bootstrap_ci(x, n_boot: int = DEFAULT_N_BOOT, alpha: float = 0.05, seed: int
     return _percentiles(boots, alpha)
 
 
-def summarize_seeds(values, n_boot: int = DEFAULT_N_BOOT, alpha: float = 0.05, seed: int = 0) -> Estimate:
-    """Mean ± s.e. over seeds with a percentile-bootstrap interval over seeds (one value per seed).
-    With one seed the s.e. is nan and the interval is the point itself."""
-    m, se = mean_se(values)
-    lo, hi = bootstrap_ci(values, n_boot, alpha, seed)
-    return Estimate(m, se, lo, hi)
-
-
 def hierarchical_bootstrap(values, n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> np.ndarray:
     """Bootstrap replicates of the grand mean of `values` [n_seeds, n_problems]: seeds and
     problems are both resampled with replacement (seeds only when there are 2 or more)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from selfcorrect.tasks.base import Problem, Verdict, check_split
+from selfcorrect.tasks.base import Problem, Task, Verdict, check_split
 from selfcorrect.tasks.splits import check_fractions, draw, hash_split
 
 PAPER_MATH_INSTRUCTION = (
@@ -102,7 +102,7 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
-class MathWordTask:
+class MathWordTask(Task):
     """Shared by GSM8K and MATH: subclasses say how a row becomes a problem."""
 
     name = "math_word"

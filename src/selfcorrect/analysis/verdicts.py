@@ -23,7 +23,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from selfcorrect.stats import SeedComparison, detectable_difference, holm, seed_paired, seeds_needed
+from selfcorrect.analysis.stats import SeedComparison, detectable_difference, holm, seed_paired, seeds_needed
 
 ALPHA = 0.05
 TEACHER = "sft_teacher[error_model=random_digit]"  # the teacher arm's default error model
