@@ -22,7 +22,7 @@ from selfcorrect.metrics import summarize, total_variation
 from selfcorrect.probe import probe_metrics, probe_record
 from selfcorrect.tasks import make_error_model, make_task
 from selfcorrect.tasks.arithmetic import parse_rules
-from selfcorrect.records import scalars as flatten, write_json, write_jsonl
+from selfcorrect.records import scalars, write_json, write_jsonl
 from selfcorrect.scoring import attempt_record
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # as run.CONF_DIR, without importing torch
@@ -114,14 +114,14 @@ def make_run(sweep: Path, arm_label: str, seed: int, cfg0: dict, n_problems: int
                                       "correction_rate_own": 0.2 + (0.2 if arm == "score" else -0.1) * f + 0.02 * seed,
                                       "correction_rate_offline_matched": 0.15 + 0.4 * f + 0.02 * seed,
                                       "correction_rate_own_matched": 0.15 + (0.2 if arm == "score" else -0.1) * f + 0.02 * seed}}}
-            history.append({"step": step, **flatten(val, "val/")})
+            history.append({"step": step, **scalars(val, "val/")})
             if arm in RL:
                 t1 = 0.55 + 0.2 * f + 0.01 * seed
                 train = {"reward_t1": t1, "reward_t2": t1 + (0.08 * f if arm == "score" else 0.0),
                          "kl_t1": 0.01 * f, "kl_t2": 0.01 * f, "no_edit_rate": 0.5,
                          "answer_change_rate": 0.3 if arm == "score" else 0.3 * (1 - f),
                          "stage": 1 if (arm == "score" and f < 0.4) else 2}
-                history.append({"step": step, **flatten(train, "train/")})
+                history.append({"step": step, **scalars(train, "train/")})
     if arm != "base":  # the one checkpoint rule and the paper's (`selection.choose`): they differ for seed 1
         step = 10 * (history_steps - 1)
         metrics["checkpoint"] = {"rule": "val_acc_t2", "step": step - 10 * seed, "candidates": list(range(10, 10 * history_steps, 10)),
@@ -135,7 +135,7 @@ def make_run(sweep: Path, arm_label: str, seed: int, cfg0: dict, n_problems: int
         metrics["paper_checkpoint"] = {k: m[k] for k in fields}
     elif arm != "base":  # the same checkpoint: the primary's row
         metrics["paper_checkpoint"] = {k: metrics[k] for k in fields}
-    history.append({"step": None, **flatten(metrics, "test/")})
+    history.append({"step": None, **scalars(metrics, "test/")})
     with open(run_dir / "history.jsonl", "w") as fh:
         for row in history:
             fh.write(json.dumps(row) + "\n")

@@ -36,10 +36,6 @@ SITES = ("base", "own", "random")
 KEEP_ROW = "correct"
 
 
-def supports(task: Task) -> bool:
-    return make_error_model(task) is not None
-
-
 def matrix_first_attempts(errors, problems: Sequence[Problem], base_first: Sequence[str], seed: int,
                           own_first: Sequence[str] | None = None) -> list[dict]:
     """The controlled first attempts: one `correct` row per problem, then per injectable kind a
@@ -73,14 +69,15 @@ def correction_matrix(policy, task: Task, problems: Sequence[Problem], base_firs
     `own_first_attempts` (the policy's own greedy first attempts on `problems`) adds the own sites."""
     if not isinstance(n_problems, int) or isinstance(n_problems, bool) or n_problems <= 0:
         raise ValueError(f"eval.correction_matrix.n_problems must be a positive integer, got {n_problems!r}")
-    if not supports(task):
+    errors = make_error_model(task)
+    if errors is None:
         return {"skipped": f"task {task.name!r} has no error model (`tasks.make_error_model`) to write controlled first attempts"}, []
     if len(base_first_attempts) != len(problems):
         raise ValueError(f"{len(base_first_attempts)} base first attempts for {len(problems)} problems")
     n = min(n_problems, len(problems))
     by_id = {p.id: p for p in problems[:n]}
     own = list(own_first_attempts[:n]) if own_first_attempts is not None else None
-    rows = matrix_first_attempts(make_error_model(task), problems[:n], base_first_attempts[:n], seed, own)
+    rows = matrix_first_attempts(errors, problems[:n], base_first_attempts[:n], seed, own)
     episodes = policy.two_turn([by_id[r["id"]] for r in rows], sampling, seed, first_attempts=[r["y1"] for r in rows])
     records = []
     for r, ep in zip(rows, episodes):

@@ -21,7 +21,6 @@ Nothing here writes files; `write_final` puts the records beside metrics.json (w
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from selfcorrect.correction_matrix import correction_matrix, matrix_line
 from selfcorrect.evaluate import EvalResult, OfflineAttempts, evaluate_policy, write_eval
 from selfcorrect.metrics import total_variation
 from selfcorrect.policy import Policy, Sampling
-from selfcorrect.records import write_json, write_jsonl
+from selfcorrect.records import read_json, write_json, write_jsonl
 from selfcorrect.tasks import make_error_model
 
 TABLE_FIELDS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "fix_rate", "break_rate")
@@ -114,7 +113,7 @@ def base_first_attempts(ctx, base_sha256: str, problems, sampling: Sampling) -> 
         write_json(out / "first_attempts.json", {"ids": [p.id for p in problems], "y1": [ep.y1 for ep in episodes]})
         return {"n": len(episodes)}
 
-    saved = json.loads((cached_artifact(ctx.cache_dir, "base_first", spec, build) / "first_attempts.json").read_text())
+    saved = read_json(cached_artifact(ctx.cache_dir, "base_first", spec, build) / "first_attempts.json")
     if saved["ids"] != [p.id for p in problems]:
         raise RuntimeError(f"cached base first attempts are for other problems than {cfg.eval.split!r} n={len(problems)}")
     return saved["y1"]

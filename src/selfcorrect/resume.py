@@ -23,7 +23,6 @@ saved configuration differs starts over from scratch (its checkpoints are delete
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -33,6 +32,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from selfcorrect.records import read_json
 from selfcorrect.rl.checkpoint import latest
 
 # top-level config keys that say where and how fast a run goes (or which runs a sweep holds), not what it computes
@@ -56,7 +56,7 @@ def prepare(run_dir: Path, cfg: DictConfig) -> Prepared:
     status_path = run_dir / "run.json"
     if not status_path.exists():
         return Prepared("fresh", {}, None, False)
-    status = json.loads(status_path.read_text())
+    status = read_json(status_path)
     diff = config_diff(run_dir / "config.yaml", cfg)
     if status.get("status") == "complete" and (run_dir / "metrics.json").exists():
         if diff:
@@ -65,7 +65,7 @@ def prepare(run_dir: Path, cfg: DictConfig) -> Prepared:
                 f"({'; '.join(diff)}); re-launch into a new directory (e.g. a new SWEEP_DIR) "
                 "or delete that run to redo it"
             )
-        return Prepared("complete", status, json.loads((run_dir / "metrics.json").read_text()), False)
+        return Prepared("complete", status, read_json(run_dir / "metrics.json"), False)
     resumable = not diff and _has_checkpoint(run_dir / "checkpoints")
     if diff and _has_checkpoint(run_dir / "checkpoints"):
         print(f"[restart] {run_dir}: configuration changed ({'; '.join(diff)}); discarding its checkpoints", flush=True)

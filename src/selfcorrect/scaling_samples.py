@@ -7,14 +7,13 @@ by the settings, so figures never regenerate. The curves drawn from them: `analy
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from selfcorrect.records import write_json, write_jsonl
+from selfcorrect.records import read_json, write_json, write_jsonl
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ def policy_path(run_dir: Path) -> Path | str:
     """The run's trained policy, or the base model it evaluated when it trained none."""
     if (run_dir / "policy").is_dir():
         return run_dir / "policy"
-    status = json.loads((run_dir / "run.json").read_text())
+    status = read_json(run_dir / "run.json")
     if not status.get("base_model"):
         raise FileNotFoundError(f"run {run_dir} has no policy/ folder and run.json names no base_model")
     return status["base_model"]

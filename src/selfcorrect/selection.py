@@ -18,12 +18,11 @@ A run resumed at step s forgets the candidates after s (they are measured again,
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
-from selfcorrect.records import atomic_path, write_json
+from selfcorrect.records import atomic_path, read_json, write_json
 
 RULE = "val_acc_t2"
 FIELDS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "correction_rate_own")
@@ -37,7 +36,7 @@ class Candidates:
         self.index = self.dir / "candidates.json"
 
     def records(self) -> list[dict]:
-        return json.loads(self.index.read_text()) if self.index.exists() else []
+        return read_json(self.index) if self.index.exists() else []
 
     def weights(self, step: int) -> Path:
         return self.dir / "candidates" / f"step_{step:07d}.pt"

@@ -17,7 +17,6 @@ in bold).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections import defaultdict
@@ -26,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from selfcorrect.catalog import arms
+from selfcorrect.records import read_json
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,8 +35,8 @@ def read_runs(sweep_dir: Path) -> list[dict]:
     rows = []
     for d in sorted(p for p in sweep_dir.iterdir() if (p / "config.yaml").exists()):
         cfg = yaml.safe_load((d / "config.yaml").read_text())
-        status = json.loads((d / "run.json").read_text()) if (d / "run.json").exists() else {}
-        m = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").exists() else {}
+        status = read_json(d / "run.json") if (d / "run.json").exists() else {}
+        m = read_json(d / "metrics.json") if (d / "metrics.json").exists() else {}
         ck = m.get("checkpoint", {})
         rows.append({"run": d.name, "lr_key": cfg["arm"]["lr_key"], "arm": cfg["arm"]["name"], "lr": float(cfg["budget"]["lr"]),
                      "seed": int(cfg["seed"]), "status": status.get("status", "missing"), "rule": ck.get("rule"),

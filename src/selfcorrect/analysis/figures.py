@@ -24,6 +24,7 @@ from selfcorrect.analysis.scaling import load_samples, scaling_curves
 from selfcorrect.analysis.stats import mean_se, seed_interval
 from selfcorrect.analysis.tables import METRIC_NAMES, main_table
 from selfcorrect.scaling_samples import ScalingSpec
+
 RL_ARMS = catalog.of_family("rl")
 EDIT_BINS = np.linspace(0, 1, 11)
 DPI = 130

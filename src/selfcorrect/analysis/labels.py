@@ -5,15 +5,14 @@ teacher dial in each task's own order of its error models)."""
 from __future__ import annotations
 
 from selfcorrect import catalog
-from selfcorrect.tasks.answer_first_errors import TEACHER_MODELS as ANSWER_FIRST_TEACHERS
-from selfcorrect.tasks.arithmetic_errors import TEACHER_MODELS as ARITHMETIC_TEACHERS
-from selfcorrect.tasks.word_math import TEACHER_MODELS as WORD_MATH_TEACHERS
+from selfcorrect.tasks import error_model_classes
 
 # Display order and names: the arm YAMLs' `order` and `display` (selfcorrect.catalog)
 ARM_ORDER = tuple(catalog.arms())
 ARM_NAMES = {name: arm.display for name, arm in catalog.arms().items()}
-# the teacher dial's order: each task's error models in the task's own order (its error model's TEACHER_MODELS)
-ERROR_MODEL_ORDER = tuple(dict.fromkeys(m for ms in zip(ARITHMETIC_TEACHERS, ANSWER_FIRST_TEACHERS, WORD_MATH_TEACHERS) for m in ms))
+# the teacher dial's order: each task's teacher error models in its error model's own order
+# (`teacher_models`), interleaved over the registered tasks that have an error model
+ERROR_MODEL_ORDER = tuple(dict.fromkeys(m for ms in zip(*(c.teacher_models for c in error_model_classes().values())) for m in ms))
 
 
 def run_label(run_name: str, config: dict) -> str:

@@ -20,7 +20,6 @@ values [n_seeds, n_problems] that `stats` resamples.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -36,7 +35,7 @@ from selfcorrect.analysis.stats import Comparison, Estimate, estimate, paired_bo
 from selfcorrect.correction_matrix import summarize_matrix
 from selfcorrect.metrics import summarize
 from selfcorrect.probe import probe_metrics
-from selfcorrect.records import flat_keys, read_jsonl
+from selfcorrect.records import flat_keys, read_json, read_jsonl
 from selfcorrect.tasks.base import error_kind
 
 # the fields of a run's `budget` block (metrics.json) that must agree across the trained arms of a sweep
@@ -178,7 +177,7 @@ def run_dirs(sweep_dir: Path) -> list[Path]:
 def why_incomplete(run_dir: Path) -> str | None:
     missing = [f for f in REQUIRED_FILES if not (run_dir / f).exists()]
     if (run_dir / "run.json").exists():
-        status = json.loads((run_dir / "run.json").read_text())
+        status = read_json(run_dir / "run.json")
         if status.get("status") != "complete":
             err = f" ({status['error']})" if status.get("error") else ""
             return f"status is {status.get('status')!r}{err}" + (f"; missing {', '.join(missing)}" if missing else "")
@@ -199,10 +198,10 @@ def load_run(run_dir: str | Path) -> Run:
         raise IncompleteRunError(f"run {run_dir.name!r} ({run_dir}) has an empty generations.jsonl")
     probes = {p.stem[len("probe_"):]: read_jsonl(p) for p in sorted(run_dir.glob("probe_*.jsonl"))}
     history = read_jsonl(run_dir / "history.jsonl") if (run_dir / "history.jsonl").exists() else []
-    saved = json.loads((run_dir / "metrics.json").read_text())
+    saved = read_json(run_dir / "metrics.json")
     matrix = read_jsonl(run_dir / MATRIX_FILE) if (run_dir / MATRIX_FILE).exists() else None
     paper = read_jsonl(run_dir / PAPER_FILE) if (run_dir / PAPER_FILE).exists() else None
-    return Run(run_dir.name, run_dir, config, json.loads((run_dir / "run.json").read_text()), saved,
+    return Run(run_dir.name, run_dir, config, read_json(run_dir / "run.json"), saved,
                recompute_metrics(records, probes, saved, matrix, paper), records, probes, history)
 
 

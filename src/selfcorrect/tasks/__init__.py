@@ -57,6 +57,11 @@ def make_task(cfg: DictConfig) -> Task:
     return factory(**kwargs)
 
 
+def error_model_classes() -> dict[str, type[SiteErrorModel]]:
+    """{task name: the class of its error model} for every registered task that has one, in registry order."""
+    return {name: _load(entry.error_model) for name, entry in TASKS.items() if entry.error_model is not None}
+
+
 def make_error_model(task: Task) -> SiteErrorModel | None:
     """The error model of `task` (the one registered beside it in `TASKS`, built on this task
     object), or None for a task that has none (teacher errors and the correction matrix need one)."""
@@ -64,4 +69,4 @@ def make_error_model(task: Task) -> SiteErrorModel | None:
     return None if target is None else _load(target)(task)
 
 
-__all__ = ["Problem", "SiteErrorModel", "Task", "TaskEntry", "Verdict", "TASKS", "make_error_model", "make_task"]
+__all__ = ["Problem", "SiteErrorModel", "Task", "TaskEntry", "Verdict", "TASKS", "error_model_classes", "make_error_model", "make_task"]
