@@ -8,7 +8,7 @@ import random
 import pytest
 
 from selfcorrect.tasks import make_error_model, make_task
-from selfcorrect.tasks.word_math import WordMathTask, equations, skeleton
+from selfcorrect.tasks.word_math import REVISION_BEHAVIOURS, WordMathTask, equations, skeleton
 
 from conftest import compose_config
 
@@ -65,9 +65,55 @@ def test_splits_never_share_a_skeleton(task):
     assert not skeletons["val"] & skeletons["test"]
 
 
+def test_the_configured_default_has_at_least_200_test_facts_and_disjoint_splits():
+    """Issue 24: the default difficulty (conf/task/word_math.yaml) holds >= 200 distinct test
+    skeletons, every skeleton is in exactly one split, and 200 test problems are 200 distinct facts."""
+    t = make_task(compose_config(["task=word_math", "tracking.mode=disabled"]).task)
+    every = t.skeletons()
+    by_split = {split: t.skeletons(split) for split in ("train", "val", "test")}
+    assert len(by_split["test"]) >= 200 and len(by_split["val"]) >= 100
+    assert sorted(sum(by_split.values(), [])) == every  # a partition: disjoint, nothing left out
+    assert all(t.split_of(k) == split for split, keys in by_split.items() for k in keys)
+    problems = t.problems("test", 200, seed=1234)
+    assert len({p.id.split("#")[0] for p in problems}) == 200
+    assert {p.id.split("#")[0] for p in problems} <= set(by_split["test"])
+    # deterministic: a fresh task object draws the same problems, in the same words
+    again = make_task(compose_config(["task=word_math", "tracking.mode=disabled"]).task).problems("test", 200, seed=1234)
+    assert [(p.id, p.prompt, p.answer) for p in again] == [(p.id, p.prompt, p.answer) for p in problems]
+
+
+def test_skeletons_are_the_generators_support():
+    """The old default (1 step, numbers <= 10, +/-) had 117 facts, 18 of them in test (issue 24's
+    complaint); `skeletons` counts them, and every drawn problem is one of them."""
+    old = WordMathTask(n_steps=1, max_number=10, operations=("add", "sub"))
+    assert len(old.skeletons()) == 117
+    assert [len(old.skeletons(s)) for s in ("train", "val", "test")] == [89, 10, 18]
+    t = WordMathTask(n_steps=2, max_number=12, max_operand=5, operations=("add", "sub", "mul"))
+    every = set(t.skeletons())
+    drawn = {p.id.split("#")[0] for split in ("train", "test") for p in t.problems(split, 300, seed=0)}
+    assert drawn <= every
+    with pytest.raises(ValueError, match="too many to list"):
+        WordMathTask(n_steps=4, max_number=1000).skeletons()
+
+
+def test_max_operand_bounds_the_step_numbers_only():
+    t = WordMathTask(n_steps=1, max_number=99, max_operand=5, operations=("add", "sub"))
+    ps = t.problems("train", 200, seed=0)
+    assert all(2 <= n <= 5 for p in ps for _, n in p.meta["steps"])
+    assert max(p.meta["start"] for p in ps) > 50
+    # no skeleton repeats while the split has unused ones
+    assert len({p.id.split("#")[0] for p in ps}) == 200
+    # a split smaller than n: its skeletons come back in other words
+    small = WordMathTask(n_steps=1, max_number=6, operations=("add",))
+    n_test = len(small.skeletons("test"))
+    ps = small.problems("test", n_test + 5, seed=0)
+    assert len({p.id for p in ps}) == n_test + 5 and len({p.id.split("#")[0] for p in ps}) == n_test
+
+
 @pytest.mark.parametrize(
     "kwargs, match",
     [
+        ({"max_operand": 1}, "max_operand must be an integer in 2..1000"),
         ({"n_steps": 0}, "n_steps must be an integer in 1..4, got 0"),
         ({"max_number": 2}, "max_number must be an integer in 3..1000, got 2"),
         ({"operations": ["add", "pow"]}, r"operations must be distinct names .* got \['add', 'pow'\]"),
@@ -245,3 +291,36 @@ def test_random_digit_changes_one_digit_of_the_final_answer_only(task):
         assert y.splitlines()[:-1] == right.splitlines()[:-1]
         answer = y.splitlines()[-1].split(": ")[1]
         assert len(answer) == len(p.answer) and sum(a != b for a, b in zip(answer, p.answer)) == 1 and answer[0] != "0"
+
+
+# --- how the second attempt revised the first ---------------------------------------------------
+@pytest.mark.parametrize(
+    "y1, y2, behaviour",
+    [
+        # 9 + 6 - 4 = 11
+        ("9 + 6 = 15\n15 - 4 = 11\nFinal Answer: 11", "9 + 6 = 15\n15 - 4 = 11\n\nFinal Answer:  11 ", "repeat"),
+        ("9 + 6 = 16\n16 - 4 = 12\nFinal Answer: 12", "I am not sure.", "malformed"),
+        ("9 + 6 = 16\n16 - 4 = 12\nFinal Answer: 12", "Final Answer: twelve", "malformed"),
+        ("9 + 6 = 15\n15 - 4 = 11\nFinal Answer: 11", "She has 9 + 6 - 4 = 11 apples.\nFinal Answer: 11.0", "same_answer_rewritten"),
+        ("9 + 6 = 15\n15 - 4 = 11\nSo she has 11 apples.", "Mia had 9, got 6 (15) and gave 4: 11 left.", "same_answer_rewritten"),
+        ("9 + 6 = 15\n15 - 4 = 10\nFinal Answer: 10", "9 + 6 = 15\n15 - 4 = 10\nFinal Answer: 11", "answer_only_changed"),
+        ("9 + 6 = 15\n15 - 4 = 10\nSo she has 10 apples.", "9 + 6 = 15\n15 - 4 = 10\nSo she has 11 apples.", "answer_only_changed"),
+        ("Final Answer: 6", "Final Answer: 11", "answer_only_changed"),
+        ("9 + 6 = 15\nFinal Answer: 15", "9 + 6 = 15\n15 - 4 = 11\nFinal Answer: 11", "rewrite"),
+        ("I do not know.", "9 + 6 - 4 = 11\nFinal Answer: 11", "rewrite"),
+    ],
+)
+def test_revision_behaviour_on_hand_made_pairs(chain, y1, y2, behaviour):
+    t, p = chain
+    assert t.revision_behaviour(p, y1, y2) == behaviour
+    assert behaviour in t.revision_behaviours == REVISION_BEHAVIOURS
+
+
+def test_revision_behaviour_never_raises_and_is_deterministic(chain):
+    t, p = chain
+    garbage = ["", "\x00\x01", "Final Answer:", "Final Answer: $\\frac{", "1/0 = ", "9" * 400, None, 12, "= = =", "Final Answer: 1e999"]
+    for y1 in garbage:
+        for y2 in garbage:
+            label = t.revision_behaviour(p, y1, y2)
+            assert label in REVISION_BEHAVIOURS and label == t.revision_behaviour(p, y1, y2)
+    assert t.revision_behaviour(p, "Final Answer: 11", None) == "malformed"

@@ -2,7 +2,8 @@
 
 Each arm file (with the files its `defaults` pull in, `offline/common`, `rl/common`, another arm)
 names the arm's training function (`train: module:function`), its family (`none`, `offline`,
-`rl`), its display name and its place in tables (`order`). This module reads those keys from the
+`rl`), its display name, its place in tables (`order`) and where its training data comes from
+(`data`, a key of `DATA_SOURCES`). This module reads those keys from the
 YAML alone (no Hydra, no torch), so the runner, the results layer, the figures and the tests share
 one list: adding an arm is adding one YAML file.
 """
@@ -18,6 +19,14 @@ from pathlib import Path
 import yaml
 
 FAMILIES = ("none", "offline", "rl")
+# where an arm's training data comes from (its `data` key), for the on-policy vs off-policy table
+DATA_SOURCES = {
+    "none": "no training",
+    "teacher": "teacher-written first attempts",
+    "base": "sampled once from the base, filtered",
+    "own_rounds": "own samples, refreshed each round, filtered",
+    "own_online": "own on-policy samples, every step",
+}
 ARM_DIR = Path(os.environ.get("SELFCORRECT_CONF_DIR", str(Path(__file__).resolve().parents[2] / "conf"))) / "arm"
 
 
@@ -28,6 +37,7 @@ class Arm:
     family: str      # none | offline | rl
     display: str
     order: int
+    data: str        # where its training data comes from: a key of DATA_SOURCES
 
     def trainer(self):
         module, attr = self.train.split(":")
@@ -56,14 +66,17 @@ def arms() -> dict[str, Arm]:
     out = []
     for path in sorted(ARM_DIR.glob("*.yaml")):
         keys = _load(path)
-        missing = [k for k in ("name", "train", "family", "display", "order") if k not in keys]
+        missing = [k for k in ("name", "train", "family", "display", "order", "data") if k not in keys]
         if missing:
-            raise ValueError(f"arm config {path} lacks {missing} (an arm names its training function, family, display name and order)")
+            raise ValueError(f"arm config {path} lacks {missing} (an arm names its training function, family, display name, "
+                             "order and data source)")
         if keys["name"] != path.stem:
             raise ValueError(f"arm config {path} is named {keys['name']!r}: an arm's name is its file name")
         if keys["family"] not in FAMILIES:
             raise ValueError(f"arm {keys['name']!r}: family must be one of {FAMILIES}, got {keys['family']!r}")
-        out.append(Arm(keys["name"], str(keys["train"]), keys["family"], str(keys["display"]), int(keys["order"])))
+        if keys["data"] not in DATA_SOURCES:
+            raise ValueError(f"arm {keys['name']!r}: data must be one of {sorted(DATA_SOURCES)}, got {keys['data']!r}")
+        out.append(Arm(keys["name"], str(keys["train"]), keys["family"], str(keys["display"]), int(keys["order"]), keys["data"]))
     return {a.name: a for a in sorted(out, key=lambda a: (a.order, a.name))}
 
 

@@ -13,7 +13,9 @@
    sites and the policy's own first-attempt errors;
 4. the correction matrix (`correction_matrix`): second attempts on controlled first attempts at the
    base's error sites, the policy's own error sites and random sites;
-5. the paper's checkpoint (`paper_policy`, when the paper's rule kept another step): its test
+5. self-conditioning (`mechanisms.self_conditioning`): second attempts after k = 1, 2, 3 injected
+   errors, and revision over turns 2-4;
+6. the paper's checkpoint (`paper_policy`, when the paper's rule kept another step): its test
    episodes and the table metrics, as the secondary table's row.
 
 Nothing here writes files; `write_final` puts the records beside metrics.json (written last).
@@ -29,6 +31,7 @@ from omegaconf import OmegaConf
 from selfcorrect import timing
 from selfcorrect.cache import cached_artifact
 from selfcorrect.correction_matrix import correction_matrix, matrix_line
+from selfcorrect.mechanisms import self_conditioning as conditioning
 from selfcorrect.evaluate import EvalResult, OfflineAttempts, evaluate_policy, write_eval
 from selfcorrect.metrics import total_variation
 from selfcorrect.policy import Policy, Sampling
@@ -43,6 +46,7 @@ SECONDARY_FILE = "paper_checkpoint_generations.jsonl"
 class FinalEvaluation:
     result: EvalResult
     matrix_records: list[dict] = field(default_factory=list)
+    self_conditioning_records: list[dict] = field(default_factory=list)
     secondary_records: list[dict] = field(default_factory=list)
 
 
@@ -73,6 +77,13 @@ def final_evaluation(ctx, policy: Policy, paper_policy: Policy | None, base_sha2
                                                             own_first_attempts=own_first)
         m["correction_matrix"] = summary
         print(f"[correction matrix skipped] {summary['skipped']}" if "skipped" in summary else matrix_line(summary), flush=True)
+    sc_cfg = OmegaConf.select(cfg, "eval.self_conditioning", default=None)
+    if sc_cfg is not None and sc_cfg.enabled:  # revisions after several injected errors, and over turns 2-4
+        with timing.stage("self_conditioning"):
+            summary, out.self_conditioning_records = conditioning.self_conditioning(
+                policy, task, problems, sampling, seed=cfg.eval.problem_seed, n_problems=sc_cfg.n_problems,
+                max_errors=sc_cfg.max_errors, turns=sc_cfg.turns)
+        m["self_conditioning"] = summary
     errors = make_error_model(task)
     if errors is not None:  # where the policy's own first attempts err
         own_sites = errors.site_histogram(problems, own_first)
@@ -94,6 +105,8 @@ def write_final(run_dir: Path, fe: FinalEvaluation) -> None:
     """The records first, metrics.json last (its presence marks a complete run)."""
     if fe.matrix_records:
         write_jsonl(run_dir / "correction_matrix.jsonl", fe.matrix_records)
+    if fe.self_conditioning_records:
+        write_jsonl(run_dir / conditioning.FILE, fe.self_conditioning_records)
     if fe.secondary_records:
         write_jsonl(run_dir / SECONDARY_FILE, fe.secondary_records)
     write_eval(run_dir, fe.result)

@@ -16,6 +16,8 @@ from collections.abc import Iterable, Sequence
 
 from rapidfuzz.distance import Indel
 
+from selfcorrect.mechanisms.behaviours import behaviour_summary
+from selfcorrect.mechanisms.calibration import calibration_summary, revise_summary
 from selfcorrect.tasks.base import error_kind
 
 EDIT_HIST_BINS = 10
@@ -95,7 +97,15 @@ def summarize(records: Sequence[dict]) -> dict:
         errors_t1=dict(Counter(error_kind(r["error1"]) for r in records if r["error1"])),
         errors_t2=dict(Counter(error_kind(r["error2"]) for r in records if r["error2"])),
         errors_fixed=dict(Counter(error_kind(r["error1"]) for r in records if r["error1"] and r["correct2"])),
+        revise=revise_summary(records),  # does y2 change the answer when y1 is wrong, and keep it when right?
     )
+    # the mechanisms that need more than the verdicts: only for records that carry them
+    behaviours = behaviour_summary(records)  # the task's `revision_behaviour` labels
+    if behaviours is not None:
+        out["behaviour"] = behaviours
+    calibration = calibration_summary(records)  # the policy's probability of its own y1 (`logp1`)
+    if calibration is not None:
+        out["calibration"] = calibration
     return out
 
 

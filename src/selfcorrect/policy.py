@@ -211,6 +211,23 @@ class Policy:
         logp = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
         return logp, mask[:, 1:].to(logp.device)
 
+    @torch.no_grad()
+    def sequence_logprobs(self, turns: Sequence[Turn]) -> list[float]:
+        """log π(completion | prompt) of each turn at temperature 1: the sum of its tokens' log-probs
+        (the stop token included), in batches of `batch_size`, with the model in eval mode."""
+        out: list[float] = []
+        was_training = self.model.training
+        self.model.eval()
+        for start in range(0, len(turns), self.batch_size):
+            chunk = turns[start : start + self.batch_size]
+            if not any(t.completion_ids for t in chunk):
+                out.extend(0.0 for _ in chunk)
+                continue
+            logp, mask = self.token_logprobs([t.prompt_ids for t in chunk], [t.completion_ids for t in chunk])
+            out.extend((logp * mask).sum(-1).double().tolist())
+        self.model.train(was_training)
+        return out
+
     # --- persistence ---------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
         self.model.save_pretrained(path)

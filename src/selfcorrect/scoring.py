@@ -19,6 +19,7 @@ class ScoredEpisode:
     episode: Episode
     v1: Verdict
     v2: Verdict
+    behaviour: str | None = None  # how y2 revised y1 (`Task.revision_behaviour`), None for a task without it
 
     @property
     def problem(self) -> Problem:
@@ -33,11 +34,12 @@ class ScoredEpisode:
         return self.episode.y2
 
     def record(self) -> dict:
-        return attempt_record(self.problem, self.y1, self.y2, self.v1, self.v2)
+        return attempt_record(self.problem, self.y1, self.y2, self.v1, self.v2, self.behaviour)
 
 
-def attempt_record(p: Problem, y1: str, y2: str, v1: Verdict, v2: Verdict) -> dict:
-    """Everything about one two-turn episode that any metric needs (one row of generations.jsonl)."""
+def attempt_record(p: Problem, y1: str, y2: str, v1: Verdict, v2: Verdict, behaviour: str | None = None) -> dict:
+    """Everything about one two-turn episode that any metric needs (one row of generations.jsonl);
+    `behaviour` only for a task with `revision_behaviour`."""
     return {
         "id": p.id, "prompt": p.prompt, "answer": p.answer, "y1": y1, "y2": y2,
         "correct1": v1.correct, "correct2": v2.correct,
@@ -45,11 +47,14 @@ def attempt_record(p: Problem, y1: str, y2: str, v1: Verdict, v2: Verdict) -> di
         "answer1": v1.answer, "answer2": v2.answer,
         "error1": v1.error_type, "error2": v2.error_type,
         "edit_ratio": edit_distance_ratio(y1, y2),
+        **({"behaviour": behaviour} if behaviour is not None else {}),
     }
 
 
 def score(task: Task, episode: Episode) -> ScoredEpisode:
-    return ScoredEpisode(episode, task.verify(episode.problem, episode.y1), task.verify(episode.problem, episode.y2))
+    p, y1, y2 = episode.problem, episode.y1, episode.y2
+    behaviour = task.revision_behaviour(p, y1, y2) if task.revision_behaviour is not None else None
+    return ScoredEpisode(episode, task.verify(p, y1), task.verify(p, y2), behaviour)
 
 
 def score_all(task: Task, episodes: Sequence[Episode]) -> list[ScoredEpisode]:

@@ -43,12 +43,15 @@ class Testbed:
     suffix: str                 # the sweep directory is <dir><suffix>
     experiments: tuple[str, ...]
     tuning: tuple[str, ...]     # the experiments of `make tune` (--mode tune)
+    shared_base: str | None = None  # runs trained from one base model, into <sweep dir>/shared_base (sweep mode)
 
 
+SHARED_BASE_DIR = "shared_base"
 TESTBEDS = (
-    Testbed("arithmetic", "", ("embedded_sweep", "embedded_dial"), ("tune_arithmetic", "tune_arithmetic_dial")),
+    Testbed("arithmetic", "", ("embedded_sweep", "embedded_dial"), ("tune_arithmetic", "tune_arithmetic_dial"),
+            "embedded_shared_base"),
     Testbed("answer_first", "-answer_first", ("answer_first_sweep", "answer_first_dial"),
-            ("tune_answer_first", "tune_answer_first_dial")),
+            ("tune_answer_first", "tune_answer_first_dial"), "answer_first_shared_base"),
 )
 MODES = ("sweep", "tune")
 
@@ -155,7 +158,7 @@ class Sweep:
         self.base_dir, self.testbeds, self.seeds, self.jobs, self.every = base_dir, list(testbeds), seeds, jobs, every
         self.python, self.extra, self.mode = python, list(extra), mode
         self.overrides = [f"seeds={seeds}", *self.extra]
-        self.plans = {tb.name: {r: a for e in self.experiments(tb) for r, a in planned_runs(e, self.overrides).items()}
+        self.plans = {tb.name: {f"{sub}{r}": a for e, sub in self.experiments(tb) for r, a in planned_runs(e, self.overrides).items()}
                       for tb in self.testbeds}
         self.t0 = time.time()
         self.already: dict[str, set[str]] = {}
@@ -167,8 +170,11 @@ class Sweep:
     def dir(self, tb: Testbed) -> Path:
         return Path(f"{self.base_dir}{tb.suffix}")
 
-    def experiments(self, tb: Testbed) -> tuple[str, ...]:
-        return tb.experiments if self.mode == "sweep" else tb.tuning
+    def experiments(self, tb: Testbed) -> list[tuple[str, str]]:
+        """(experiment, the sub-directory of the sweep directory it runs into: "" or "shared_base/")."""
+        if self.mode == "tune":
+            return [(e, "") for e in tb.tuning]
+        return [(e, "") for e in tb.experiments] + ([(tb.shared_base, f"{SHARED_BASE_DIR}/")] if tb.shared_base else [])
 
     def analysis(self, tb: Testbed) -> list[tuple[str, str, list[str]]]:
         """(label, output file, command) of the steps after a testbed's runs."""
@@ -184,8 +190,8 @@ class Sweep:
         (summary.out, figures.out); stops at the first step that fails."""
         d, t0 = self.dir(tb), time.time()
         steps = [(f"runs {e}", "sweep.log", [self.python, "-m", "selfcorrect", "-m", f"experiment={e}", *self.overrides,
-                                            f"hydra.sweep.dir={d}", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={self.jobs}"])
-                 for e in self.experiments(tb)]
+                                            f"hydra.sweep.dir={d / sub}", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={self.jobs}"])
+                 for e, sub in self.experiments(tb)]
         steps += self.analysis(tb)
         try:
             for label, out, cmd in steps:

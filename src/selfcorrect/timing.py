@@ -11,8 +11,11 @@ The stages a run reports (`STAGES`, in order): `base` (build or load the base mo
 (wandb start), `sampling` (episodes sampled or written for training: SFT datasets, RL
 rollouts), `updates` (gradient steps and the trainer around them), `monitoring` (validation
 evaluations during training), `checkpoints` (RL resume states and kept weights),
-`final_eval` (the test episodes), `probe` (the mismatch probe's episodes), `base_first` (the
+`final_eval` (the test episodes), `confidence` (the policy's log-probability of its test first
+attempts, for calibration), `probe` (the mismatch probe's episodes), `base_first` (the
 base model's first attempts for probe and matrix), `matrix` (the correction matrix),
+`self_conditioning` (second attempts on several injected errors, and turns 2-4), `sparsity` (the
+update's sparsity and effective rank from the weights),
 `paper_eval` (the test episodes of the checkpoint the paper's rule keeps, when it is another
 one), `write` (records, policy, wandb summary) and `other`.
 """
@@ -23,8 +26,8 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
-STAGES = ("base", "tracker", "sampling", "updates", "monitoring", "checkpoints", "final_eval", "probe",
-          "base_first", "matrix", "paper_eval", "write", "other")
+STAGES = ("base", "tracker", "sampling", "updates", "monitoring", "checkpoints", "final_eval", "confidence", "probe",
+          "base_first", "matrix", "self_conditioning", "sparsity", "paper_eval", "write", "other")
 
 _active: "StageClock | None" = None
 

@@ -33,6 +33,7 @@ from omegaconf import OmegaConf
 from selfcorrect.analysis.labels import label_sort_key, run_label
 from selfcorrect.analysis.stats import Comparison, Estimate, estimate, paired_bootstrap
 from selfcorrect.correction_matrix import summarize_matrix
+from selfcorrect.mechanisms import self_conditioning as conditioning
 from selfcorrect.metrics import summarize
 from selfcorrect.probe import probe_metrics
 from selfcorrect.records import flat_keys, read_json, read_jsonl
@@ -201,12 +202,14 @@ def load_run(run_dir: str | Path) -> Run:
     saved = read_json(run_dir / "metrics.json")
     matrix = read_jsonl(run_dir / MATRIX_FILE) if (run_dir / MATRIX_FILE).exists() else None
     paper = read_jsonl(run_dir / PAPER_FILE) if (run_dir / PAPER_FILE).exists() else None
+    chains = read_jsonl(run_dir / conditioning.FILE) if (run_dir / conditioning.FILE).exists() else None
     return Run(run_dir.name, run_dir, config, read_json(run_dir / "run.json"), saved,
-               recompute_metrics(records, probes, saved, matrix, paper), records, probes, history)
+               recompute_metrics(records, probes, saved, matrix, paper, chains), records, probes, history)
 
 
 def recompute_metrics(records: list[dict], probes: dict[str, list[dict]], saved: dict,
-                      matrix: list[dict] | None = None, paper: list[dict] | None = None) -> dict:
+                      matrix: list[dict] | None = None, paper: list[dict] | None = None,
+                      self_conditioning: list[dict] | None = None) -> dict:
     """metrics.json as the evaluator would write it, from the saved records: the metrics from
     generations, each probe from its records (`probe.probe_metrics`; they hold the policy's own
     episode on each problem), the correction matrix from its records and the paper's checkpoint
@@ -226,6 +229,8 @@ def recompute_metrics(records: list[dict], probes: dict[str, list[dict]], saved:
         out[key] = probe_metrics(rows)
     if matrix is not None:
         out["correction_matrix"] = summarize_matrix(matrix)
+    if self_conditioning is not None:
+        out["self_conditioning"] = conditioning.summarize_self_conditioning(self_conditioning)
     if paper is not None:  # the paper's checkpoint, evaluated on the same test problems
         m = summarize(paper)
         out["paper_checkpoint"] = {k: m[k] for k in PAPER_FIELDS}

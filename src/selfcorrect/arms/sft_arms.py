@@ -78,6 +78,7 @@ def trace_spec(ctx, kind: str) -> dict:
     """Everything a cached trace dataset depends on (the SFT settings do not enter)."""
     arm = OmegaConf.to_container(ctx.cfg.arm, resolve=True)
     arm.pop("sft", None)
+    arm.pop("data", None)  # a label (selfcorrect.catalog), not a setting: cache keys stay as they were
     return {
         "kind": kind, "base": model_id(ctx.base_path), "seed": ctx.seed, "arm": arm, "episodes": int(ctx.cfg.budget.episodes),
         "task": OmegaConf.to_container(ctx.cfg.task, resolve=True), "max_new_tokens": ctx.cfg.eval.max_new_tokens,

@@ -34,17 +34,20 @@ import random
 import re
 from collections.abc import Mapping
 
-from selfcorrect.tasks.arithmetic import SPLIT_BUCKETS, addition_problem, bucket_split
+from selfcorrect.tasks.arithmetic import SPLIT_BUCKETS, addition_problem, attempt_groups, bucket_split
 from selfcorrect.tasks.base import Problem, PretrainingSampler, Task, Verdict, check_split
 
 ERROR_KINDS = ("carry_lookahead", "digit_slip", "length", "malformed")
 ATTEMPT_RE = re.compile(r"^(\d+)>(\d{5}(?: \d{5})*)$")
+# how a second attempt revised the first (`AnswerFirstTask.revision_behaviour`), in the order they are checked
+REVISION_BEHAVIOURS = ("malformed", "repeat", "read_off_working", "reanswer", "rewrite_working")
 
 
 class AnswerFirstTask(Task):
     """n-digit addition, answer first and working after; split by a stable hash of the problem."""
 
     name = "answer_first"
+    revision_behaviours = REVISION_BEHAVIOURS
 
     def __init__(self, n_digits: int = 4, chain_rate: float = 0.3, revise_instruction: str = "[revise]", eval_seed: int = 1234):
         if not 2 <= int(n_digits) <= 6:
@@ -191,6 +194,35 @@ class AnswerFirstTask(Task):
         without working. A wrong attempt whose working spells the right answer is *readable*."""
         m = ATTEMPT_RE.match(attempt.strip())
         return None if m is None else self.read_answer(m.group(2))
+
+    def revision_behaviour(self, problem: Problem, y1: str, y2: str) -> str:
+        """How the second attempt y2 revised the first y1, one of `REVISION_BEHAVIOURS`, the first
+        that holds in this order ("kept" and "changed" compare the strings; pure string work, never
+        raises):
+
+        - ``malformed``         y2 is not ``<answer>><working>`` (the verifier's `well_formed`)
+        - ``repeat``            y2 is y1
+        - ``read_off_working``  answer changed to the one y1's working spells (`read_answer`), whatever y2's working
+        - ``reanswer``          answer changed to anything else (written on the spot again), whatever y2's working;
+                                also every well-formed y2 after a malformed y1 (no working to read)
+        - ``rewrite_working``   answer kept, working changed
+
+        The answer is written before the working, so y2's answer can come from y1's working or be
+        written on the spot, never from y2's own working: the answer's source decides the label, and
+        the working after it only separates ``rewrite_working`` from ``repeat``.
+        """
+        m2 = attempt_groups(ATTEMPT_RE, y2)
+        if m2 is None:
+            return "malformed"
+        m1 = attempt_groups(ATTEMPT_RE, y1)
+        if m1 is None:
+            return "reanswer"
+        (a1, w1), (a2, w2) = m1, m2
+        if (a1, w1) == (a2, w2):
+            return "repeat"
+        if a1 == a2:
+            return "rewrite_working"
+        return "read_off_working" if (a2.lstrip("0") or "0") == self.read_answer(w1) else "reanswer"
 
     def verify(self, problem: Problem, completion: str) -> Verdict:
         m = ATTEMPT_RE.match(completion.strip())

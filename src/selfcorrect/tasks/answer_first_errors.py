@@ -65,6 +65,29 @@ class AnswerFirstErrorModel(SiteErrorModel):
             raise AssertionError(f"injecting {error_type(kind, site)} into {problem.id} gave {y!r}, read as {got!r}")
         return y
 
+    @property
+    def max_injected_errors(self) -> int:
+        return self.task.n_digits + 1  # one slip per answer column
+
+    def inject_errors(self, problem: Problem, k: int, rng: random.Random) -> str | None:
+        """The right working after an answer with `k` of its columns (drawn from `rng` among the
+        columns a digit slip can sit in) each written one higher or lower; None where fewer than
+        `k` columns can slip. (With k = 1 this is a `digit_slip`; with more the verifier reads
+        the first wrong column.)"""
+        if not 1 <= k <= self.max_injected_errors:
+            raise ValueError(f"an answer-first attempt holds 1..{self.max_injected_errors} injected errors, got k={k!r}")
+        columns = self.sites(problem, "digit_slip")
+        if len(columns) < k:
+            return None
+        n = self.task.n_digits + 1
+        digits = list(problem.answer.zfill(n))
+        for col in rng.sample(columns, k):
+            i = n - 1 - col
+            d = int(digits[i])
+            digits[i] = str(rng.choice([v for v in (d - 1, d + 1) if 0 <= v <= 9 and not (v == 0 and i == 0)] or [d]))
+        answer = "".join(digits).lstrip("0") or "0"
+        return None if answer == problem.answer else self.task.write(answer, self.task.working(problem))
+
     def signature(self, problem: Problem, kind: str, site: int | None) -> str:
         return error_type(kind, site)
 

@@ -36,6 +36,8 @@ ATTEMPT_RE = re.compile(r"^(\d{5}(?: \d{5})*)>(\d+)$")
 SPLIT_BUCKETS = {"test": (0, 20), "val": (20, 30), "train": (30, 1000)}  # per mille (3 digits: 16,200 test problems)
 # the digits of one column group, in the order they are written, and how many values each can take
 COLUMN_SLOTS = {"a": 10, "b": 10, "carry_in": 2, "tens": 2, "units": 10}
+# how a second attempt revised the first (`ArithmeticTask.revision_behaviour`), in the order they are checked
+REVISION_BEHAVIOURS = ("malformed", "repeat", "recopy_answer", "answer_only", "working_only", "patch_column", "rewrite_columns")
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,7 @@ class ArithmeticTask(Task):
     train, val and test problems never overlap, whatever the sampling seed."""
 
     name = "arithmetic"
+    revision_behaviours = REVISION_BEHAVIOURS
 
     def __init__(self, n_digits: int = 3, revise_instruction: str = "[revise]", eval_seed: int = 1234):
         if not 2 <= int(n_digits) <= 6:
@@ -271,6 +274,41 @@ class ArithmeticTask(Task):
         groups = m.group(1).split(" ")
         return str(int(str(int(groups[-1][3:]) // 10) + "".join(g[4] for g in reversed(groups))))
 
+    def revision_behaviour(self, problem: Problem, y1: str, y2: str) -> str:
+        """How the second attempt y2 revised the first y1, one of `REVISION_BEHAVIOURS`, the first
+        that holds in this order (*working*: the column groups before ``>``; *answer*: the line
+        after it; "kept" and "changed" compare the strings; pure string work, never raises):
+
+        - ``malformed``        y2 is not a well-formed scratchpad attempt (the verifier's `well_formed`)
+        - ``repeat``           y2 is y1
+        - ``recopy_answer``    working kept, answer changed to the one the kept working spells
+        - ``answer_only``      working kept, answer changed to anything else
+        - ``working_only``     working changed, answer kept
+        - ``patch_column``     exactly one column group changed (the others kept), answer changed
+        - ``rewrite_columns``  two or more column groups changed, or the column count, or y1 had no
+                               working to keep (malformed y1); answer changed
+
+        The working is written before the answer, so a revision that redoes a column and then copies
+        the answer off its own new working is a ``patch_column`` (one column) or ``rewrite_columns``.
+        """
+        m2 = attempt_groups(ATTEMPT_RE, y2)
+        if m2 is None:
+            return "malformed"
+        m1 = attempt_groups(ATTEMPT_RE, y1)
+        if m1 is None:
+            return "rewrite_columns"
+        (w1, a1), (w2, a2) = m1, m2
+        if (w1, a1) == (w2, a2):
+            return "repeat"
+        if w1 == w2:
+            return "recopy_answer" if (a2.lstrip("0") or "0") == self.working_answer(problem, y1) else "answer_only"
+        if a1 == a2:
+            return "working_only"
+        g1, g2 = w1.split(" "), w2.split(" ")
+        if len(g1) == len(g2) and sum(x != y for x, y in zip(g1, g2)) == 1:
+            return "patch_column"
+        return "rewrite_columns"
+
     def verify(self, problem: Problem, completion: str) -> Verdict:
         text = completion.strip()
         m = ATTEMPT_RE.match(text)
@@ -322,6 +360,13 @@ def column_feature(when: str, a: int, b: int, carry: int, k: int) -> bool:
     if when.startswith("pair:"):
         return any({a, b} == {int(p[0]), int(p[1])} for p in when[5:].split(","))
     return COLUMN_FEATURES[when](a, b, carry, k)
+
+
+def attempt_groups(pattern: re.Pattern, attempt) -> tuple[str, str] | None:
+    """The two groups of a well-formed attempt (whitespace-stripped) matched by `pattern`; None for
+    anything else (a malformed attempt, or not a string at all)."""
+    m = pattern.match(attempt.strip()) if isinstance(attempt, str) else None
+    return None if m is None else (m.group(1), m.group(2))
 
 
 def _applicable(kind: str, carry: int) -> bool:

@@ -35,6 +35,7 @@ from selfcorrect.tasks.base import Problem, SiteErrorModel, error_type
 
 TEACHER_MODELS = ("random_digit", "carry_drop", "mixed", "base_like")
 INJECTABLE = (*COLUMN_BUGS, *FINAL_BUGS)  # the taxonomy's kinds that are one bug at one site
+ALWAYS_DEPARTING = ("operand_copy", "sum_slip")  # column bugs that change a column whatever carry enters it
 
 
 class ArithmeticErrorModel(SiteErrorModel):
@@ -67,6 +68,28 @@ class ArithmeticErrorModel(SiteErrorModel):
         if got != error_type(kind, site):  # every bug operator changes the answer and reads back as itself
             raise AssertionError(f"injecting {error_type(kind, site)} into {problem.id} gave {y!r}, read as {got!r}")
         return y
+
+    @property
+    def max_injected_errors(self) -> int:
+        return self.task.n_digits + 1  # one bug per column and one on the answer line
+
+    def inject_errors(self, problem: Problem, k: int, rng: random.Random) -> str | None:
+        """The procedure with bugs at `k` distinct sites drawn from `rng` among the columns and the
+        answer line: a column gets `operand_copy` or `sum_slip` (drawn; the two column bugs that
+        change a column whatever carry enters it, so an attempt holds exactly `k` departures where
+        a carry bug after an earlier bug could be a no-op), the answer line `final_copy`; the
+        procedure goes on consistently after each bug (`ArithmeticTask.write`). Drawn again (up to
+        20 times) where the bugs cancel and the answer comes out right (then None)."""
+        if not 1 <= k <= self.max_injected_errors:
+            raise ValueError(f"an arithmetic attempt holds 1..{self.max_injected_errors} injected errors, got k={k!r}")
+        sites: list = [*range(self.task.n_digits), "answer"]
+        for _ in range(20):
+            chosen = rng.sample(sites, k)
+            bugs = {s: rng.choice(ALWAYS_DEPARTING) for s in sorted(c for c in chosen if c != "answer")}
+            y = self.task.write(problem, bugs, final_bug="final_copy" if "answer" in chosen else None)
+            if not self.task.verify(problem, y).correct:
+                return y
+        return None
 
     def signature(self, problem: Problem, kind: str, site: int | None) -> str:
         """What the base's bugs see at this site (see the module docstring)."""

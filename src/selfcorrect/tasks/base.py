@@ -68,7 +68,10 @@ class Task(Protocol):
     - `working_answer(problem, attempt) -> str | None`: the answer an attempt's working spells,
       whatever its answer says (the probe's readability strata);
     - `pretraining_sampler(pre) -> PretrainingSampler`: what draws the attempts of the tiny base
-      model's pretraining corpus on this task from its corpus profile `pre` (`model.pretrain`).
+      model's pretraining corpus on this task from its corpus profile `pre` (`model.pretrain`);
+    - `revision_behaviour(problem, y1, y2) -> str`: how the second attempt revised the first, one
+      label of the task's `revision_behaviours` (`selfcorrect.mechanisms.behaviours`: their shares
+      and entropy, on wrong and on right first attempts; a task without it has no behaviour block).
 
     A task's error model is not one of its members: it lives beside the task and is paired with it
     in the registry (`selfcorrect.tasks.TASKS`, `make_error_model`)."""
@@ -77,6 +80,8 @@ class Task(Protocol):
     revise_instruction: str
     working_answer: Callable[[Problem, str], str | None] | None = None
     pretraining_sampler: Callable[[Mapping], PretrainingSampler] | None = None
+    revision_behaviour: Callable[[Problem, str, str], str] | None = None
+    revision_behaviours: tuple[str, ...] = ()
 
     def problems(self, split: str, n: int, seed: int) -> list[Problem]: ...
 
@@ -107,6 +112,8 @@ class SiteErrorModel:
 
     kinds: tuple[str, ...] = ()
     teacher_models: tuple[str, ...] = ()
+    # the most errors `inject_errors` writes into one attempt (1: only `inject`'s single error)
+    max_injected_errors: int = 1
 
     def __init__(self, task: Task):
         self.task = task
@@ -131,6 +138,19 @@ class SiteErrorModel:
     def random_digit(self, problem: Problem, rng: random.Random) -> str:
         """A wrong attempt for teacher cell ``random_digit``: one digit written wrong, drawn from `rng`."""
         raise NotImplementedError
+
+    def inject_errors(self, problem: Problem, k: int, rng: random.Random) -> str | None:
+        """A wrong attempt with `k` errors at `k` distinct sites, kinds and sites drawn from `rng`
+        (the self-conditioning measure, `mechanisms.self_conditioning`), or None where `problem` has
+        fewer than `k` sites. Here, for k = 1 only (an injectable kind, then one of its sites);
+        an error model with `max_injected_errors` > 1 writes several."""
+        if not 1 <= k <= self.max_injected_errors:
+            raise ValueError(f"{type(self).__name__} writes 1..{self.max_injected_errors} errors into an attempt, got k={k!r}")
+        kinds = [kind for kind in self.kinds if self.sites(problem, kind)]
+        if not kinds:
+            return None
+        kind = rng.choice(kinds)
+        return self.inject(problem, kind, rng.choice(self.sites(problem, kind)), rng)
 
     # --- shared ----------------------------------------------------------------------------------
     def error_site(self, problem: Problem, attempt: str) -> tuple[str, int | None] | None:

@@ -6,11 +6,16 @@ total with one number q_i (i = 1..n), asked as a short story:
     "Mia has 7 apples. Then she buys 5 more apples. Then she gives 3 apples to Leo.
      How many apples does Mia have now?"                     (skeleton 7+5-3, answer 9)
 
-Difficulty knobs: `n_steps` (operations after the start), `max_number` (every number in the
-story is in [2, max_number]; running totals stay >= 1) and `operations` (a subset of add, sub,
-mul; mul multiplies by 2..min(5, max_number)). Problems come from a seeded generator; the split
-of a problem is a stable hash of its *skeleton* (the numbers and operations, not the names), so
-the test set never holds a train problem in other words.
+Difficulty knobs: `n_steps` (operations after the start), `max_number` (the start is in
+[2, max_number]), `max_operand` (the number of each step is in [2, max_operand]; default
+max_number; running totals stay >= 1) and `operations` (a subset of add, sub, mul; mul
+multiplies by 2..min(5, max_operand)). Problems come from a seeded generator; the split of a
+problem is a stable hash of its *skeleton* (the numbers and operations, not the names), so the
+test set never holds a train problem in other words. A draw of n problems repeats no skeleton
+while its split has unused ones (`problems`), so n test problems are n distinct facts as long as
+the split holds n; `skeletons(split)` lists a split's facts.
+
+SKELETON_COUNTS_PLACEHOLDER
 
 Checking. The attempt's answer is the text after its last "Final Answer:" if it has one, else
 whatever math-verify extracts from the whole attempt (as for GSM8K); it is compared with the
@@ -90,10 +95,16 @@ STEP_TEMPLATES = {
     "mul": ("Then the number of {items} {he} has becomes {n} times as large.",),
 }
 
+# how a second attempt revised the first (`WordMathTask.revision_behaviour`), in the order they are checked
+REVISION_BEHAVIOURS = ("malformed", "repeat", "same_answer_rewritten", "answer_only_changed", "rewrite")
+REPEAT_PATIENCE = 1000  # draws from the split in a row that find no unused skeleton before one may repeat
+MAX_ENUMERATED = 2_000_000  # `skeletons` refuses to list more
+
 FINAL_ANSWER_RE = re.compile(r"final\s+answer\s*(?:is)?\s*[:：]?", re.IGNORECASE)
 NUMBER = r"\d+(?:\.\d+)?"
 EQUATION_RE = re.compile(rf"((?:{NUMBER}\s*[-+*/×x÷]\s*)+{NUMBER})\s*=\s*(-?{NUMBER})(?![\d.]*\s*[-+*/×x÷]\s*\d)")
 INTEGER_RE = re.compile(r"(?<![\d.])\d+(?![\d.]*\d)")
+WORKING_NUMBER_RE = re.compile(rf"(?<![\d.]){NUMBER}")
 BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv}
 
 
@@ -101,6 +112,7 @@ class WordMathTask(Task):
     """Seeded arithmetic word problems; train/val/test split by a stable hash of the skeleton."""
 
     name = "word_math"
+    revision_behaviours = REVISION_BEHAVIOURS
 
     def __init__(
         self,
@@ -112,17 +124,22 @@ class WordMathTask(Task):
         revise_instruction: str = REVISE_INSTRUCTION,
         prompt_template: str = PROMPT_TEMPLATE,
         parse_timeout_s: int = 5,
+        max_operand: int | None = None,
     ):
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or not 1 <= n_steps <= 4:
             raise ValueError(f"word_math: n_steps must be an integer in 1..4, got {n_steps!r}")
         if isinstance(max_number, bool) or not isinstance(max_number, int) or not 3 <= max_number <= 1000:
             raise ValueError(f"word_math: max_number must be an integer in 3..1000, got {max_number!r}")
+        if max_operand is None:
+            max_operand = max_number
+        if isinstance(max_operand, bool) or not isinstance(max_operand, int) or not 2 <= max_operand <= 1000:
+            raise ValueError(f"word_math: max_operand must be an integer in 2..1000 (or null: max_number), got {max_operand!r}")
         operations = tuple(operations)
         if not operations or any(op not in OPERATIONS for op in operations) or len(set(operations)) != len(operations):
             raise ValueError(f"word_math: operations must be distinct names from {OPERATIONS}, got {list(operations)!r}")
         if "{problem}" not in prompt_template:
             raise ValueError(f"word_math: prompt_template must contain '{{problem}}', got {prompt_template!r}")
-        self.n_steps, self.max_number, self.operations = n_steps, max_number, operations
+        self.n_steps, self.max_number, self.max_operand, self.operations = n_steps, max_number, max_operand, operations
         self.fractions = check_fractions(split_fractions or {"train": 0.7, "val": 0.1, "test": 0.2}, "word_math split_fractions")
         self.instruction, self.revise_instruction, self.prompt_template = instruction, revise_instruction, prompt_template
         self.parse_timeout_s = int(parse_timeout_s)
@@ -156,41 +173,80 @@ class WordMathTask(Task):
         start = rng.randint(2, self.max_number)
         total, steps = start, []
         for _ in range(self.n_steps):
-            feasible = [op for op in self.operations if op != "sub" or total >= 3]
-            op = rng.choice(feasible or ["add"])
-            if op == "sub":
-                n = rng.randint(2, min(self.max_number, total - 1))
-            elif op == "mul":
-                n = rng.randint(2, min(MAX_MULTIPLIER, self.max_number))
-            else:
-                n = rng.randint(2, self.max_number)
+            op = rng.choice(self._feasible(total))
+            n = rng.randint(*self._operand_range(op, total))
             steps.append((op, n))
             total = int(APPLY[op](total, n))
         return start, steps
+
+    def _feasible(self, total: int) -> list[str]:
+        """The operations a step may take from running total `total`."""
+        return [op for op in self.operations if op != "sub" or total >= 3] or ["add"]
+
+    def _operand_range(self, op: str, total: int) -> tuple[int, int]:
+        if op == "sub":
+            return 2, min(self.max_operand, total - 1)
+        if op == "mul":
+            return 2, min(MAX_MULTIPLIER, self.max_operand)
+        return 2, self.max_operand
+
+    def skeletons(self, split: str | None = None) -> list[str]:
+        """Every skeleton the generator can draw (those of `split` if given), sorted; a
+        ValueError if there are more than MAX_ENUMERATED."""
+        out: list[str] = []
+
+        def walk(text: str, total: int, left: int) -> None:
+            if left == 0:
+                if split is None or self.split_of(text) == split:
+                    out.append(text)
+                return
+            for op in self._feasible(total):
+                lo, hi = self._operand_range(op, total)
+                for n in range(lo, hi + 1):
+                    walk(f"{text}{SYMBOL[op]}{n}", int(APPLY[op](total, n)), left - 1)
+
+        bound = (self.max_number - 1) * (len(self.operations) * (self.max_operand - 1)) ** self.n_steps
+        if bound > MAX_ENUMERATED:
+            raise ValueError(f"word_math: up to {bound} skeletons with these knobs; too many to list (max {MAX_ENUMERATED})")
+        for start in range(2, self.max_number + 1):
+            walk(str(start), start, self.n_steps)
+        return sorted(out)
 
     def split_of(self, problem_id: str) -> str:
         return hash_split(problem_id.split("#")[0], self.fractions, salt=self.name)
 
     def problems(self, split: str, n: int, seed: int) -> list[Problem]:
-        """`n` distinct problems of `split`, drawn reproducibly from `seed`."""
+        """`n` distinct problems of `split`, drawn reproducibly from `seed`. No skeleton repeats
+        until REPEAT_PATIENCE draws in a row from the split find no unused one; from then on a
+        skeleton may come back in other words (a distinct problem: another surface)."""
         if split not in self.fractions or self.fractions[split] == 0:
             raise ValueError(f"word_math: unknown or empty split {split!r}; splits: {self.fractions}")
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"word_math: n must be a positive integer, got {n!r}")
         config = f"{self.n_steps}:{self.max_number}:{','.join(self.operations)}"
+        if self.max_operand != self.max_number:
+            config += f":{self.max_operand}"
         rng = random.Random(f"word_math:{config}:{split}:{seed}")
         seen: dict[str, Problem] = {}
-        tries = 0
+        used: set[str] = set()
+        tries = stale = 0
         while len(seen) < n:
             tries += 1
-            if tries > 200 * n + 10_000:
+            if tries > 200 * n + 10_000 + 100 * REPEAT_PATIENCE:
                 raise ValueError(
                     f"word_math: cannot draw n={n} distinct {split!r} problems with n_steps={self.n_steps}, "
                     f"max_number={self.max_number}, operations={list(self.operations)} (found {len(seen)})"
                 )
             start, steps = self.sample_skeleton(rng)
-            if self.split_of(skeleton(start, steps)) != split:
+            key = skeleton(start, steps)
+            if self.split_of(key) != split:
                 continue
+            if key in used and stale < REPEAT_PATIENCE:
+                stale += 1
+                continue
+            if key not in used:
+                stale = 0
+            used.add(key)
             problem = self.make_problem(start, steps, surface=rng.randrange(10**6))
             seen.setdefault(problem.id, problem)
         return list(seen.values())
@@ -247,6 +303,64 @@ class WordMathTask(Task):
             if alternative == answer:
                 return f"{kind}@{position}"
         return "wrong_answer"
+
+    # --- how the second attempt revised the first ------------------------------------------------
+    def revision_behaviour(self, problem: Problem, y1: str, y2: str) -> str:
+        """How the second attempt y2 revised the first y1, one of `REVISION_BEHAVIOURS`, the first
+        that holds in this order. The *answer* of an attempt is the verifier's reading of it
+        (`read_answer`: its last "Final Answer:" line, else math-verify on the whole attempt);
+        two answers are the same when math-verify finds them equal. Its *working* is the list of
+        numbers it writes before that answer: before the last "Final Answer:" mark if the answer
+        came from that line, else every number but the last one (the base model often ends with
+        "So Mia has 12 apples now." instead of the line). Cheap (no model), deterministic, and it
+        never raises: a non-string attempt is read as empty text.
+
+        - ``malformed``              y2 has no answer the verifier can read (its ``no_answer``;
+                                     not its `well_formed`, which asks for the "Final Answer:" line)
+        - ``repeat``                 y2 is y1, up to whitespace
+        - ``same_answer_rewritten``  y2's answer is y1's, the text changed (working or wording)
+        - ``answer_only_changed``    y2's answer differs from y1's (or y1 had none) and its working
+                                     is y1's, number for number: only the final answer was changed
+        - ``rewrite``                answer and working both changed
+        """
+        y1, y2 = _text(y1), _text(y2)
+        try:
+            pred2, line2 = self.read_answer(y2)
+        except Exception:  # noqa: BLE001 - math-verify on garbage; never raise
+            pred2, line2 = [], False
+        if not pred2:
+            return "malformed"
+        if " ".join(y1.split()) == " ".join(y2.split()):
+            return "repeat"
+        try:
+            pred1, line1 = self.read_answer(y1)
+        except Exception:  # noqa: BLE001
+            pred1, line1 = [], False
+        if pred1 and _same_answer(pred1, pred2, self.parse_timeout_s):
+            return "same_answer_rewritten"
+        return "answer_only_changed" if working_numbers(y1, line1) == working_numbers(y2, line2) else "rewrite"
+
+
+def _text(y) -> str:
+    return y if isinstance(y, str) else ("" if y is None else str(y))
+
+
+def _same_answer(a: list, b: list, timeout_s: int) -> bool:
+    from math_verify import verify
+
+    try:
+        return bool(verify(a, b, timeout_seconds=timeout_s))
+    except Exception:  # noqa: BLE001 - fall back on the strings math-verify read
+        return str(a[-1]).strip() == str(b[-1]).strip()
+
+
+def working_numbers(text: str, answer_on_line: bool) -> list[Fraction]:
+    """The numbers an attempt writes before its answer (`WordMathTask.revision_behaviour`): before
+    its last "Final Answer:" mark when the answer came from that line, else all but the last."""
+    marks = list(FINAL_ANSWER_RE.finditer(text))
+    if answer_on_line and marks:
+        return [Fraction(x) for x in WORKING_NUMBER_RE.findall(text[: marks[-1].start()])]
+    return [Fraction(x) for x in WORKING_NUMBER_RE.findall(text)][:-1]
 
 
 # --- the chain and its wrong variants ---------------------------------------------------------------

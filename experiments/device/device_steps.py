@@ -1,0 +1,172 @@
+"""The Python steps of experiments/device/run.sh (see README.md beside this file).
+
+    python experiments/device/device_steps.py preflight OUT_FILE        # versions, imports, GPU
+    python experiments/device/device_steps.py convert GGUF CACHE_DIR    # the fp32 checkpoint, once
+    python experiments/device/device_steps.py calibrate GGUF CACHE_DIR DEVICE OUT_FILE [N MAX_NEW]   # ms per decode step
+    python experiments/device/device_steps.py collect SWEEP_DIR OUT_DIR EXPECTED_RUNS   # metrics.jsonl, records.tar.gz, progress
+
+Each prints what it did; none needs anything beyond what the sweep itself imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import os
+import platform
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+# what the run path imports (src/selfcorrect, experiments/summarize_sweep.py, the joblib launcher, the
+# GGUF conversion): checked before any model work so that a missing wheel costs seconds, not a call
+RUN_PATH_MODULES = ["torch", "transformers", "accelerate", "tokenizers", "safetensors", "huggingface_hub", "numpy",
+                    "pandas", "scipy", "pyarrow", "yaml", "joblib", "omegaconf", "hydra", "antlr4",
+                    "hydra_plugins.hydra_joblib_launcher", "trl", "datasets", "dill", "multiprocess", "math_verify",
+                    "latex2sympy2_extended", "sympy", "rapidfuzz", "gguf", "selfcorrect.run", "selfcorrect.rl.grpo_run",
+                    "selfcorrect.sft", "selfcorrect.gguf_model", "selfcorrect.tasks.word_math"]
+# records that come back (no weights, no checkpoints): the run's own JSON/JSONL files, Hydra's config and logs
+RECORD_SUFFIXES = (".json", ".jsonl", ".yaml", ".log", ".txt")
+MAX_OUT_FILE = 16 * 2**20  # the device tool's limit per file back
+
+
+def preflight(out_file: str) -> int:
+    lines = [f"python {sys.version.split()[0]} at {sys.executable} on {platform.machine()}"]
+    bad = []
+    for name in RUN_PATH_MODULES:
+        try:
+            mod = importlib.import_module(name)
+            top = importlib.import_module(name.split(".")[0])
+            where = os.path.dirname(getattr(mod, "__file__", "") or "?")
+            lines.append(f"ok   {name:38s} {getattr(top, '__version__', '')}  {where}")
+        except Exception as e:  # noqa: BLE001 - report every failure, then fail once
+            bad.append(name)
+            lines.append(f"FAIL {name:38s} {type(e).__name__}: {e}")
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            p = torch.cuda.get_device_properties(0)
+            lines.append(f"cuda: {p.name}, {p.total_memory / 2**30:.1f} GiB, {p.multi_processor_count} SMs, torch {torch.__version__}")
+        else:
+            lines.append("cuda: not available")
+    except Exception as e:  # noqa: BLE001
+        lines.append(f"cuda: check failed: {e}")
+    lines.append(f"cpus: {os.cpu_count()}")
+    text = "\n".join(lines) + "\n"
+    Path(out_file).write_text(text)
+    print(text, end="")
+    if bad:
+        print(f"preflight: cannot import {', '.join(bad)}", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _cfg(gguf: str):
+    from hydra import compose, initialize_config_dir
+
+    from selfcorrect.run import CONF_DIR
+
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("config", overrides=["task=word_math", "model=smollm2_135m", f"model.gguf.path={gguf}"])
+
+
+def convert(gguf: str, cache_dir: str) -> int:
+    """The cached fp32 checkpoint of `gguf` (selfcorrect.gguf_model), built here once before the
+    sweep's jobs start (they would build it too, one at a time under the cache's lock)."""
+    from selfcorrect.cache import artifact_facts
+    from selfcorrect.gguf_model import converted_gguf_path
+
+    t0 = time.time()
+    path = converted_gguf_path(_cfg(gguf).model, None, Path(cache_dir))
+    print(f"converted checkpoint: {path} ({time.time() - t0:.1f} s; facts {json.dumps(artifact_facts(path).get('facts', {}))})")
+    return 0
+
+
+def calibrate(gguf: str, cache_dir: str, device: str, out_file: str, n: int = 64, max_new_tokens: int = 128) -> int:
+    """Seconds per decode step of one process (greedy two-turn episodes on `n` test problems, the
+    sweep's generation batch): the figure the GPU estimate in README.md assumes (20 ms)."""
+    import torch
+
+    from selfcorrect.gguf_model import converted_gguf_path
+    from selfcorrect.policy import Policy, Sampling
+    from selfcorrect.tasks import make_task
+
+    cfg = _cfg(gguf)
+    dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    task = make_task(cfg.task)
+    model_dir = converted_gguf_path(cfg.model, None, Path(cache_dir))
+    policy = Policy.load(model_dir, task, batch_size=n, dtype=dtype, device=device)
+    problems = task.problems("test", n, seed=1234)
+    policy.two_turn(problems[:2], Sampling(0.0, 4), seed=0)  # warm-up
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    sync()
+    t0 = time.perf_counter()
+    eps = policy.two_turn(problems, Sampling(0.0, max_new_tokens), seed=0)
+    sync()
+    dt = time.perf_counter() - t0
+    steps = sum(max(len(e.turns[t].completion_ids) for e in eps) for t in range(2))  # one batch per turn
+    rec = {"device": device, "dtype": dtype, "episodes": n, "decode_steps": steps, "seconds": round(dt, 2),
+           "ms_per_decode_step": round(1000 * dt / max(steps, 1), 2)}
+    Path(out_file).write_text(json.dumps(rec) + "\n")
+    print(f"calibration: {json.dumps(rec)}")
+    return 0
+
+
+def _runs(sweep: Path) -> list[Path]:
+    return sorted(p.parent for p in sweep.glob("*/run.json"))
+
+
+def collect(sweep_dir: str, out_dir: str, expected: int) -> int:
+    """metrics.jsonl (one line per run: its run.json and metrics.json), records.tar.gz (the records
+    of every run, no weights) and progress.json into OUT_DIR; prints complete/expected."""
+    sweep, out = Path(sweep_dir), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    runs = _runs(sweep) if sweep.is_dir() else []
+    complete, lines = [], []
+    for d in runs:
+        status = json.loads((d / "run.json").read_text())
+        metrics = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").exists() else None
+        if status.get("status") == "complete" and metrics is not None:
+            complete.append(d.name)
+        lines.append(json.dumps({"run": d.name, "run_json": status, "metrics": metrics}))
+    (out / "metrics.jsonl").write_text("".join(line + "\n" for line in lines))
+    tar_path = out / "records.tar.gz"
+    if sweep.is_dir():
+        with tarfile.open(tar_path, "w:gz", compresslevel=9) as tar:
+            for f in sorted(sweep.rglob("*")):
+                rel = f.relative_to(sweep)
+                if f.is_file() and f.suffix in RECORD_SUFFIXES and "checkpoints" not in rel.parts and "wandb" not in rel.parts:
+                    tar.add(f, arcname=str(Path(sweep.name) / rel))
+        if tar_path.stat().st_size > MAX_OUT_FILE:  # over the limit on what comes back: keep the small records only
+            with tarfile.open(tar_path, "w:gz", compresslevel=9) as tar:
+                for f in sorted(sweep.rglob("*")):
+                    rel = f.relative_to(sweep)
+                    if f.is_file() and f.name in ("run.json", "metrics.json", "generations.jsonl") and "checkpoints" not in rel.parts:
+                        tar.add(f, arcname=str(Path(sweep.name) / rel))
+            print(f"records.tar.gz was over 16 MiB: kept run.json, metrics.json and generations.jsonl only")
+    progress = {"sweep": str(sweep), "runs_seen": len(runs), "complete": len(complete), "expected": expected,
+                "incomplete": sorted(d.name for d in runs if d.name not in complete),
+                "records_tar_bytes": tar_path.stat().st_size if tar_path.exists() else 0}
+    (out / "progress.json").write_text(json.dumps(progress, indent=1) + "\n")
+    print(f"collect: {len(complete)}/{expected} runs complete; records.tar.gz {progress['records_tar_bytes']} bytes")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    cmd, *args = argv
+    if cmd == "preflight":
+        return preflight(*args)
+    if cmd == "convert":
+        return convert(*args)
+    if cmd == "calibrate":
+        return calibrate(*args[:4], *map(int, args[4:]))
+    if cmd == "collect":
+        return collect(args[0], args[1], int(args[2]))
+    raise SystemExit(f"unknown step {cmd!r}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
