@@ -19,7 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from selfcorrect.analysis import diagnostics, figures, tables, verdicts  # noqa: E402
+from selfcorrect.analysis import diagnostics, figures, mechanisms, tables, verdicts  # noqa: E402
 from selfcorrect.analysis.results import default_sweep, load_sweep
 from selfcorrect.analysis.labels import display_name, label_sort_key  # noqa: E402
 from selfcorrect.scaling_samples import ScalingSpec, sample_revisions  # noqa: E402
@@ -148,6 +148,7 @@ def main(argv=None) -> int:
     comp = tables.comparisons(sweep)
     comp.to_csv(out / "comparisons.csv", index=False)
     (out / "comparisons.md").write_text(tables.comparisons_markdown(comp) + "\n")
+    (out / "mechanisms.md").write_text(mechanisms.report(sweep, sweep_dir, testbed) + "\n")
     saved, skipped = figures.draw_all(sweep, out, table=table, spec=spec)
 
     print("\n## Main table\n")

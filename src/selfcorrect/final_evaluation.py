@@ -15,7 +15,9 @@
    base's error sites, the policy's own error sites and random sites;
 5. self-conditioning (`mechanisms.self_conditioning`): second attempts after k = 1, 2, 3 injected
    errors, and revision over turns 2-4;
-6. the paper's checkpoint (`paper_policy`, when the paper's rule kept another step): its test
+6. the update's sparsity and effective rank (`mechanisms.sparsity`: kept policy − base, from the
+   weights; per tensor in sparsity.json);
+7. the paper's checkpoint (`paper_policy`, when the paper's rule kept another step): its test
    episodes and the table metrics, as the secondary table's row.
 
 Nothing here writes files; `write_final` puts the records beside metrics.json (written last).
@@ -32,6 +34,7 @@ from selfcorrect import timing
 from selfcorrect.cache import cached_artifact
 from selfcorrect.correction_matrix import correction_matrix, matrix_line
 from selfcorrect.mechanisms import self_conditioning as conditioning
+from selfcorrect.mechanisms import sparsity
 from selfcorrect.evaluate import EvalResult, OfflineAttempts, evaluate_policy, write_eval
 from selfcorrect.metrics import total_variation
 from selfcorrect.policy import Policy, Sampling
@@ -47,6 +50,7 @@ class FinalEvaluation:
     result: EvalResult
     matrix_records: list[dict] = field(default_factory=list)
     self_conditioning_records: list[dict] = field(default_factory=list)
+    sparsity: dict | None = None  # `mechanisms.sparsity.update_sparsity` of the kept policy (per tensor: sparsity.json)
     secondary_records: list[dict] = field(default_factory=list)
 
 
@@ -77,6 +81,10 @@ def final_evaluation(ctx, policy: Policy, paper_policy: Policy | None, base_sha2
                                                             own_first_attempts=own_first)
         m["correction_matrix"] = summary
         print(f"[correction matrix skipped] {summary['skipped']}" if "skipped" in summary else matrix_line(summary), flush=True)
+    if policy is not ctx.base:  # how sparse, and how low-rank, the kept update is (from the weights)
+        with timing.stage("sparsity"):
+            out.sparsity = sparsity.update_sparsity(ctx.base.model.state_dict(), policy.model.state_dict())
+        m.update(sparsity.summary(out.sparsity))
     sc_cfg = OmegaConf.select(cfg, "eval.self_conditioning", default=None)
     if sc_cfg is not None and sc_cfg.enabled:  # revisions after several injected errors, and over turns 2-4
         with timing.stage("self_conditioning"):
@@ -105,6 +113,8 @@ def write_final(run_dir: Path, fe: FinalEvaluation) -> None:
     """The records first, metrics.json last (its presence marks a complete run)."""
     if fe.matrix_records:
         write_jsonl(run_dir / "correction_matrix.jsonl", fe.matrix_records)
+    if fe.sparsity is not None:
+        write_json(run_dir / sparsity.FILE, fe.sparsity, indent=1)
     if fe.self_conditioning_records:
         write_jsonl(run_dir / conditioning.FILE, fe.self_conditioning_records)
     if fe.secondary_records:

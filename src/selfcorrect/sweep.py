@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from selfcorrect.analysis.sparsity import SHARED_BASE_DIR
 from selfcorrect.run import CONF_DIR
 
 ROOT = Path(CONF_DIR).parent
@@ -46,7 +47,6 @@ class Testbed:
     shared_base: str | None = None  # runs trained from one base model, into <sweep dir>/shared_base (sweep mode)
 
 
-SHARED_BASE_DIR = "shared_base"
 TESTBEDS = (
     Testbed("arithmetic", "", ("embedded_sweep", "embedded_dial"), ("tune_arithmetic", "tune_arithmetic_dial"),
             "embedded_shared_base"),

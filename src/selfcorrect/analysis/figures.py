@@ -371,6 +371,62 @@ def fig_fix_break(sweep: Sweep) -> plt.Figure:
     return fig
 
 
+def fig_behaviour_collapse(sweep: Sweep) -> plt.Figure:
+    """(11) Behaviour collapse over training (issue 23): the entropy of the revision behaviours on the
+    validation problems whose first attempt is wrong, at every monitoring step, per arm (mean ± s.e.
+    over seeds); the base's value is step 0. Lower = one way of revising took over."""
+    from selfcorrect.analysis.mechanisms import behaviour_over_training
+
+    curves = behaviour_over_training(sweep.history)
+    if curves.empty or "entropy_bits" not in curves:
+        raise FigureSkipped("no run logged behaviour/wrong_t1 at its validation points (a task without revision_behaviour)")
+    labels = [lab for lab in sweep.labels if lab != "base" and lab in set(curves["label"])]
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=DPI)
+    for i, label in enumerate(labels):
+        g = curves[curves["label"] == label].groupby("step")["entropy_bits"]
+        m, se = g.mean(), g.sem().fillna(0.0)
+        style = "-" if label_arm(label) in RL_ARMS else "--"
+        ax.plot(m.index, m.values, style, color=plt.cm.tab20(i % 20), label=display_name(label))
+        ax.fill_between(m.index, m - se, m + se, color=plt.cm.tab20(i % 20), alpha=0.12)
+    ax.set_xlabel("gradient step (validation points; step 0 = the base)")
+    ax.set_ylabel("entropy of revision behaviours on wrong y1 (bits)")
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.set_title("Behaviour collapse over training (solid: RL, dashed: offline)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def fig_self_conditioning(sweep: Sweep) -> plt.Figure:
+    """(12) Self-conditioning (issue 23): the fix rate of the second attempt after k = 1, 2, 3
+    injected errors (left), and the fix rate at turn t given a wrong turn t − 1 (right), per arm,
+    mean ± s.e. over seeds."""
+    runs = sweep.runs
+    ks = sorted(int(c.rsplit("/", 1)[1]) for c in runs if c.startswith("self_conditioning/fix_rate/"))
+    ts = sorted(int(c.rsplit("/", 1)[1]) for c in runs if c.startswith("self_conditioning/fix_given_wrong/"))
+    if not ks:
+        raise FigureSkipped("no run has a self_conditioning block (a task without an error model, or an older run)")
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4.5), dpi=DPI)
+    for i, label in enumerate(sweep.labels):
+        g = runs[runs["label"] == label]
+        color, style = plt.cm.tab20(i % 20), "-" if label_arm(label) in RL_ARMS else "--"
+        for ax, cols, xs in ((a1, [f"self_conditioning/fix_rate/{k}" for k in ks], ks),
+                             (a2, [f"self_conditioning/fix_given_wrong/{t}" for t in ts], ts)):
+            vals = [mean_se(g[c].dropna().to_numpy()) if c in g and g[c].notna().any() else (np.nan, np.nan) for c in cols]
+            m = np.array([v[0] for v in vals]) * 100
+            se = np.nan_to_num(np.array([v[1] for v in vals]) * 100)
+            ax.errorbar(xs, m, yerr=se, fmt=style + "o", color=color, capsize=2, markersize=3, label=display_name(label))
+    a1.set_xlabel("injected errors in the first attempt (k)")
+    a1.set_ylabel("fix rate at turn 2 (%)")
+    a1.set_xticks(ks)
+    a2.set_xlabel("turn t")
+    a2.set_ylabel("fix rate at turn t given turn t − 1 wrong (%)")
+    a2.set_xticks(ts)
+    a2.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle("Self-conditioning on errors: more errors in the context (left), more turns (right; k = 1)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 FIGURES: dict[str, Callable[[Sweep], plt.Figure]] = {
     "1_main_table": fig_main_table,
     "2_edit_histograms": fig_edit_histograms,
@@ -382,6 +438,8 @@ FIGURES: dict[str, Callable[[Sweep], plt.Figure]] = {
     "8_correction_matrix": fig_correction_matrix,
     "9_delta_vs_acc_t1": fig_delta_vs_acc_t1,
     "10_fix_break": fig_fix_break,
+    "11_behaviour_collapse": fig_behaviour_collapse,
+    "12_self_conditioning": fig_self_conditioning,
 }
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from selfcorrect.mechanisms import sparsity as sp
 
 OVERLAP_TOL = 1e-5
+SHARED_BASE_DIR = "shared_base"  # where `make sweep` puts the runs that share one base (selfcorrect.sweep)
 OVERLAP_COLUMNS = ("label_a", "label_b", "seed_a", "seed_b", "dtype", "tol", "updated_1", "updated_2",
                    "o12", "o12_chance", "o21", "o21_chance", "jaccard", "jaccard_chance", "joint", "joint_chance", "lift")
 
@@ -68,17 +69,23 @@ def _label(run_dir: Path, status: dict) -> tuple[str, str, int | None]:
 
 
 def sweep_runs(sweep_dir: str | Path) -> list[RunWeights]:
-    """The sweep's runs that saved a policy and name their base model, in directory-name order."""
+    """The sweep's runs that saved a policy and name their base model, in directory-name order, then
+    those of its `shared_base/` sub-directory (seeds trained from one base model; named
+    `shared_base/<run>`)."""
     sweep_dir = Path(sweep_dir)
     out = []
-    for d in sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    shared = sweep_dir / SHARED_BASE_DIR
+    dirs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and not p.name.startswith(".") and p != shared)
+    dirs += sorted(p for p in shared.iterdir() if p.is_dir()) if shared.is_dir() else []
+    for d in dirs:
         if not (d / "policy").is_dir() or not (d / "run.json").exists():
             continue
         status = _read_json(d / "run.json")
         if not status.get("base_model"):
             continue
         label, arm, seed = _label(d, status)
-        out.append(RunWeights(d.name, d, label, arm, seed, status.get("base_weights_sha256"),
+        name = d.name if d.parent == sweep_dir else f"{SHARED_BASE_DIR}/{d.name}"
+        out.append(RunWeights(name, d, label, arm, seed, status.get("base_weights_sha256"),
                               Path(status["base_model"]), d / "policy"))
     return out
 

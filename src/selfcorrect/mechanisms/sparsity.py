@@ -56,6 +56,7 @@ from pathlib import Path
 
 import torch
 
+FILE = "sparsity.json"  # a run's per-tensor detail, beside metrics.json
 TOLERANCES = (0.0, 1e-6, 1e-5, 1e-4)
 DTYPES = ("fp32", "bf16")
 # tied alias -> the tensors it is tied to (the first present one is used)
