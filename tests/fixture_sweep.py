@@ -23,7 +23,7 @@ from selfcorrect.probe import probe_metrics, probe_record
 from selfcorrect.tasks import make_error_model, make_task
 from selfcorrect.tasks.arithmetic import parse_rules
 from selfcorrect.records import scalars, write_json, write_jsonl
-from selfcorrect.scoring import attempt_record
+from selfcorrect.scoring import attempt_record, behaviour_of
 
 CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # as run.CONF_DIR, without importing torch
 
@@ -42,7 +42,7 @@ DEFAULT_RUNS = [(arm, seed) for arm in BEHAVIOUR for seed in (0, 1)]
 
 def record(task, problem, y1: str, y2: str) -> dict:
     """The evaluator's record of one episode (`scoring.attempt_record`, without a model)."""
-    return attempt_record(problem, y1, y2, task.verify(problem, y1), task.verify(problem, y2))
+    return attempt_record(problem, y1, y2, task.verify(problem, y1), task.verify(problem, y2), behaviour_of(task, problem, y1, y2))
 
 
 def base_config() -> dict:

@@ -39,14 +39,15 @@ def test_a_new_arm_is_one_yaml_file(conf_copy):
     (conf_copy / "score_slow.yaml").write_text(
         "defaults:\n  - score@_here_\n  - _self_\nname: score_slow\ndisplay: \"SCoRe, slow (throwaway)\"\norder: 44\n")
     arm = catalog.arm("score_slow")
-    assert (arm.family, arm.display, arm.train) == ("rl", "SCoRe, slow (throwaway)", catalog.arm("score").train)
+    assert (arm.family, arm.display, arm.train, arm.data) == ("rl", "SCoRe, slow (throwaway)", catalog.arm("score").train, "own_online")
     assert "score_slow" in catalog.of_family("rl") and list(catalog.arms()).index("score_slow") == list(catalog.arms()).index("score") + 4
 
 
 @pytest.mark.parametrize("text, message", [
-    ("name: broken\n", "lacks \\['train', 'family', 'display', 'order'\\]"),
-    ("name: other\ntrain: a:b\nfamily: rl\ndisplay: x\norder: 1\n", "is named 'other'"),
-    ("name: broken\ntrain: a:b\nfamily: magic\ndisplay: x\norder: 1\n", "family must be one of"),
+    ("name: broken\n", "lacks \\['train', 'family', 'display', 'order', 'data'\\]"),
+    ("name: other\ntrain: a:b\nfamily: rl\ndisplay: x\norder: 1\ndata: own_online\n", "is named 'other'"),
+    ("name: broken\ntrain: a:b\nfamily: magic\ndisplay: x\norder: 1\ndata: own_online\n", "family must be one of"),
+    ("name: broken\ntrain: a:b\nfamily: rl\ndisplay: x\norder: 1\ndata: telepathy\n", "data must be one of .*'telepathy'"),
 ])
 def test_a_bad_arm_file_is_refused_naming_it(conf_copy, text, message):
     (conf_copy / "broken.yaml").write_text(text)

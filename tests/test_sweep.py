@@ -25,6 +25,18 @@ def test_the_plan_covers_every_arm_and_seed(seeds):
         assert plan[f"arm=score,seed={seeds - 1}"] == "score"
         dial = [a for a in plan.values() if a.startswith("sft_teacher[")]  # the dial's jobs name no arm: the experiment's
         assert len(dial) == 3 * seeds and len(set(dial)) == 3
+        shared = planned_runs(tb.shared_base, [f"seeds={seeds}"])  # 3 further seeds of SCoRe and Pair-SFT D+ on seed 0's base
+        assert sorted(shared) == sorted(f"arm={a},seed={s}" for a in ("score", "sft_self_plus") for s in (200, 201, 202))
+
+
+def test_shared_base_runs_train_from_seed_0s_base_model():
+    from conftest import compose_config
+
+    for tb in TESTBEDS:
+        cfg = compose_config([f"experiment={tb.shared_base}", "arm=score", "seed=201"])
+        own = compose_config([tb.experiments[0].join(("experiment=", "")), "arm=score", "seed=0"])
+        assert cfg.seed == 201 and cfg.model.pretrain.seed == 0 == own.model.pretrain.seed
+        assert cfg.model == own.model and cfg.budget.lr == own.budget.lr  # one base model and one learning rate
 
 
 def test_planned_names_are_the_directories_hydra_makes(tmp_path):
@@ -80,7 +92,8 @@ def test_the_progress_line_names_each_testbed(tmp_path):
         sweep.already[tb.name] = set()
     write_run(sweep.dir(TESTBEDS[0]) / "arm=base,seed=0", "complete", 50.0)
     line = sweep.line()
-    assert "arithmetic 1/18 done, 0 running, 0 failed" in line and "answer_first 0/18 done" in line
+    # 18 runs of the seed + the 6 shared-base runs (SCoRe and Pair-SFT D+, 3 seeds on seed 0's base)
+    assert "arithmetic 1/24 done, 0 running, 0 failed" in line and "answer_first 0/24 done" in line
     assert "ETA after the first trained runs finish" in line  # answer_first has no finished run to estimate from
 
 

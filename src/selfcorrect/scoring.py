@@ -51,10 +51,14 @@ def attempt_record(p: Problem, y1: str, y2: str, v1: Verdict, v2: Verdict, behav
     }
 
 
+def behaviour_of(task: Task, p: Problem, y1: str, y2: str) -> str | None:
+    """How y2 revised y1 (`Task.revision_behaviour`), None for a task without the capability."""
+    return task.revision_behaviour(p, y1, y2) if task.revision_behaviour is not None else None
+
+
 def score(task: Task, episode: Episode) -> ScoredEpisode:
     p, y1, y2 = episode.problem, episode.y1, episode.y2
-    behaviour = task.revision_behaviour(p, y1, y2) if task.revision_behaviour is not None else None
-    return ScoredEpisode(episode, task.verify(p, y1), task.verify(p, y2), behaviour)
+    return ScoredEpisode(episode, task.verify(p, y1), task.verify(p, y2), behaviour_of(task, p, y1, y2))
 
 
 def score_all(task: Task, episodes: Sequence[Episode]) -> list[ScoredEpisode]:
