@@ -11,6 +11,7 @@ that the figures have something to show; histories are synthetic curves in the l
 from __future__ import annotations
 
 import json
+import math
 import random
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from selfcorrect.correction_matrix import matrix_first_attempts, summarize_matrix
+from selfcorrect.mechanisms.behaviours import entropy_bits
+from selfcorrect.mechanisms.self_conditioning import first_attempts, summarize_self_conditioning
 from selfcorrect.metrics import summarize, total_variation
 from selfcorrect.probe import probe_metrics, probe_record
 from selfcorrect.tasks import make_error_model, make_task
@@ -86,6 +89,10 @@ def make_run(sweep: Path, arm_label: str, seed: int, cfg0: dict, n_problems: int
 
     own = [task.sample(p, rules1, rng) for p in problems]
     records = [record(task, p, y1, revise(p, y1)) for p, y1 in zip(problems, own)]
+    aux = random.Random(f"aux:{arm_label}:{seed}")  # the mechanism fields draw from their own stream
+    for r in records:  # the policy's probability of its y1: higher when right (a roughly calibrated confidence)
+        q = min(0.99, max(0.01, (0.85 if r["correct1"] else 0.45) + aux.uniform(-0.1, 0.1)))
+        r.update(logp1=math.log(q), n_tokens1=len(r["y1"]) + 1)
     base_y1 = [task.sample(p, rules1, random.Random(f"base-offline:{p.id}")) for p in problems]
     probe = [probe_record(record(task, p, y1, revise(p, y1)), r) for p, y1, r in zip(problems, base_y1, records)]
     metrics = summarize(records)
@@ -109,7 +116,10 @@ def make_run(sweep: Path, arm_label: str, seed: int, cfg0: dict, n_problems: int
         for step in range(0, history_steps * 10, 10):
             f = step / (history_steps * 10)
             acc_t1, acc_t2 = 0.6 + 0.05 * f + 0.01 * seed, 0.6 + (0.1 if arm == "score" else 0.0) * f
+            collapse = f if arm == "score" else 0.5 * f  # the share of the behaviour that takes over
             val = {"acc_t1": acc_t1, "acc_t2": acc_t2, "delta": acc_t2 - acc_t1, "fix_rate": 0.2 + 0.3 * f * (arm == "score"),
+                   "behaviour": {"wrong_t1": {"share": {"patch_column": 0.3 + 0.6 * collapse, "repeat": 0.7 - 0.6 * collapse},
+                                              "entropy_bits": entropy_bits([0.3 + 0.6 * collapse, 0.7 - 0.6 * collapse])}},
                    "probe": {"base": {"correction_rate_offline": 0.2 + 0.4 * f + 0.02 * seed,
                                       "correction_rate_own": 0.2 + (0.2 if arm == "score" else -0.1) * f + 0.02 * seed,
                                       "correction_rate_offline_matched": 0.15 + 0.4 * f + 0.02 * seed,
@@ -135,6 +145,13 @@ def make_run(sweep: Path, arm_label: str, seed: int, cfg0: dict, n_problems: int
         metrics["paper_checkpoint"] = {k: m[k] for k in fields}
     elif arm != "base":  # the same checkpoint: the primary's row
         metrics["paper_checkpoint"] = {k: metrics[k] for k in fields}
+    # self-conditioning (`mechanisms.self_conditioning`): k injected errors, and a third turn on k = 1
+    chains = []
+    for r in first_attempts(make_error_model(task), half, seed=cfg["eval"]["problem_seed"], max_errors=3):
+        p = next(q for q in half if q.id == r["id"])
+        ys = [r["y1"], revise(p, r["y1"])] + ([revise(p, revise(p, r["y1"]))] if r["k"] == 1 else [])
+        chains.append({**r, "turns": ys[1:], "correct": [task.verify(p, y).correct for y in ys]})
+    metrics["self_conditioning"] = summarize_self_conditioning(chains)
     history.append({"step": None, **scalars(metrics, "test/")})
     with open(run_dir / "history.jsonl", "w") as fh:
         for row in history:
@@ -145,6 +162,7 @@ def make_run(sweep: Path, arm_label: str, seed: int, cfg0: dict, n_problems: int
     write_jsonl(run_dir / "generations.jsonl", records)
     write_jsonl(run_dir / "probe_base.jsonl", probe)
     write_jsonl(run_dir / "correction_matrix.jsonl", matrix)
+    write_jsonl(run_dir / "self_conditioning.jsonl", chains)
     if paper_records is not None:
         write_jsonl(run_dir / "paper_checkpoint_generations.jsonl", paper_records)
     write_json(run_dir / "metrics.json", metrics)

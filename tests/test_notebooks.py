@@ -17,7 +17,7 @@ def fixture_sweep(tmp_path_factory) -> Path:
 
 
 def test_there_is_a_notebook_per_figure_group():
-    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+    assert [p.stem[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

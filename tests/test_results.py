@@ -1,4 +1,5 @@
 import json
+import math
 import shutil
 import warnings
 from pathlib import Path
@@ -47,6 +48,7 @@ def test_loader_recomputes_known_metrics(sweep_copy):
     with open(run / "probe_base.jsonl", "w") as f:  # the probe's own episodes are the test episodes
         f.writelines(json.dumps(probe_record(row, rec)) + "\n" for row, rec in zip(probe, recs))
     (run / "correction_matrix.jsonl").unlink()
+    (run / "self_conditioning.jsonl").unlink()
     (run / "metrics.json").write_text(json.dumps(summarize(recs)))  # without the probe block
     with pytest.warns(UserWarning, match="arm=base,seed=0"):
         s = load_sweep(sweep_copy)
@@ -158,6 +160,28 @@ def test_probe_and_correction_matrix_are_recomputed_from_their_records(sweep_cop
                             "probe/base/mismatch_gap_matched", "probe/base/correction_rate_own", "probe/base/mismatch_gap"}
     assert s.runs.set_index("run").loc["arm=score,seed=0", "probe/base/correction_rate_own_matched"] == pytest.approx(
         probe_metrics(probe)["correction_rate_own_matched"])
+
+
+def test_self_conditioning_and_calibration_are_recomputed_from_their_records(sweep_copy):
+    run = sweep_copy / "arm=score,seed=0"
+    saved = json.loads((run / "metrics.json").read_text())
+    chains = [json.loads(line) for line in open(run / "self_conditioning.jsonl")]
+    i = next(i for i, r in enumerate(chains) if r["k"] == 2)
+    chains[i]["correct"][1] = not chains[i]["correct"][1]
+    with open(run / "self_conditioning.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in chains)
+    recs = [json.loads(line) for line in open(run / "generations.jsonl")]
+    recs[0]["logp1"] = math.log(0.5) if recs[0]["logp1"] > math.log(0.5) else math.log(0.99)
+    with open(run / "generations.jsonl", "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in recs)
+    with pytest.warns(UserWarning, match="arm=score,seed=0"):
+        s = load_sweep(sweep_copy)
+    d = s.disagreements.set_index("metric")
+    n2 = saved["self_conditioning"]["n"]["2"]
+    assert d.loc["self_conditioning/fix_rate/2", "recomputed"] == pytest.approx(
+        saved["self_conditioning"]["fix_rate"]["2"] + (1 if chains[i]["correct"][1] else -1) / n2)
+    assert "calibration/brier" in d.index and "calibration/mean_confidence" in d.index
+    assert not any(k.startswith(("self_conditioning/fix_rate/1", "behaviour/")) for k in d.index)
 
 
 def test_runs_with_mismatched_configs_or_problems_are_refused(sweep_copy, tmp_path):

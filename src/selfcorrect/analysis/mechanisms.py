@@ -301,7 +301,10 @@ def measures_table(runs: pd.DataFrame) -> pd.DataFrame:
             if col not in g:
                 continue
             v = g[col].dropna()
-            row[col] = (v.mode().iloc[0] if len(v) else None) if v.dtype == object else (float(v.astype(float).mean()) if len(v) else np.nan)
+            if not pd.api.types.is_numeric_dtype(v):  # a label: the most frequent over seeds
+                row[col] = str(v.mode().iloc[0]) if len(v) else None
+            else:
+                row[col] = float(v.astype(float).mean()) if len(v) else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
 
