@@ -199,7 +199,8 @@ def ordering_reading(runs, item, testbed, metric, order: Sequence[str], predicti
 
 
 # --- the pre-registered readings ------------------------------------------------------------------
-def readings(runs: pd.DataFrame, history: pd.DataFrame, testbed: str, overlaps: pd.DataFrame | None = None) -> list[Reading]:
+def readings(runs: pd.DataFrame, history: pd.DataFrame, testbed: str, overlaps: pd.DataFrame | None = None,
+             embedding_shares: pd.DataFrame | None = None) -> list[Reading]:
     """Every pre-registered reading of the README's table for one testbed (rows whose data the
     sweep lacks are left out)."""
     runs = with_derived(runs)
@@ -225,13 +226,29 @@ def readings(runs: pd.DataFrame, history: pd.DataFrame, testbed: str, overlaps: 
         out.append(level_reading(runs, "S4", f"effective rank / min(shape), weighted: {display_name(lab)}", testbed, lab,
                                  "sparsity/erank_ratio/weighted_mean", +1, 0.5, "> 0.5"))
     if overlaps is not None and not overlaps.empty:
-        for kind, what in (("between", "SCoRe vs Pair-SFT D+, same base"), ("within", "across seeds on one base")):
-            rows = overlaps[(overlaps["kind"] == kind) & (overlaps["dtype"] == "bf16")]
-            lifts = rows["lift"].dropna().astype(float)
+        for dtype in ("bf16", "fp32"):
+            rows = overlaps[(overlaps["kind"] == "between") & (overlaps["dtype"] == dtype)]
+            lifts = rows["lift"].dropna().astype(float)  # one pair per seed: independent, a t interval
             if len(lifts) >= 2:
                 e = seed_interval(lifts.to_numpy())
-                out.append(Reading("S3", f"overlap lift (joint / chance), bf16 tol 1e-5: {what}", testbed, e.mean, e.lo, e.hi,
-                                   len(lifts), "> 1", directional(e.mean, e.lo, e.hi, +1, 1.0)))
+                out.append(Reading("S3", f"overlap lift (joint / chance), {dtype} tol 1e-5: SCoRe vs Pair-SFT D+ on each seed's base",
+                                   testbed, e.mean, e.lo, e.hi, len(lifts), "> 1", directional(e.mean, e.lo, e.hi, +1, 1.0)))
+            for arm in (RL, SFT):  # the pairs of one arm's runs on the one shared base share runs: min and max, not a t interval
+                w = overlaps[(overlaps["kind"] == "within") & (overlaps["dtype"] == dtype) & (overlaps["label_a"] == arm)]
+                lifts = w["lift"].dropna().astype(float)
+                if len(lifts):
+                    lo, hi = float(lifts.min()), float(lifts.max())
+                    out.append(Reading("S3", f"overlap lift, {dtype} tol 1e-5: {display_name(arm)} across seeds on one base "
+                                       f"(all {len(lifts)} pairs; [min, max])", testbed, float(lifts.mean()), lo, hi,
+                                       int(w[["seed_a", "seed_b"]].stack().nunique()), "> 1 for every pair",
+                                       "holds" if lo > 1 else "does not hold" if hi < 1 else "not decided"))
+    if embedding_shares is not None and not embedding_shares.empty:
+        for lab in (RL, SFT):
+            v = embedding_shares[embedding_shares["label"] == lab].set_index("seed")["share_in_embeddings"].dropna()
+            if len(v) >= 2:
+                e = seed_interval(v.astype(float).to_numpy())
+                out.append(Reading("S2", f"share of the fp32 @0 unchanged parameters in embedding tensors: {display_name(lab)}",
+                                   testbed, e.mean, e.lo, e.hi, len(v), "> 0.95", directional(e.mean, e.lo, e.hi, +1, 0.95)))
     out.append(compare_reading(runs, "C1", "ECE of y1 confidence: SCoRe − base", testbed, RL, "base", "calibration/ece", +1, "> 0"))
     out.append(compare_reading(runs, "C2", "AUROC of y1 confidence: SCoRe − Pair-SFT D+", testbed, RL, SFT,
                                "calibration/auroc", None, "none"))
@@ -347,7 +364,9 @@ def report(sweep, sweep_dir, testbed: str) -> str:
     from selfcorrect.analysis import sparsity
 
     overlaps = overlap_frame(sweep_dir)
-    rs = readings(sweep.runs, sweep.history, testbed, overlaps)
+    shares = pd.DataFrame(sparsity.unchanged_share_in_embeddings(sweep_dir))
+    shares = shares[~shares["run"].str.startswith(f"{sparsity.SHARED_BASE_DIR}/")] if not shares.empty else shares
+    rs = readings(sweep.runs, sweep.history, testbed, overlaps, shares)
     weights = sparsity.run_rows(sweep_dir)
     worst = max((r["saved_max_abs_diff"] for r in weights if r["saved_max_abs_diff"] is not None), default=None)
     parts = [f"# Mechanisms, {testbed} testbed (issue 23)", "",

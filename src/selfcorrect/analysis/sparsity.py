@@ -208,3 +208,25 @@ def markdown_table(rows: Sequence[dict], columns: Sequence[str] | None = None, d
     for r in rows:
         lines.append("| " + " | ".join(_cell(r.get(c), digits) for c in cols) + " |")
     return "\n".join(lines) + "\n"
+
+
+EMBEDDING_NAMES = ("wpe", "wte", "embed")  # what names an embedding tensor (GPT-2's wte/wpe, Llama's embed_tokens)
+
+
+def unchanged_share_in_embeddings(sweep_dir: str | Path, dtype: str = "fp32", tol: float = 0.0) -> list[dict]:
+    """Per run with a sparsity.json (`mechanisms.sparsity.FILE`): of its parameters unchanged at `tol`
+    in `dtype`, the share that sit in embedding tensors (`EMBEDDING_NAMES`): where the updates do not
+    reach, position rows never used and token rows never seen, or elsewhere."""
+    rows = []
+    key = sp.tol_key(tol)
+    for r in sweep_runs(sweep_dir):
+        path = r.path / sp.FILE
+        if not path.exists():
+            continue
+        tensors = _read_json(path)["tensors"]
+        unchanged = {n: t["unchanged"][dtype][key] * t["numel"] for n, t in tensors.items()}
+        total = sum(unchanged.values())
+        emb = sum(v for n, v in unchanged.items() if any(e in n for e in EMBEDDING_NAMES))
+        rows.append({"run": r.name, "label": r.label, "seed": r.seed, "unchanged": total,
+                     "share_in_embeddings": emb / total if total else None})
+    return rows
