@@ -25,11 +25,13 @@ from pathlib import Path
 
 import torch
 from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
 
 from selfcorrect.models import load_base_policy
 from selfcorrect.policy import Sampling
 from selfcorrect.run import CONF_DIR
 from selfcorrect.tasks import make_task
+from selfcorrect.tasks.word_math import WORKED_EXAMPLE
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +45,17 @@ SETTINGS = {
            "task.split_fractions={train:0.5,val:0.15,test:0.35}"],
     "C": ["task.n_steps=1", "task.operations=[add,sub]", "task.max_number=99", "+task.max_operand=20",
           "task.split_fractions={train:0.7,val:0.1,test:0.2}"],
+    # round two: the same knobs with the worked example in the user prompt (WITH_EXAMPLE)
+    "E": ["task.n_steps=1", "task.operations=[add]", "task.max_number=99", "+task.max_operand=9",
+          "task.split_fractions={train:0.5,val:0.15,test:0.35}"],
+    "ES": ["task.n_steps=1", "task.operations=[add,sub]", "task.max_number=40", "+task.max_operand=9",
+           "task.split_fractions={train:0.4,val:0.2,test:0.4}"],
+    "EM": ["task.n_steps=1", "task.operations=[add,sub]", "task.max_number=60", "+task.max_operand=9",
+           "task.split_fractions={train:0.5,val:0.15,test:0.35}"],
+    "EB": ["task.n_steps=1", "task.operations=[add,sub]", "task.max_number=99", "+task.max_operand=9",
+           "task.split_fractions={train:0.7,val:0.1,test:0.2}"],
 }
+WITH_EXAMPLE = {"E", "ES", "EM", "EB"}  # the others have none, whatever the config default is
 
 
 def compose_setting(name: str):
@@ -53,8 +65,11 @@ def compose_setting(name: str):
     if "max_operand" in cfg.task:  # the task config already has the knob: set it, do not add it
         overrides = [o.lstrip("+") for o in overrides]
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("config", overrides=["model=smollm2_135m", "task=word_math", "model.device=cpu",
-                                            "model.dtype=float32", "model.batch_size=64", *overrides])
+        cfg = compose("config", overrides=["model=smollm2_135m", "task=word_math", "model.device=cpu",
+                                           "model.dtype=float32", "model.batch_size=64", *overrides])
+    with open_dict(cfg):  # set here, not as an override: the text has newlines and quotes
+        cfg.task.worked_example = WORKED_EXAMPLE if name in WITH_EXAMPLE else ""
+    return cfg
 
 
 def measure(name: str, n_max: int, seed: int, cache: str) -> dict:
@@ -80,7 +95,7 @@ def measure(name: str, n_max: int, seed: int, cache: str) -> dict:
                                 "well_formed": v.well_formed, "error": v.error_type, "tokens": len(t.completion_ids)}) + "\n")
     tokens = sum(len(t.completion_ids) for t in turns)
     return {
-        "setting": name, "overrides": SETTINGS[name], "skeletons": n_skeletons, "split": "val", "seed": seed, "n": n,
+        "setting": name, "overrides": SETTINGS[name], "worked_example": name in WITH_EXAMPLE, "skeletons": n_skeletons, "split": "val", "seed": seed, "n": n,
         "correct": correct, "acc_t1": round(p, 4), "se": round(math.sqrt(p * (1 - p) / n), 4),
         "well_formed": round(sum(v.well_formed for v in verdicts) / n, 4),
         "hit_max_new_tokens": sum(len(t.completion_ids) >= max_new for t in turns),

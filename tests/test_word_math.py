@@ -8,7 +8,7 @@ import random
 import pytest
 
 from selfcorrect.tasks import make_error_model, make_task
-from selfcorrect.tasks.word_math import REVISION_BEHAVIOURS, WordMathTask, equations, skeleton
+from selfcorrect.tasks.word_math import REVISION_BEHAVIOURS, STEP_TEMPLATES, WORKED_EXAMPLE, WordMathTask, equations, skeleton
 
 from conftest import compose_config
 
@@ -72,6 +72,8 @@ def test_the_configured_default_has_at_least_200_test_facts_and_disjoint_splits(
     every = t.skeletons()
     by_split = {split: t.skeletons(split) for split in ("train", "val", "test")}
     assert len(by_split["test"]) >= 200 and len(by_split["val"]) >= 100
+    # exactly the counts of experiments/word_math_difficulty.md (setting ES, round two)
+    assert [len(by_split[s]) for s in ("train", "val", "test")] == [257, 107, 224]
     assert sorted(sum(by_split.values(), [])) == every  # a partition: disjoint, nothing left out
     assert all(t.split_of(k) == split for split, keys in by_split.items() for k in keys)
     problems = t.problems("test", 200, seed=1234)
@@ -80,6 +82,35 @@ def test_the_configured_default_has_at_least_200_test_facts_and_disjoint_splits(
     # deterministic: a fresh task object draws the same problems, in the same words
     again = make_task(compose_config(["task=word_math", "tracking.mode=disabled"]).task).problems("test", 200, seed=1234)
     assert [(p.id, p.prompt, p.answer) for p in again] == [(p.id, p.prompt, p.answer) for p in problems]
+
+
+def test_the_worked_example_is_a_train_fact_in_the_verifiers_format():
+    """Round two of experiments/word_math_difficulty.md: the default's user prompt holds one solved
+    problem (WORKED_EXAMPLE) between the instruction and the problem; its fact 23+4 is a train fact
+    (never a val or test one), its solution is right by the task's own verifier and in the error
+    model's worked form; without the knob the prompt is round one's, word for word."""
+    cfg = compose_config(["task=word_math", "tracking.mode=disabled"]).task
+    t = make_task(cfg)
+    assert t.worked_example == WORKED_EXAMPLE
+    assert t.split_of("23+4") == "train"
+    example = t.make_problem(23, [("add", 4)])
+    head, solution = WORKED_EXAMPLE.split("\nExample solution:\n")
+    # the generator's wording: start sentence, one of its add templates, its question
+    assert head == "Example problem:\nTom has 23 pencils. " + STEP_TEMPLATES["add"][2].format(he="he", n=4, items="pencils") + (
+        " How many pencils does Tom have now?")
+    verdict = t.verify(example, solution)
+    assert verdict.correct and verdict.well_formed and verdict.answer == "27"
+    worked = make_error_model(t).correct_attempt(example)  # "<name> starts with 23 <items>.\n23 + 4 = 27\nFinal Answer: 27"
+    assert solution == worked.replace(example.meta["name"], "Tom").replace(example.meta["items"], "pencils")
+    p = t.problems("test", 1, seed=0)[0]
+    prompt = t.user_prompt(p)
+    assert prompt == f"{t.instruction}\n\n{WORKED_EXAMPLE}\n\nProblem:\n{p.prompt}"
+    assert prompt.index(WORKED_EXAMPLE) < prompt.index(p.prompt)
+    for none in ("", None):
+        plain = WordMathTask(**{**{k: v for k, v in dict(cfg).items() if k != "name"}, "worked_example": none})
+        assert plain.user_prompt(p) == f"{t.instruction}\n\nProblem:\n{p.prompt}"
+    with pytest.raises(ValueError, match="worked_example must be a string"):
+        WordMathTask(worked_example=3)
 
 
 def test_skeletons_are_the_generators_support():

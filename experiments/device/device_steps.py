@@ -2,7 +2,7 @@
 
     python experiments/device/device_steps.py preflight OUT_FILE        # versions, imports, GPU
     python experiments/device/device_steps.py convert GGUF CACHE_DIR    # the fp32 checkpoint, once
-    python experiments/device/device_steps.py calibrate GGUF CACHE_DIR DEVICE OUT_FILE [N MAX_NEW]   # ms per decode step
+    python experiments/device/device_steps.py calibrate GGUF CACHE_DIR DEVICE OUT_FILE [N MAX_NEW PARALLEL]   # ms/step, gain
     python experiments/device/device_steps.py collect SWEEP_DIR OUT_DIR EXPECTED_RUNS   # metrics.jsonl, records.tar.gz, progress
 
 Each prints what it did; none needs anything beyond what the sweep itself imports.
@@ -85,9 +85,10 @@ def convert(gguf: str, cache_dir: str) -> int:
     return 0
 
 
-def calibrate(gguf: str, cache_dir: str, device: str, out_file: str, n: int = 64, max_new_tokens: int = 128) -> int:
-    """Seconds per decode step of one process (greedy two-turn episodes on `n` test problems, the
-    sweep's generation batch): the figure the GPU estimate in README.md assumes (20 ms)."""
+def _measure(gguf: str, cache_dir: str, device: str, n: int, max_new_tokens: int, ready: str | None = None,
+             go: str | None = None) -> dict:
+    """Greedy two-turn episodes on `n` test problems (the sweep's generation batch) in one process:
+    decode steps taken and seconds. With `ready`/`go`: touch `ready` once warm, start when `go` exists."""
     import torch
 
     from selfcorrect.gguf_model import converted_gguf_path
@@ -103,13 +104,49 @@ def calibrate(gguf: str, cache_dir: str, device: str, out_file: str, n: int = 64
     policy.two_turn(problems[:2], Sampling(0.0, 4), seed=0)  # warm-up
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     sync()
+    if ready:
+        Path(ready).touch()
+        t_wait = time.time()
+        while not Path(go).exists() and time.time() - t_wait < 300:
+            time.sleep(0.02)
     t0 = time.perf_counter()
     eps = policy.two_turn(problems, Sampling(0.0, max_new_tokens), seed=0)
     sync()
     dt = time.perf_counter() - t0
     steps = sum(max(len(e.turns[t].completion_ids) for e in eps) for t in range(2))  # one batch per turn
-    rec = {"device": device, "dtype": dtype, "episodes": n, "decode_steps": steps, "seconds": round(dt, 2),
-           "ms_per_decode_step": round(1000 * dt / max(steps, 1), 2)}
+    return {"decode_steps": steps, "seconds": round(dt, 3)}
+
+
+def calibrate(gguf: str, cache_dir: str, device: str, out_file: str, n: int = 64, max_new_tokens: int = 128,
+              parallel: int = 8) -> int:
+    """The two figures README.md's estimate assumes: ms per decode step of one process alone (20 ms
+    assumed) and the throughput gain of `parallel` processes sharing the device (5x assumed for 8),
+    both measured with the sweep's generation batch and length."""
+    import subprocess
+    import tempfile
+
+    alone = _measure(gguf, cache_dir, device, n, max_new_tokens)
+    rate = alone["decode_steps"] / alone["seconds"]
+    rec = {"device": device, "episodes": n, "max_new_tokens": max_new_tokens, **alone,
+           "ms_per_decode_step": round(1000 / rate, 2)}
+    if parallel > 1:
+        tmp = Path(tempfile.mkdtemp(prefix="calib"))
+        procs = [subprocess.Popen([sys.executable, __file__, "measure", gguf, cache_dir, device, str(n), str(max_new_tokens),
+                                   str(tmp / f"ready{i}"), str(tmp / "go"), str(tmp / f"res{i}.json")]) for i in range(parallel)]
+        t0 = time.time()
+        while not all((tmp / f"ready{i}").exists() for i in range(parallel)) and time.time() - t0 < 240:
+            if any(p.poll() not in (None, 0) for p in procs):
+                break
+            time.sleep(0.05)
+        (tmp / "go").touch()
+        for p in procs:
+            p.wait(timeout=600)
+        res = [json.loads((tmp / f"res{i}.json").read_text()) for i in range(parallel) if (tmp / f"res{i}.json").exists()]
+        if len(res) == parallel:
+            together = sum(r["decode_steps"] / r["seconds"] for r in res)
+            rec.update(parallel=parallel, parallel_seconds=[r["seconds"] for r in res], gain=round(together / rate, 2))
+        else:
+            rec.update(parallel=parallel, parallel_failed=f"{len(res)} of {parallel} processes reported")
     Path(out_file).write_text(json.dumps(rec) + "\n")
     print(f"calibration: {json.dumps(rec)}")
     return 0
@@ -163,6 +200,10 @@ def main(argv: list[str]) -> int:
         return convert(*args)
     if cmd == "calibrate":
         return calibrate(*args[:4], *map(int, args[4:]))
+    if cmd == "measure":  # one process of calibrate's parallel measurement
+        gguf, cache_dir, device, n, max_new, ready, go, res = args
+        Path(res).write_text(json.dumps(_measure(gguf, cache_dir, device, int(n), int(max_new), ready, go)))
+        return 0
     if cmd == "collect":
         return collect(args[0], args[1], int(args[2]))
     raise SystemExit(f"unknown step {cmd!r}")

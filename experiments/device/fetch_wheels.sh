@@ -15,7 +15,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 PYVER=${PYVER:-3.12}
 DEST=${DEST:-.whl}
-PIP=${PIP:-python3 -m pip}
+PIP=${PIP:-$( [ -x .venv/bin/python ] && echo ".venv/bin/python -m pip" || echo "python3 -m pip")}
 # one version of each: two stop the whole install (device README)
 PINNED=(
   hydra-core==1.3.8

@@ -16,6 +16,7 @@
 #   OUT=/tmp/out bash experiments/device/run.sh                  # on the device, as README.md says
 #   OUT=... DEVICE=cpu SKIP_WHEELS=1 PYTHON=.venv/bin/python ARMS=score SIZE="..." bash experiments/device/run.sh   # CPU dry run
 #
+# Test knobs: SKIP_PREFLIGHT=1, STOP_AFTER=model (after step 4), SKIP_WHEELS=1, and every path above.
 # Exit status: 0 done or waiting for parts (see $OUT/status.txt), 3 preflight failed, 4 a part or
 # the model failed its checksum, 5 conversion failed, 6 sweep failed (not a timeout), 7 results failed.
 set -uo pipefail
@@ -34,9 +35,10 @@ SWEEP_DIR=${SWEEP_DIR:-outputs/sweeps/smollm2_word_math_device}
 # the experiment's 13 arms, the longest first (RL, then self-sampling SFT, then teacher SFT and the base)
 ARMS=${ARMS:-score,score_no_stage1,score_no_shaping,score_shaping_control,rl_multi_turn_naive,rl_multi_turn_sum,rl_single_turn,star_plus,star,sft_self_plus,sft_self,sft_teacher,base}
 SEEDS=${SEEDS:-0,1,2}
-# the sizes chosen by README.md's sizing rule (the experiment file's 1,024 episodes / 32 steps /
-# 256 test problems, shrunk until the estimate fits 8 GPU minutes); SIZE="" runs the file as it is
-SIZE=${SIZE-budget.episodes=256 budget.gradient_steps=8 eval.n_problems=128 eval.correction_matrix.n_problems=32 eval.n_monitor=32 eval.monitor_every=4 ++arm.probe.n_train=64 ++arm.probe.n_val=64 ++arm.probe.val_problems=128}
+# SIZE: the Hydra overrides that shrink the experiment file (README.md, "Sizing rule"). Unset: the
+# size this sweep directory was started with ($SWEEP_DIR/device_size.txt), else the first rung of
+# estimate.py's ladder that fits 8 GPU minutes at the decode speed the calibration measured here
+# (20 ms per step if it did not run). SIZE="" runs the experiment file as it is.
 EXTRA=${EXTRA:-}              # more Hydra overrides (the CPU dry run's)
 WHEELS=${WHEELS:-.whl}
 SITE=${SITE:-.devsite}
@@ -45,6 +47,11 @@ STASH=${STASH:-.devstash}
 SUMS=${SUMS:-experiments/device/smollm2_gguf.sha256}
 CACHE=${SELFCORRECT_CACHE_DIR:-.cache/selfcorrect}
 CALIBRATE=${CALIBRATE:-auto}  # auto: once, on cuda only; 1 always; 0 never
+RESUME_DIR=${RESUME_DIR:-.devresume}  # records.tar.gz of an earlier machine's calls: complete runs are skipped
+
+abspath() { case $1 in /*) echo "$1";; *) echo "$ROOT/$1";; esac; }
+WHEELS=$(abspath "$WHEELS"); SITE=$(abspath "$SITE"); PARTS_DIR=$(abspath "$PARTS_DIR"); STASH=$(abspath "$STASH")
+SUMS=$(abspath "$SUMS"); CACHE=$(abspath "$CACHE"); SWEEP_DIR=$(abspath "$SWEEP_DIR"); RESUME_DIR=$(abspath "$RESUME_DIR")
 
 export PYTHONUNBUFFERED=1 WANDB_SILENT=true WANDB_MODE=disabled TOKENIZERS_PARALLELISM=false
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
@@ -53,6 +60,14 @@ elapsed() { echo $(( $(date +%s) - START )); }
 status() {  # status.txt: what this call reached
   { echo "phase: $1"; echo "elapsed_s: $(elapsed)"; [ $# -gt 1 ] && echo "$2"; } >"$OUT/status.txt"
   echo "== status: $1 ($(elapsed) s)${2:+: $2}"
+}
+
+clean_checkpoints() {  # checkpoints of complete runs
+  local d
+  for d in "$SWEEP_DIR"/*/checkpoints; do
+    [ -d "$d" ] && grep -qs '"status": "complete"' "$(dirname "$d")/run.json" && rm -rf "$d"
+  done
+  return 0
 }
 
 main() {
@@ -77,37 +92,41 @@ main() {
     elif [ -f "$SITE/.stamp" ]; then
       echo "== wheels: none carried; $SITE from an earlier call"
     else
-      echo "== wheels: none carried and no $SITE: the first call carries .whl (README.md)"
+      echo "== wheels: none carried and no $SITE: a fresh machine? the first call carries .whl and .devparts/part1 (README.md)"
     fi
-    export PYTHONPATH=$ROOT/$SITE:$ROOT/src${PYTHONPATH:+:$PYTHONPATH}
+    export PYTHONPATH=$SITE:$ROOT/src${PYTHONPATH:+:$PYTHONPATH}
   fi
 
   # 2. preflight --------------------------------------------------------------------------------
-  "$PY" experiments/device/device_steps.py preflight "$OUT/preflight.txt" >/dev/null \
-    || { cat "$OUT/preflight.txt"; status preflight_failed "a run-path module does not import (preflight.txt)"; return 3; }
-  grep -E "^(python|cuda|cpus)" "$OUT/preflight.txt"
+  if [ -n "${SKIP_PREFLIGHT:-}" ]; then
+    echo "== preflight: skipped (SKIP_PREFLIGHT)"
+  else
+    "$PY" experiments/device/device_steps.py preflight "$OUT/preflight.txt" >/dev/null \
+      || { cat "$OUT/preflight.txt"; status preflight_failed "a run-path module does not import (preflight.txt)"; return 3; }
+    grep -E "^(python|cuda|cpus)" "$OUT/preflight.txt"
+  fi
 
   # 3. parts ------------------------------------------------------------------------------------
   [ -f "$SUMS" ] || { status checksum_failed "no $SUMS (experiments/device/prepare_parts.sh writes it)"; return 4; }
   name=$(awk '!/^#/ && $2 !~ /\.part[0-9]+$/ {print $2; exit}' "$SUMS")
-  want=$(awk -v n="$name" '$2 == n {print $1}' "$SUMS")
-  parts=$(awk '$2 ~ /\.part[0-9]+$/ {print $2}' "$SUMS" | sort -V)
+  want=$(awk -v n="$name" '!/^#/ && $2 == n {print $1}' "$SUMS")
+  parts=$(awk '!/^#/ && $2 ~ /\.part[0-9]+$/ {print $2}' "$SUMS" | sort -V)
   nparts=$(echo "$parts" | wc -l)
   mkdir -p "$STASH"
   for f in "$PARTS_DIR"/part*/*; do
     [ -f "$f" ] || continue
     base=$(basename "$f")
-    exp=$(awk -v n="$base" '$2 == n {print $1}' "$SUMS")
+    exp=$(awk -v n="$base" '!/^#/ && $2 == n {print $1}' "$SUMS")
     got=$(sha256sum "$f" | cut -d' ' -f1)
     if [ -z "$exp" ] || [ "$got" != "$exp" ]; then
       status checksum_failed "$f: sha256 $got, expected ${exp:-nothing (not in $SUMS)}"; return 4
     fi
-    if [ ! -f "$STASH/$name" ] && ! cmp -s "$f" "$STASH/$base"; then cp "$f" "$STASH/$base.tmp" && mv "$STASH/$base.tmp" "$STASH/$base"; fi
+    if [ ! -f "$STASH/$name" ]; then cp "$f" "$STASH/$base.tmp" && mv "$STASH/$base.tmp" "$STASH/$base"; fi
     echo "== part: $base ok (sha256 ${got:0:16}…)"
   done
 
   # 4. model ------------------------------------------------------------------------------------
-  MODEL=$ROOT/$STASH/$name
+  MODEL=$STASH/$name
   if [ ! -f "$MODEL" ] || [ "$(cat "$MODEL.sha256" 2>/dev/null)" != "$want" ]; then
     missing=""
     for p in $parts; do [ -f "$STASH/$p" ] || missing="$missing $p"; done
@@ -128,17 +147,37 @@ main() {
   else
     echo "== model: $name already here (sha256 checked when reassembled)"
   fi
+  if [ "${STOP_AFTER:-}" = model ]; then status model_ready "$MODEL (STOP_AFTER=model)"; return 0; fi
 
   # 5. convert (+ calibration) ------------------------------------------------------------------
   "$PY" experiments/device/device_steps.py convert "$MODEL" "$CACHE" || { status convert_failed; return 5; }
   if [ "$CALIBRATE" = 1 ] || { [ "$CALIBRATE" = auto ] && [ "${DEVICE#cuda}" != "$DEVICE" ] && [ ! -f "$STASH/calibration.json" ]; }; then
-    "$PY" experiments/device/device_steps.py calibrate "$MODEL" "$CACHE" "$DEVICE" "$STASH/calibration.json" \
+    "$PY" experiments/device/device_steps.py calibrate "$MODEL" "$CACHE" "$DEVICE" "$STASH/calibration.json" 64 128 "$N_JOBS" \
       || echo "== calibration failed (the sweep goes on)"
   fi
   [ -f "$STASH/calibration.json" ] && { echo "calibration: $(cat "$STASH/calibration.json")" >>"$OUT/preflight.txt"; }
   echo "== converted ($(elapsed) s)"
 
   # 6. sweep ------------------------------------------------------------------------------------
+  for f in "$RESUME_DIR"/*.tar.gz; do  # records brought back from an earlier (now gone) machine
+    [ -f "$f" ] || continue
+    mkdir -p "$(dirname "$SWEEP_DIR")"
+    tar -xzf "$f" -C "$(dirname "$SWEEP_DIR")" --skip-old-files && echo "== resume: $f unpacked next to $SWEEP_DIR"
+  done
+  mkdir -p "$SWEEP_DIR"
+  if [ -n "${SIZE+set}" ]; then
+    echo "== size: SIZE given: ${SIZE:-(the experiment file as it is)}"
+  elif [ -f "$SWEEP_DIR/device_size.txt" ]; then
+    SIZE=$(cat "$SWEEP_DIR/device_size.txt"); echo "== size: as this sweep started: $SIZE"
+  else
+    ms=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['ms_per_decode_step'])" "$STASH/calibration.json" 2>/dev/null || echo 20)
+    gain=$("$PY" -c "import json,sys; print(json.load(open(sys.argv[1]))['gain'])" "$STASH/calibration.json" 2>/dev/null || echo 5)
+    "$PY" experiments/device/estimate.py --ms-per-step "$ms" --gain "$gain" || true
+    SIZE=$("$PY" experiments/device/estimate.py --pick --ms-per-step "$ms" --gain "$gain") \
+      || echo "== size: no rung fits 8 GPU minutes at $ms ms per decode step, gain $gain: the smallest (the next call resumes)"
+    echo "== size: picked at $ms ms per decode step, gain $gain for $N_JOBS jobs: $SIZE"
+  fi
+  printf '%s\n' "$SIZE" >"$SWEEP_DIR/device_size.txt"
   expected=$(( $(echo "$ARMS" | tr ',' '\n' | wc -l) * $(echo "$SEEDS" | tr ',' '\n' | wc -l) ))
   left=$(( BUDGET_S - $(elapsed) - RESERVE_S ))
   sweep_rc=skipped
@@ -146,13 +185,21 @@ main() {
     echo "== sweep: only ${left}s left in this call's budget: not started"
   else
     echo "== sweep: $expected runs, ${left}s at most (timeout), into $SWEEP_DIR"
+    # a complete run needs no checkpoints (resume skips it): free the disk while the sweep goes on
+    # (an RL run keeps ~0.8 GB per step checkpoint in bf16; 21 RL runs would fill the device's disk)
+    ( while sleep 10; do clean_checkpoints; done ) &
+    janitor=$!
+    # model.gguf.path relative to the repository root where it lies there (jobs run in it: Hydra's
+    # chdir is off), so that records brought to another machine (.devresume) match its configuration
     # shellcheck disable=SC2086,SC2016
     timeout --kill-after=10 "$left" "$PY" -m selfcorrect -m experiment=smollm2_word_math \
       "hydra.sweep.dir=$SWEEP_DIR" 'hydra.sweep.subdir=${arm.name}_s${seed}' \
       hydra/launcher=joblib "hydra.launcher.n_jobs=$N_JOBS" \
-      "model.device=$DEVICE" "model.gguf.path=$MODEL" "paths.cache_dir=$CACHE" tracking.mode=disabled save_policy=false \
+      "model.device=$DEVICE" "model.gguf.path=${MODEL#"$ROOT"/}" "paths.cache_dir=$CACHE" tracking.mode=disabled save_policy=false \
       "arm=$ARMS" "seed=$SEEDS" $SIZE $EXTRA
     sweep_rc=$?
+    kill "$janitor" 2>/dev/null; wait "$janitor" 2>/dev/null
+    clean_checkpoints
     case $sweep_rc in
       0) echo "== sweep: finished ($(elapsed) s)";;
       124|137) echo "== sweep: stopped at this call's time limit ($(elapsed) s); the same command resumes it";;

@@ -35,6 +35,7 @@ from selfcorrect import catalog, distributed, resume, selection, timing
 from selfcorrect.arms import ArmContext, get_arm
 from selfcorrect.budget import Budget
 from selfcorrect.records import write_json
+from selfcorrect.rl import checkpoint
 from selfcorrect.final_evaluation import final_evaluation, write_final
 from selfcorrect.models import base_model_path, load_base_policy
 from selfcorrect.tasks import make_task
@@ -161,6 +162,7 @@ def _run_main(cfg: DictConfig, run_dir: Path, group: str, prepared, clock: timin
             status.update(status="complete", wall_s=round(time.time() - t0, 1), wandb_dir=tracker.wandb_dir, base_model=str(base_path))
             write_final(run_dir, fe)
             tracker.finish()
+            checkpoint.prune(run_dir / "checkpoints")  # complete: the resume states are no longer needed
         status["stages"] = clock.split()
         write_json(run_dir / "run.json", status)
     except BaseException as e:

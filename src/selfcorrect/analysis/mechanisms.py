@@ -279,7 +279,7 @@ def readings_markdown(rs: Sequence[Reading]) -> str:
     lines = ["| # | measure | prediction | estimate [95% t] | seeds | verdict | seeds needed |", "|---|---|---|---|---|---|---|"]
     for r in rs:
         needed = "—" if r.verdict == "holds" or r.seeds_needed is None else str(r.seeds_needed)
-        lines.append(f"| {r.item} | {r.what} | {r.prediction} | {r.estimate:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}] | {r.n_seeds} | "
+        lines.append(f"| {r.item} | {r.what.replace('|', chr(92) + '|')} | {r.prediction} | {r.estimate:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}] | {r.n_seeds} | "
                      f"{r.verdict} | {needed} |")
     return "\n".join(lines)
 
@@ -294,8 +294,8 @@ MEASURE_COLUMNS = {
     "calibration/brier": "Brier",
     "calibration/auroc": "AUROC",
     "calibration/overconfidence": "mean q − Acc@t1",
-    "revise/p_change_given_wrong": "P(change | y1 wrong)",
-    "revise/p_change_given_right": "P(change | y1 right)",
+    "revise/p_change_given_wrong": "P(change \\| y1 wrong)",
+    "revise/p_change_given_right": "P(change \\| y1 right)",
     "self_conditioning/fix_rate/1": "fix k=1",
     "self_conditioning/fix_rate/2": "fix k=2",
     "self_conditioning/fix_rate/3": "fix k=3",

@@ -131,7 +131,8 @@ def _aligned(base: Mapping[str, torch.Tensor], new: Mapping[str, torch.Tensor]):
 
 
 def _view(t: torch.Tensor, dtype: str) -> torch.Tensor:
-    t = t.detach().cpu()
+    """The tensor in a dtype view, on its own device (a GPU run's update is measured on the GPU)."""
+    t = t.detach()
     if dtype == "fp32":
         return t.float()
     if dtype == "bf16":
@@ -148,7 +149,7 @@ def effective_rank(delta: torch.Tensor) -> float:
     2-D tensor (computed in float64); 0.0 for an all-zero matrix."""
     if delta.dim() != 2:
         raise ValueError(f"effective_rank needs a 2-D tensor, got shape {tuple(delta.shape)}")
-    s = torch.linalg.svdvals(delta.detach().cpu().double())
+    s = torch.linalg.svdvals(delta.detach().double())  # on the tensor's device: a 49k × 576 embedding is slow on a CPU
     total = s.sum()
     if not torch.isfinite(total):
         return float("nan")

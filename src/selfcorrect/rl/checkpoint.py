@@ -56,6 +56,15 @@ def load_weights(path: Path, model: torch.nn.Module) -> None:
     model.load_state_dict(torch.load(path, weights_only=True))
 
 
+def prune(ckpt_dir: Path) -> int:
+    """Delete the resume states of a run that is complete (its kept policy is in policy/; a real
+    model's states are ~1.6 GB each); the number deleted."""
+    paths = sorted(Path(ckpt_dir).glob(PATTERN)) if Path(ckpt_dir).is_dir() else []
+    for p in paths:
+        p.unlink(missing_ok=True)
+    return len(paths)
+
+
 def latest(ckpt_dir: Path) -> Path | None:
     paths = sorted(Path(ckpt_dir).glob(PATTERN)) if Path(ckpt_dir).is_dir() else []
     return paths[-1] if paths else None

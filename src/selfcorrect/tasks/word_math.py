@@ -15,7 +15,15 @@ test set never holds a train problem in other words. A draw of n problems repeat
 while its split has unused ones (`problems`), so n test problems are n distinct facts as long as
 the split holds n; `skeletons(split)` lists a split's facts.
 
-SKELETON_COUNTS_PLACEHOLDER
+The configured default (conf/task/word_math.yaml, issue 24): 1 step, start in [2, 40], add or
+subtract 2..9, splits 0.4/0.2/0.4, and a worked example in the user prompt (`worked_example`,
+WORKED_EXAMPLE: one solved train problem between the instruction and the problem; empty: none).
+It has 588 distinct facts (skeletons): 257 train, 107 val, 224 test (the old default, 1 step with
+numbers <= 10 and +/-, had 117: 89 train, 10 val, 18 test). It was chosen on validation problems
+by the rules of experiments/word_math_difficulty.md (two rounds); SmolLM2-135M-Instruct is right at
+the first attempt on only 13.1 % ± 3.3 % of its validation problems (n=107), below the 30-60 %
+band that no candidate with >= 200 test facts reached (with or without the example, it rarely adds
+or subtracts a digit correctly once the start is above 20).
 
 Checking. The attempt's answer is the text after its last "Final Answer:" if it has one, else
 whatever math-verify extracts from the whole attempt (as for GSM8K); it is compared with the
@@ -82,6 +90,13 @@ REVISE_INSTRUCTION = (
     'number in the form "Final Answer: <number>".'
 )
 PROMPT_TEMPLATE = "{instruction}\n\nProblem:\n{problem}"
+# One solved problem in the generator's wording and the verifier's answer form (the error model's
+# worked-solution form); `worked_example` puts it between the instruction and the problem (issue 24,
+# round two of experiments/word_math_difficulty.md). Its fact 23+4 lies in the train split.
+WORKED_EXAMPLE = (
+    "Example problem:\nTom has 23 pencils. Then he finds 4 more pencils. How many pencils does Tom have now?\n"
+    "Example solution:\nTom starts with 23 pencils.\n23 + 4 = 27\nFinal Answer: 27"
+)
 
 NAMES = (("Mia", "she", "her"), ("Leo", "he", "him"), ("Ava", "she", "her"), ("Sam", "he", "him"),
          ("Lily", "she", "her"), ("Ben", "he", "him"), ("Zoe", "she", "her"), ("Max", "he", "him"),
@@ -125,6 +140,7 @@ class WordMathTask(Task):
         prompt_template: str = PROMPT_TEMPLATE,
         parse_timeout_s: int = 5,
         max_operand: int | None = None,
+        worked_example: str | None = None,
     ):
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or not 1 <= n_steps <= 4:
             raise ValueError(f"word_math: n_steps must be an integer in 1..4, got {n_steps!r}")
@@ -142,6 +158,9 @@ class WordMathTask(Task):
         self.n_steps, self.max_number, self.max_operand, self.operations = n_steps, max_number, max_operand, operations
         self.fractions = check_fractions(split_fractions or {"train": 0.7, "val": 0.1, "test": 0.2}, "word_math split_fractions")
         self.instruction, self.revise_instruction, self.prompt_template = instruction, revise_instruction, prompt_template
+        if worked_example is not None and not isinstance(worked_example, str):
+            raise ValueError(f"word_math: worked_example must be a string (empty or null: none), got {worked_example!r}")
+        self.worked_example = (worked_example or "").strip()
         self.parse_timeout_s = int(parse_timeout_s)
         self._gold: dict[str, list] = {}
 
@@ -252,7 +271,8 @@ class WordMathTask(Task):
         return list(seen.values())
 
     def user_prompt(self, problem: Problem) -> str:
-        return self.prompt_template.format(instruction=self.instruction, problem=problem.prompt)
+        instruction = f"{self.instruction}\n\n{self.worked_example}" if self.worked_example else self.instruction
+        return self.prompt_template.format(instruction=instruction, problem=problem.prompt)
 
     # --- verifier ------------------------------------------------------------------------------
     def gold(self, problem: Problem) -> list:
