@@ -1,17 +1,22 @@
-"""A model-free stand-in for `policy.Policy` (its `two_turn` only), for evaluator tests: the
-first attempt and the revision are plain functions of the problem and the first attempt."""
+"""A model-free stand-in for `policy.Policy` (its `two_turn` and `sequence_logprobs`), for evaluator
+tests: the first attempt and the revision are plain functions of the problem and the first attempt,
+and every attempt has the probability `confidence` (the calibration measure's input)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from selfcorrect.policy import Episode, Turn
 
 
 class FakePolicy:
-    def __init__(self, task, first: Callable, revise: Callable):
-        self.task, self.first, self.revise = task, first, revise
+    def __init__(self, task, first: Callable, revise: Callable, confidence: float = 0.5):
+        self.task, self.first, self.revise, self.confidence = task, first, revise, confidence
         self.calls: list[dict] = []
+
+    def sequence_logprobs(self, turns) -> list[float]:
+        return [math.log(self.confidence) for _ in turns]
 
     def two_turn(self, problems, sampling, seed=0, first_attempts=None, n_turns=2):
         self.calls.append({"n": len(problems), "offline": first_attempts is not None})
