@@ -45,7 +45,8 @@ def test_figures_needing_missing_arms_are_skipped_with_a_reason(fixture_sweep, t
     s = load_sweep(only_base)
     drawn = {name: figures.draw(name, s) for name in figures.FIGURES}
     skipped = {k: v for k, v in drawn.items() if isinstance(v, str)}
-    assert set(skipped) == {"3_mismatch_probe", "4_rl_dynamics", "5_mismatch_dial", "9_delta_vs_acc_t1", "11_behaviour_collapse"}
+    assert set(skipped) == {"3_mismatch_probe", "4_rl_dynamics", "5_mismatch_dial", "9_delta_vs_acc_t1", "11_behaviour_collapse",
+                            "14_sparsity", "15_data_source"}
     assert "sft_teacher" in skipped["5_mismatch_dial"] and "['base']" in skipped["4_rl_dynamics"]
     assert skipped["4_rl_dynamics"].startswith("[skipped 4_rl_dynamics]")
     assert all(isinstance(f, matplotlib.figure.Figure) for k, f in drawn.items() if k not in skipped)

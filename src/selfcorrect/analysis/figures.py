@@ -427,6 +427,86 @@ def fig_self_conditioning(sweep: Sweep) -> plt.Figure:
     return fig
 
 
+def fig_calibration(sweep: Sweep) -> plt.Figure:
+    """(13) Calibration and the revise decision (issue 23), per arm on the test problems, ± the
+    seed-level t interval: ECE and AUROC of the policy's probability of its own first attempt
+    (left), and P(the answer changes | y1 wrong) against P(… | y1 right) (right: up and to the left
+    is a second attempt that acts only when it should)."""
+    runs = sweep.runs
+    if "calibration/ece" not in runs:
+        raise FigureSkipped("no run has a calibration block (records without logp1: an older run)")
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 5), dpi=DPI)
+    for i, label in enumerate(sweep.labels):
+        g = runs[runs["label"] == label]
+        color, marker = plt.cm.tab20(i % 20), "osD^v<>"[i % 7]
+        for ax, (xc, yc) in ((a1, ("calibration/ece", "calibration/auroc")),
+                             (a2, ("revise/p_change_given_right", "revise/p_change_given_wrong"))):
+            d = g[[xc, yc]].dropna().astype(float)
+            if d.empty:
+                continue
+            ex, ey = seed_interval(d[xc].to_numpy()), seed_interval(d[yc].to_numpy())
+            xerr = None if math.isnan(ex.se) else [[ex.mean - ex.lo], [ex.hi - ex.mean]]
+            yerr = None if math.isnan(ey.se) else [[ey.mean - ey.lo], [ey.hi - ey.mean]]
+            ax.errorbar(ex.mean, ey.mean, xerr=xerr, yerr=yerr, fmt=marker, color=color, capsize=2, label=display_name(label))
+    a1.set_xlabel("ECE of y1's own probability (10 bins)")
+    a1.set_ylabel("AUROC of y1's probability for y1 correct")
+    a2.set_xlabel("P(answer changes | y1 right)")
+    a2.set_ylabel("P(answer changes | y1 wrong)")
+    a2.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.suptitle("Calibration of the first attempt (left) and the revise decision (right), ± 95 % t over seeds", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def fig_sparsity(sweep: Sweep) -> plt.Figure:
+    """(14) Update sparsity (issue 23): the fraction of parameters the kept update leaves unchanged
+    at each tolerance, from the fp32 weights (solid) and after rounding both to bf16 (dashed), per
+    trained arm, mean over seeds."""
+    runs = sweep.runs
+    cols = {d: sorted((c for c in runs if c.startswith(f"sparsity/unchanged/{d}/")), key=lambda c: float(c.rsplit("/", 1)[1]))
+            for d in ("fp32", "bf16")}
+    if not cols["fp32"]:
+        raise FigureSkipped("no run has sparsity/ keys (the base, or runs before issue 23)")
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=DPI)
+    for i, label in enumerate(lab for lab in sweep.labels if lab != "base"):
+        g = runs[runs["label"] == label]
+        for d, style in (("fp32", "-o"), ("bf16", "--s")):
+            ys = [100 * float(g[c].astype(float).mean()) for c in cols[d]]
+            ax.plot(range(len(ys)), ys, style, color=plt.cm.tab20(i % 20), markersize=3,
+                    label=display_name(label) if d == "fp32" else None)
+    ax.set_xticks(range(len(cols["fp32"])), [c.rsplit("/", 1)[1] for c in cols["fp32"]])
+    ax.set_xlabel("tolerance on |θ_kept − θ_base|")
+    ax.set_ylabel("parameters unchanged (%)")
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.set_title("Update sparsity: fp32 weights (solid), both rounded to bf16 (dashed)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def fig_data_source(sweep: Sweep) -> plt.Figure:
+    """(15) On-policy vs off-policy data (issue 23): the fix rate and break rate of the arms grouped
+    by where their training data came from (`catalog.DATA_SOURCES`), the mean over a source's arms
+    per seed, ± the seed-level t interval."""
+    from selfcorrect.analysis.mechanisms import data_source_table
+
+    if "fix_rate" not in sweep.runs or "base" not in sweep.labels:
+        raise FigureSkipped("needs fix_rate / break_rate and the base arm (Acc@t1 change)")
+    t = data_source_table(sweep.runs)
+    if t.empty:
+        raise FigureSkipped(f"no trained arm to group by its data source; sweep has {sweep.labels}")
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4.5), dpi=DPI)
+    for ax, (m, name) in zip(axes, (("fix_rate", "fix rate (%)"), ("break_rate", "break rate (%)"),
+                                    ("acc_t1_change", "Acc@t1 − base (points)"))):
+        y = 100 * t[m].to_numpy()
+        err = np.nan_to_num(100 * np.vstack([t[m] - t[f"{m}_lo"], t[f"{m}_hi"] - t[m]]))
+        ax.bar(range(len(t)), y, yerr=err, capsize=3, color=[plt.cm.tab10(i) for i in range(len(t))])
+        ax.set_xticks(range(len(t)), [catalog.DATA_SOURCES[d].replace(", ", ",\n") for d in t["data"]], fontsize=6)
+        ax.set_ylabel(name)
+    fig.suptitle("Arms by the source of their training data (mean over the source's arms per seed, ± 95 % t)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 FIGURES: dict[str, Callable[[Sweep], plt.Figure]] = {
     "1_main_table": fig_main_table,
     "2_edit_histograms": fig_edit_histograms,
@@ -440,6 +520,9 @@ FIGURES: dict[str, Callable[[Sweep], plt.Figure]] = {
     "10_fix_break": fig_fix_break,
     "11_behaviour_collapse": fig_behaviour_collapse,
     "12_self_conditioning": fig_self_conditioning,
+    "13_calibration": fig_calibration,
+    "14_sparsity": fig_sparsity,
+    "15_data_source": fig_data_source,
 }
 
 

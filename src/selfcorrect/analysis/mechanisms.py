@@ -173,6 +173,8 @@ def data_source_table(runs: pd.DataFrame, metrics: Sequence[str] = ("fix_rate", 
             row.update({m: e.mean if e else np.nan, f"{m}_lo": e.lo if e else np.nan, f"{m}_hi": e.hi if e else np.nan})
         row["n_seeds"] = int(group["seed"].nunique())
         rows.append(row)
+    if not rows:  # no trained arm
+        return pd.DataFrame(columns=["data", "what", "arms", "n_seeds"])
     order = list(catalog.DATA_SOURCES)
     return pd.DataFrame(rows).sort_values("data", key=lambda s: s.map(order.index)).reset_index(drop=True)
 
