@@ -95,6 +95,17 @@ def _needed(c: SeedComparison) -> int | None:
     return seeds_needed(c.diff, sd)
 
 
+def _needed_equivalence(values: np.ndarray, margin: float, most: int = 1000) -> int | None:
+    """The fewest seeds at which the t interval of the observed mean difference (at its observed
+    s.d.) would lie inside ±margin: t(n−1)·sd/√n < margin − |mean| (None: |mean| ≥ margin)."""
+    from selfcorrect.analysis.stats import t_quantile
+
+    d, sd = float(np.mean(values)), float(np.std(values, ddof=1))
+    if abs(d) >= margin or not sd > 0:
+        return None
+    return next((n for n in range(2, most + 1) if t_quantile(0.975, n - 1) * sd / np.sqrt(n) < margin - abs(d)), None)
+
+
 def compare_reading(runs, item, what, testbed, a, b, metric, sign: int | None, prediction: str,
                     margin: float | None = None) -> Reading | None:
     """a − b in `metric`: directional (sign ±1), equivalence within ±`margin`, or no prediction (None)."""
@@ -103,12 +114,14 @@ def compare_reading(runs, item, what, testbed, a, b, metric, sign: int | None, p
         return None
     if margin is not None:
         v = equivalence(c.lo, c.hi, margin)
+        needed = _needed_equivalence(np.array(c.per_seed), margin) if v == "not decided" else None
     elif sign is None:
         v = "no prediction of sign"
+        needed = _needed(c)
     else:
         v = directional(c.diff, c.lo, c.hi, sign)
-    return Reading(item, what, testbed, c.diff, c.lo, c.hi, len(c.per_seed), prediction, v,
-                   None if v == "holds" else _needed(c))
+        needed = _needed(c) if v == "not decided" else None
+    return Reading(item, what, testbed, c.diff, c.lo, c.hi, len(c.per_seed), prediction, v, needed)
 
 
 def level_reading(runs, item, what, testbed, label, metric, sign: int, threshold: float, prediction: str) -> Reading | None:
@@ -116,8 +129,16 @@ def level_reading(runs, item, what, testbed, label, metric, sign: int, threshold
     v = per_seed(runs, label, metric)
     if len(v) < 2:
         return None
-    e = seed_interval(v.to_numpy())
-    return Reading(item, what, testbed, e.mean, e.lo, e.hi, len(v), prediction, directional(e.mean, e.lo, e.hi, sign, threshold))
+    return threshold_reading(item, what, testbed, v.to_numpy(), sign, threshold, prediction)
+
+
+def threshold_reading(item, what, testbed, values: np.ndarray, sign: int, threshold: float, prediction: str) -> Reading:
+    """Per-seed values against a fixed threshold: their t interval, the verdict, and (when not
+    decided) the seeds the observed distance from the threshold would need."""
+    e = seed_interval(values)
+    v = directional(e.mean, e.lo, e.hi, sign, threshold)
+    needed = seeds_needed(e.mean - threshold, float(np.std(values, ddof=1))) if v == "not decided" else None
+    return Reading(item, what, testbed, e.mean, e.lo, e.hi, len(values), prediction, v, needed)
 
 
 def trained_labels(runs: pd.DataFrame) -> list[str]:
@@ -217,9 +238,8 @@ def readings(runs: pd.DataFrame, history: pd.DataFrame, testbed: str, overlaps: 
     if not curves.empty:
         ratio = time_to_collapse(curves, RL)
         if len(ratio) >= 2:
-            e = seed_interval(ratio.to_numpy())
-            out.append(Reading("B3", "SCoRe: dominant share on wrong y1 at step 24 / at step 96 (val)", testbed, e.mean, e.lo,
-                               e.hi, len(ratio), "≥ 0.9", directional(e.mean, e.lo, e.hi, +1, 0.9)))
+            out.append(threshold_reading("B3", "SCoRe: dominant share on wrong y1 at step 24 / at step 96 (val)", testbed,
+                                         ratio.to_numpy(), +1, 0.9, "≥ 0.9"))
     out.append(compare_reading(runs, "S1", "unchanged fraction, bf16, tol 1e-5: SCoRe − Pair-SFT D+", testbed, RL, SFT,
                                "sparsity/unchanged/bf16/1e-05", None, "within ±0.05", 0.05))
     for lab in (RL, SFT):
@@ -230,11 +250,10 @@ def readings(runs: pd.DataFrame, history: pd.DataFrame, testbed: str, overlaps: 
     if overlaps is not None and not overlaps.empty:
         for dtype in ("bf16", "fp32"):
             rows = overlaps[(overlaps["kind"] == "between") & (overlaps["dtype"] == dtype)]
-            lifts = rows["lift"].dropna().astype(float)  # one pair per seed: independent, a t interval
+            lifts = rows["lift"].dropna().astype(float)  # one pair per seed (each its own base): independent, a t interval
             if len(lifts) >= 2:
-                e = seed_interval(lifts.to_numpy())
-                out.append(Reading("S3", f"overlap lift (joint / chance), {dtype} tol 1e-5: SCoRe vs Pair-SFT D+ on each seed's base",
-                                   testbed, e.mean, e.lo, e.hi, len(lifts), "> 1", directional(e.mean, e.lo, e.hi, +1, 1.0)))
+                out.append(threshold_reading("S3", f"overlap lift (joint / chance), {dtype} tol 1e-5: SCoRe vs Pair-SFT D+ "
+                                             "on each seed's base", testbed, lifts.to_numpy(), +1, 1.0, "> 1"))
             for arm in (RL, SFT):  # the pairs of one arm's runs on the one shared base share runs: min and max, not a t interval
                 w = overlaps[(overlaps["kind"] == "within") & (overlaps["dtype"] == dtype) & (overlaps["label_a"] == arm)]
                 lifts = w["lift"].dropna().astype(float)
@@ -248,9 +267,8 @@ def readings(runs: pd.DataFrame, history: pd.DataFrame, testbed: str, overlaps: 
         for lab in (RL, SFT):
             v = embedding_shares[embedding_shares["label"] == lab].set_index("seed")["share_in_embeddings"].dropna()
             if len(v) >= 2:
-                e = seed_interval(v.astype(float).to_numpy())
-                out.append(Reading("S2", f"share of the fp32 @0 unchanged parameters in embedding tensors: {display_name(lab)}",
-                                   testbed, e.mean, e.lo, e.hi, len(v), "> 0.95", directional(e.mean, e.lo, e.hi, +1, 0.95)))
+                out.append(threshold_reading("S2", f"share of the fp32 @0 unchanged parameters in embedding tensors: "
+                                             f"{display_name(lab)}", testbed, v.astype(float).to_numpy(), +1, 0.95, "> 0.95"))
     out.append(compare_reading(runs, "C1", "ECE of y1 confidence: SCoRe − base", testbed, RL, "base", "calibration/ece", +1, "> 0"))
     out.append(compare_reading(runs, "C2", "AUROC of y1 confidence: SCoRe − Pair-SFT D+", testbed, RL, SFT,
                                "calibration/auroc", None, "none"))
@@ -265,7 +283,7 @@ def readings(runs: pd.DataFrame, history: pd.DataFrame, testbed: str, overlaps: 
                                      "self_conditioning/drop_1_3", +1, 0.0, "> 0"))
     for lab in trained_labels(runs):
         out.append(level_reading(runs, "K2", f"fix given wrong, turn 2 − turn 3: {display_name(lab)}", testbed, lab,
-                                 "self_conditioning/drop_turn_2_3", +1, 0.0, "> 0"))
+                                 "self_conditioning/drop_turn_2_3", +1, 0.0, "> 0 (descriptive: turn 3 sees only the problems turn 2 failed)"))
     if af:
         order = ("own_online", "own_rounds", "base", "teacher")
         out.append(ordering_reading(runs, "O1", testbed, "fix_rate", order, "ordered"))
@@ -280,7 +298,8 @@ def readings_frame(rs: Sequence[Reading]) -> pd.DataFrame:
 def readings_markdown(rs: Sequence[Reading]) -> str:
     lines = ["| # | measure | prediction | estimate [95% t] | seeds | verdict | seeds needed |", "|---|---|---|---|---|---|---|"]
     for r in rs:
-        needed = "—" if r.verdict == "holds" or r.seeds_needed is None else str(r.seeds_needed)
+        needed = "—" if r.verdict in ("holds", "does not hold") else (
+            str(r.seeds_needed) if r.seeds_needed is not None else "> 1000 or none")
         lines.append(f"| {r.item} | {r.what.replace('|', chr(92) + '|')} | {r.prediction} | {r.estimate:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}] | {r.n_seeds} | "
                      f"{r.verdict} | {needed} |")
     return "\n".join(lines)
@@ -355,7 +374,9 @@ def overlap_frame(sweep_dir) -> pd.DataFrame:
     `shared_base/` runs with seed 0's own), with a `kind` column."""
     from selfcorrect.analysis import sparsity
 
-    rows = [{**r, "kind": "between"} for r in sparsity.overlap_rows(sweep_dir, "between", labels=[RL, SFT])]
+    shared = f"{sparsity.SHARED_BASE_DIR}/"
+    rows = [{**r, "kind": "between"} for r in sparsity.overlap_rows(sweep_dir, "between", labels=[RL, SFT])
+            if not (r["run_a"].startswith(shared) or r["run_b"].startswith(shared))]  # one pair per reported seed and base
     rows += [{**r, "kind": "within"} for r in sparsity.overlap_rows(sweep_dir, "within", labels=[RL, SFT])]
     return pd.DataFrame(rows)
 
