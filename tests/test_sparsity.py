@@ -262,3 +262,17 @@ def test_sweep_analysis_on_saved_models(tmp_path):
     assert asp.overlap_rows(sweep, "within") == []
     table = asp.markdown_table(ov, asp.OVERLAP_COLUMNS)
     assert table.count("\n") == 4 and "| score | sft_self |" in table
+
+
+def test_the_chance_within_tensors_removes_overlap_that_whole_tensors_explain():
+    # tensor A (100 entries): both runs update all of it; tensor B (100): each updates an independent half
+    g = torch.Generator().manual_seed(0)
+    a1, a2 = torch.ones(100, dtype=torch.bool), torch.ones(100, dtype=torch.bool)
+    b1, b2 = torch.rand(100, generator=g) < 0.5, torch.rand(100, generator=g) < 0.5
+    m1, m2 = torch.cat([a1, b1]), torch.cat([a2, b2])
+    ov = sp.overlap(m1, m2, [100, 100])
+    assert ov["lift"] > 1.1  # pooled: A's shared updates look like overlap beyond chance
+    assert abs(ov["lift_by_tensor"] - 1.0) < 0.1  # within tensors: as independent as they are
+    assert ov["joint_chance_by_tensor"] == pytest.approx((100 * 1.0 + 100 * float(b1.float().mean()) * float(b2.float().mean())) / 200)
+    with pytest.raises(ValueError, match="segments cover 150"):
+        sp.overlap(m1, m2, [100, 50])

@@ -254,6 +254,10 @@ def readings(runs: pd.DataFrame, history: pd.DataFrame, testbed: str, overlaps: 
             if len(lifts) >= 2:
                 out.append(threshold_reading("S3", f"overlap lift (joint / chance), {dtype} tol 1e-5: SCoRe vs Pair-SFT D+ "
                                              "on each seed's base", testbed, lifts.to_numpy(), +1, 1.0, "> 1"))
+            by_tensor = rows["lift_by_tensor"].dropna().astype(float) if "lift_by_tensor" in rows else pd.Series(dtype=float)
+            if len(by_tensor) >= 2:  # exploratory, added after the review: chance within each tensor
+                out.append(threshold_reading("S3x", f"overlap lift against the chance within tensors, {dtype} tol 1e-5: "
+                                             "SCoRe vs Pair-SFT D+ (exploratory)", testbed, by_tensor.to_numpy(), +1, 1.0, "none"))
             for arm in (RL, SFT):  # the pairs of one arm's runs on the one shared base share runs: min and max, not a t interval
                 w = overlaps[(overlaps["kind"] == "within") & (overlaps["dtype"] == dtype) & (overlaps["label_a"] == arm)]
                 lifts = w["lift"].dropna().astype(float)
@@ -307,6 +311,7 @@ def readings_markdown(rs: Sequence[Reading]) -> str:
 
 # --- descriptive tables ---------------------------------------------------------------------------
 MEASURE_COLUMNS = {
+    "behaviour/wrong_t1/n": "wrong y1 (n)",
     "behaviour/wrong_t1/dominant": "dominant on wrong y1",
     "behaviour/wrong_t1/dominant_share": "its share",
     WRONG_ENTROPY: "entropy wrong y1 (bits)",
@@ -398,7 +403,8 @@ def report(sweep, sweep_dir, testbed: str) -> str:
              measures_markdown(measures_table(with_derived(sweep.runs))), "",
              "## On-policy vs off-policy data", "", data_source_markdown(data_source_table(sweep.runs)), ""]
     if not overlaps.empty:
-        cols = ["kind", "label_a", "label_b", "seed_a", "seed_b", "dtype", "o12", "o12_chance", "jaccard", "joint", "joint_chance", "lift"]
+        cols = ["kind", "label_a", "label_b", "seed_a", "seed_b", "dtype", "o12", "o12_chance", "jaccard", "joint", "joint_chance", "lift",
+                "lift_by_tensor"]
         parts += ["## Overlap of the updated sets (tol 1e-5)", "", sparsity.markdown_table(overlaps[cols].to_dict("records"), cols), ""]
     parts += [f"Sparsity recomputed from the saved weights for {len(weights)} runs; largest |metrics.json − recomputed| = "
               f"{'none saved' if worst is None else f'{worst:.3g}'}."]

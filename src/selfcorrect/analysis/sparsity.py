@@ -182,7 +182,8 @@ def overlap_rows(sweep_dir: str | Path, kind: str = "between", tol: float = OVER
     rows = []
     for a, b in _pairs(sweep_runs(sweep_dir), kind, same_seed, labels):
         for d in dtypes:
-            ov = sp.overlap(cache.mask(a, tol, d), cache.mask(b, tol, d))
+            segments = sp.segment_sizes(cache.state(a.base_model), cache.state(a.policy))
+            ov = sp.overlap(cache.mask(a, tol, d), cache.mask(b, tol, d), segments)
             rows.append({"run_a": a.name, "run_b": b.name, "label_a": a.label, "label_b": b.label,
                          "seed_a": a.seed, "seed_b": b.seed, "base_sha256": a.base_sha256,
                          "dtype": d, "tol": sp.tol_key(tol), **ov})

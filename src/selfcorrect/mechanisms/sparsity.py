@@ -257,15 +257,25 @@ def updated_mask(base: Mapping[str, torch.Tensor], new: Mapping[str, torch.Tenso
     return torch.cat([~(_abs_delta(b[k], n[k], dtype) <= tol).reshape(-1) for k in names])
 
 
+def segment_sizes(base: Mapping[str, torch.Tensor], new: Mapping[str, torch.Tensor]) -> list[int]:
+    """The number of parameters of each tensor in `updated_mask`'s order (for a per-tensor chance)."""
+    names, b, _, _ = _aligned(base, new)
+    return [b[k].numel() for k in names]
+
+
 def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
 
 
-def overlap(mask1: torch.Tensor, mask2: torch.Tensor) -> dict:
+def overlap(mask1: torch.Tensor, mask2: torch.Tensor, segments: list[int] | None = None) -> dict:
     """Overlap of two updated sets (1-D bool masks over the same parameters) against chance:
     {"n", "updated_1", "updated_2" (densities d_i = 1 − s_i), "o12" = o(I1, I2), "o21" = o(I2, I1),
      "jaccard", "joint", and their chance values "o12_chance" (= d2), "o21_chance" (= d1),
-     "jaccard_chance", "joint_chance" (= d1 d2), and "lift" = joint / joint_chance}."""
+     "jaccard_chance", "joint_chance" (= d1 d2), and "lift" = joint / joint_chance}. With `segments`
+    (the tensors' sizes, in the masks' order), also the chance within tensors,
+    "joint_chance_by_tensor" = Σ_t n_t d1_t d2_t / N, and "lift_by_tensor" = joint / it: a lift
+    above 1 there is overlap beyond two runs leaving the same whole tensors (or rows, as a
+    position table's unreached rows) alone more or less often."""
     if not isinstance(mask1, torch.Tensor) or not isinstance(mask2, torch.Tensor):
         raise ValueError("overlap needs two torch tensors")
     if mask1.dtype != torch.bool or mask2.dtype != torch.bool:
@@ -289,7 +299,19 @@ def overlap(mask1: torch.Tensor, mask2: torch.Tensor) -> dict:
         "o12_chance": d2, "o21_chance": d1,
         "jaccard_chance": _ratio(d1 * d2, d1 + d2 - d1 * d2), "joint_chance": joint_chance,
         "lift": _ratio(joint, joint_chance),
-    }
+    } | ({} if segments is None else _by_tensor(mask1, mask2, segments, joint))
+
+
+def _by_tensor(mask1: torch.Tensor, mask2: torch.Tensor, segments: list[int], joint: float) -> dict:
+    if sum(segments) != mask1.numel():
+        raise ValueError(f"segments cover {sum(segments)} parameters, the masks {mask1.numel()}")
+    chance, start = 0.0, 0
+    for size in segments:
+        a, b = mask1[start:start + size], mask2[start:start + size]
+        chance += size * (float(a.float().mean()) * float(b.float().mean())) if size else 0.0
+        start += size
+    chance /= mask1.numel()
+    return {"joint_chance_by_tensor": chance, "lift_by_tensor": _ratio(joint, chance)}
 
 
 def load_state(path: str | Path) -> dict[str, torch.Tensor]:
