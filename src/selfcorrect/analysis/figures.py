@@ -358,11 +358,8 @@ def fig_fix_break(sweep: Sweep) -> plt.Figure:
         g = runs[runs["label"] == label].dropna(subset=["fix_rate", "break_rate"])
         if g.empty:
             continue
-        fx, br = seed_interval(g["fix_rate"].to_numpy()), seed_interval(g["break_rate"].to_numpy())
-        xerr = None if math.isnan(br.se) else [[100 * (br.mean - br.lo)], [100 * (br.hi - br.mean)]]
-        yerr = None if math.isnan(fx.se) else [[100 * (fx.mean - fx.lo)], [100 * (fx.hi - fx.mean)]]
-        ax.errorbar(100 * br.mean, 100 * fx.mean, xerr=xerr, yerr=yerr, fmt="osD^v<>"[i % 7], color=plt.cm.tab20(i % 20),
-                    capsize=3, label=display_name(label))
+        _seed_errorbar(ax, g["break_rate"].to_numpy(), g["fix_rate"].to_numpy(), scale=100, fmt="osD^v<>"[i % 7],
+                       color=plt.cm.tab20(i % 20), capsize=3, label=display_name(label))
     ax.set_xlabel("break rate (%): right → wrong, over the right first attempts")
     ax.set_ylabel("fix rate (%): wrong → right, over the wrong first attempts")
     ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
@@ -444,10 +441,7 @@ def fig_calibration(sweep: Sweep) -> plt.Figure:
             d = g[[xc, yc]].dropna().astype(float)
             if d.empty:
                 continue
-            ex, ey = seed_interval(d[xc].to_numpy()), seed_interval(d[yc].to_numpy())
-            xerr = None if math.isnan(ex.se) else [[ex.mean - ex.lo], [ex.hi - ex.mean]]
-            yerr = None if math.isnan(ey.se) else [[ey.mean - ey.lo], [ey.hi - ey.mean]]
-            ax.errorbar(ex.mean, ey.mean, xerr=xerr, yerr=yerr, fmt=marker, color=color, capsize=2, label=display_name(label))
+            _seed_errorbar(ax, d[xc].to_numpy(), d[yc].to_numpy(), fmt=marker, color=color, capsize=2, label=display_name(label))
     a1.set_xlabel("ECE of y1's own probability (10 bins)")
     a1.set_ylabel("AUROC of y1's probability for y1 correct")
     a2.set_xlabel("P(answer changes | y1 right)")
@@ -566,6 +560,17 @@ def draw_all(sweep: Sweep, out_dir: str | Path, table: pd.DataFrame | None = Non
 
 
 # --- internals ----------------------------------------------------------------------------------
+def _seed_errorbar(ax, x: np.ndarray, y: np.ndarray, scale: float = 1.0, **kwargs) -> None:
+    """One point at the seed means of x and y, with their seed-level t intervals as error bars
+    (none for a single seed), everything multiplied by `scale`."""
+    ex, ey = seed_interval(x), seed_interval(y)
+
+    def err(e):
+        return None if math.isnan(e.se) else [[scale * (e.mean - e.lo)], [scale * (e.hi - e.mean)]]
+
+    ax.errorbar(scale * ex.mean, scale * ey.mean, xerr=err(ex), yerr=err(ey), **kwargs)
+
+
 def _rate_heat_map(rate: np.ndarray, n: np.ndarray, labels: list[str], cols: list[str], xlabel: str, cbar: str,
                    title: str, fontsize: int = 7) -> tuple[plt.Figure, plt.Axes]:
     """Rates in [0, 1] of run labels (rows) × `cols` as a heat map, each cell annotated with its

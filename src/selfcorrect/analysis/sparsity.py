@@ -21,7 +21,6 @@ Run labels are `selfcorrect.analysis.labels.run_label` (the arm plus its variant
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from itertools import combinations
 from pathlib import Path
 
 from selfcorrect.mechanisms import sparsity as sp
+from selfcorrect.records import read_json
 
 OVERLAP_TOL = 1e-5
 SHARED_BASE_DIR = "shared_base"  # where `make sweep` puts the runs that share one base (selfcorrect.sweep)
@@ -46,10 +46,6 @@ class RunWeights:
     base_sha256: str | None
     base_model: Path
     policy: Path
-
-
-def _read_json(p: Path) -> dict:
-    return json.loads(p.read_text())
 
 
 def _label(run_dir: Path, status: dict) -> tuple[str, str, int | None]:
@@ -80,7 +76,7 @@ def sweep_runs(sweep_dir: str | Path) -> list[RunWeights]:
     for d in dirs:
         if not (d / "policy").is_dir() or not (d / "run.json").exists():
             continue
-        status = _read_json(d / "run.json")
+        status = read_json(d / "run.json")
         if not status.get("base_model"):
             continue
         label, arm, seed = _label(d, status)
@@ -142,7 +138,7 @@ def run_rows(sweep_dir: str | Path, tolerances: Iterable[float] = sp.TOLERANCES,
     for r in sweep_runs(sweep_dir):
         result = sp.update_sparsity(cache.state(r.base_model), cache.state(r.policy), tolerances)
         summ = sp.summary(result)
-        saved = _read_json(r.path / "metrics.json") if (r.path / "metrics.json").exists() else {}
+        saved = read_json(r.path / "metrics.json") if (r.path / "metrics.json").exists() else {}
         if details is not None:
             details[r.name] = result
         rows.append({"run": r.name, "label": r.label, "arm": r.arm, "seed": r.seed, "base_sha256": r.base_sha256,
@@ -224,7 +220,7 @@ def unchanged_share_in_embeddings(sweep_dir: str | Path, dtype: str = "fp32", to
         path = r.path / sp.FILE
         if not path.exists():
             continue
-        tensors = _read_json(path)["tensors"]
+        tensors = read_json(path)["tensors"]
         unchanged = {n: t["unchanged"][dtype][key] * t["numel"] for n, t in tensors.items()}
         total = sum(unchanged.values())
         emb = sum(v for n, v in unchanged.items() if any(e in n for e in EMBEDDING_NAMES))
