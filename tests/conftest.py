@@ -76,3 +76,30 @@ def harness_files(tmp_path):
     (results / "metrics.json").write_text('{"acc_t1": 0.5}')
     os.chmod(tmp_path, 0o755)
     return results
+
+
+# A plain chat template for character tokenizers (every role, the assistant's turns closed by EOS)
+CHAR_CHAT = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def save_tiny_llama(out: Path, tok, hidden: int = 32, heads: int = 4, kv_heads: int = 2, positions: int = 512, **config):
+    """A randomly initialised Llama (grouped-query attention when kv_heads < heads, RoPE, tied embeddings: the
+    architecture of real models such as SmolLM2) for tokenizer `tok` (given the chat template `CHAR_CHAT` when it has
+    none), saved with it to `out` as `from_pretrained` reads a real checkpoint."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    if getattr(tok, "chat_template", None) is None:
+        tok.chat_template = CHAR_CHAT
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(
+        vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2, num_attention_heads=heads,
+        num_key_value_heads=kv_heads, max_position_embeddings=positions, tie_word_embeddings=True,
+        pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id, **config))
+    model.generation_config.eos_token_id, model.generation_config.pad_token_id = tok.eos_token_id, tok.pad_token_id
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

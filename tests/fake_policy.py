@@ -15,7 +15,7 @@ class FakePolicy:
         self.task, self.first, self.revise, self.confidence = task, first, revise, confidence
         self.calls: list[dict] = []
 
-    def sequence_logprobs(self, turns) -> list[float]:
+    def sequence_logprobs(self, turns, sampled_at=None) -> list[float]:
         return [math.log(self.confidence) for _ in turns]
 
     def two_turn(self, problems, sampling, seed=0, first_attempts=None, n_turns=2):

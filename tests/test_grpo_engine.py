@@ -19,25 +19,42 @@ from selfcorrect.rl.losses import LossConfig
 from selfcorrect.rl.rollouts import Rollouts, collect
 from selfcorrect.rl.config import RLConfig
 
-from conftest import compose_config
+from conftest import compose_config, save_tiny_llama
 from selfcorrect.rl.reference import reference_run, reference_update
 
 PROMPTS, K, NEW_TOKENS, TEMPERATURE = 4, 4, 12, 0.8
 torch.set_num_threads(1)
 
 
-@pytest.fixture(scope="module")
-def fixed(tiny_base, tiny_cfg, tmp_path_factory):
+def tiny_llama_like(base_path, out) -> str:
+    """A randomly initialised Llama (grouped-query attention, RoPE, tied embeddings: the architecture
+    of real models such as SmolLM2) with the tiny base's tokenizer and chat template, saved to `out`."""
+    from transformers import AutoTokenizer
+
+    return str(save_tiny_llama(out, AutoTokenizer.from_pretrained(base_path), positions=256))
+
+
+@pytest.fixture(scope="module", params=["gpt2", "llama", "llama_lora"])
+def fixed(request, tiny_base, tiny_cfg, tmp_path_factory):
     """The policy (the base with perturbed weights, so its KL to π_ref is not 0), π_ref, one
     two-turn batch sampled from the policy, with verifier rewards replaced by a fixed mixed
-    pattern (the tiny model is rarely right), and an RLConfig with larger β so the KL matters."""
+    pattern (the tiny model is rarely right), and an RLConfig with larger β so the KL matters.
+    Twice: the tiny GPT-2 base (absolute positions) and a tiny random Llama (RoPE, grouped-query
+    attention), whose positions under GRPOTrainer's left padding must match the reference's, with and
+    without a LoRA adapter (`model.lora`: the trained parameters are the adapter's)."""
     task, _, base_path = tiny_base
+    if request.param.startswith("llama"):
+        base_path = tiny_llama_like(base_path, tmp_path_factory.mktemp("tiny_llama"))
     cfg = compose_config([f"paths.cache_dir={tiny_cfg.paths.cache_dir}", "arm=score"])
     rl = RLConfig.from_cfg(cfg.arm, cfg.budget)
     rl = dataclasses.replace(rl, prompts_per_step=PROMPTS, samples_per_prompt=K, temperature=TEMPERATURE,
                              max_new_tokens=NEW_TOKENS, alpha=10.0, beta1=0.05, beta2=0.5,
                              budget=dataclasses.replace(rl.budget, max_grad_norm=1e9))  # no clipping: compare raw gradients
     policy, ref = Policy.load(base_path, task), Policy.load(base_path, task)
+    if request.param == "llama_lora":
+        from selfcorrect.lora import lora_settings, with_adapter
+
+        policy.model = with_adapter(policy.model, lora_settings({"enabled": True, "r": 4, "alpha": 8}), seed=0)
     policy.model.eval(), ref.model.eval()
     gen = torch.Generator().manual_seed(1)
     with torch.no_grad():
@@ -58,7 +75,7 @@ def reference_grads(fixed, stage):
     model = copy.deepcopy(policy.model)
     sgd = torch.optim.SGD(model.parameters(), lr=0.0)  # keeps the weights, leaves .grad for us
     reference_update(Policy(model, policy.tokenizer, task), ref, ro, stage, rl, sgd)
-    return [p.grad.clone() for p in model.parameters()]
+    return [p.grad.clone() for p in model.parameters() if p.requires_grad]
 
 
 def engine(fixed, stage, rl=None):
@@ -82,7 +99,7 @@ def engine_grads(trainer, edit_advantages=None):
         batch["advantages"] = edit_advantages(batch)
     trainer.model.zero_grad(set_to_none=True)
     trainer.compute_loss(trainer.model, batch).backward()
-    return [p.grad.clone() for p in trainer.model.parameters()], batch
+    return [p.grad.clone() for p in trainer.model.parameters() if p.requires_grad], batch
 
 
 def rel_err(a, b) -> float:
@@ -92,6 +109,8 @@ def rel_err(a, b) -> float:
 
 def test_fixed_batch_packs_every_episode_as_one_row(fixed):
     _, _, _, ro, _, _ = fixed
+    if fixed[1].model.config.model_type != "gpt2":
+        pytest.skip("the round-trip mix is a property of the tiny GPT-2's samples")
     for ep in ro.episodes:
         (p1, c1), (p2, c2) = [(t.prompt_ids, t.completion_ids) for t in ep.turns]
         prompt, completion, turn = pack(p1, c1, p2, c2)
@@ -184,7 +203,8 @@ def test_a_kl_term_in_the_loss_is_refused_when_the_config_is_read():
 
 
 # --- a short run through the subclass, next to the reference update -----------------------------
-def test_short_score_run_through_grpo_trainer_matches_the_reference(tmp_path):
+@pytest.mark.parametrize("micro_batch", [None, 4])
+def test_short_score_run_through_grpo_trainer_matches_the_reference(tmp_path, micro_batch):
     """4 steps (2 Stage I + 2 Stage II) of the tiny random model on the even-length task, once
     through GRPOTrainer (`train_grpo`, what every RL arm runs) and once with `reference_update`
     given the same sampler, seeds, optimizer and schedule: the same episodes' rewards at every
@@ -195,7 +215,8 @@ def test_short_score_run_through_grpo_trainer_matches_the_reference(tmp_path):
 
     ctx = make_ctx(tmp_path, "grpo")
     rl = RLConfig.from_cfg(ctx.cfg.arm, ctx.cfg.budget)
-    rl = dataclasses.replace(rl, checkpoint="last")  # compare the final weights of both
+    # compare the final weights of both; micro_batch 4: each step's 8 episodes in two accumulated halves
+    rl = dataclasses.replace(rl, checkpoint="last", micro_batch=micro_batch)
     p_new = train_grpo(ctx, rl)
     p_ref, ref_rows = reference_run(make_ctx(tmp_path, "reference"), rl, sampler=two_turn_tokens)
 
@@ -213,3 +234,65 @@ def test_short_score_run_through_grpo_trainer_matches_the_reference(tmp_path):
     for a, b in zip(p_new.model.parameters(), p_ref.model.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)
     assert any(not torch.equal(p, q) for p, q in zip(p_new.model.parameters(), ctx.base.model.parameters()))
+
+
+@pytest.mark.parametrize("stage", ["I", "II"])
+def test_the_samplers_logprobs_replace_the_policys_no_grad_forward(fixed, stage):
+    """With the sampled tokens' log-probs on the turns (what vLLM returns), the KL term reads them instead
+    of a no-grad forward pass of the policy: given the policy's exact log-probs the gradient still equals
+    the reference's; given log-probs off by 0.5 per token it does not (they are really used)."""
+    import copy as _copy
+
+    task, policy, ref, ro, rl, tmp = fixed
+    eps = _copy.deepcopy(ro.episodes)
+    for ep in eps:
+        for t in ep.turns:
+            logp, mask = policy.token_logprobs([t.prompt_ids], [t.completion_ids], TEMPERATURE)
+            t.logprobs = logp[0][mask[0].bool()].tolist()
+    with_lp = dataclasses.replace(ro, episodes=eps)
+    want = reference_grads((task, policy, ref, with_lp, rl, tmp), stage)
+    trainer = engine((task, policy, ref, with_lp, rl, tmp), stage)
+    got, _ = engine_grads(trainer)
+    assert trainer._sampler_logp is not None  # the forward pass was skipped
+    assert rel_err(want, got) < 1e-5
+    for ep in eps:
+        for t in ep.turns:
+            t.logprobs = [x + 0.5 for x in t.logprobs]
+    got_off, _ = engine_grads(engine((task, policy, ref, dataclasses.replace(ro, episodes=eps), rl, tmp), stage))
+    assert rel_err(want, got_off) > 1e-3
+
+
+def test_micro_batches_hold_every_row_once_cut_to_their_own_longest_row():
+    """`length_sorted_chunks`: rows sorted by real length into the micro-batches, each chunk's left-padded prompts
+    and right-padded completions cut to its own longest, every row exactly once, scalars kept."""
+    from selfcorrect.rl.grpo_engine import length_sorted_chunks
+
+    p_len, c_len = [3, 1, 2, 1], [1, 4, 2, 1]
+    pm = torch.tensor([[0] * (3 - n) + [1] * n for n in p_len])
+    cm = torch.tensor([[1] * n + [0] * (4 - n) for n in c_len])
+    batch = {"prompt_ids": pm * torch.arange(1, 5)[:, None], "prompt_mask": pm, "completion_ids": cm * 7, "completion_mask": cm,
+             "advantages": cm.float() * torch.arange(1, 5)[:, None], "num_items_in_batch": torch.tensor(8.0), "names": list("abcd")}
+    chunks = length_sorted_chunks(batch, 2)
+    assert [c["names"] for c in chunks] == [["d", "a"], ["c", "b"]]  # real lengths 2, 4 | 4, 5 (stable order)
+    assert chunks[0]["prompt_ids"].shape == (2, 3) and chunks[0]["completion_ids"].shape == (2, 1)
+    assert chunks[1]["prompt_ids"].shape == (2, 2) and chunks[1]["completion_ids"].shape == (2, 4)
+    assert chunks[0]["prompt_ids"].tolist() == [[0, 0, 4], [1, 1, 1]]  # left padding cut from the left
+    assert all(float(c["num_items_in_batch"]) == 8.0 for c in chunks)
+    assert sum(float(c["advantages"].sum()) for c in chunks) == float(batch["advantages"].sum())
+    assert sum(int(c["prompt_mask"].sum()) for c in chunks) == sum(p_len)
+    with pytest.raises(ValueError, match="do not split into 3"):
+        length_sorted_chunks(batch, 3)
+
+
+def test_chunked_scoring_equals_scoring_the_padded_batch(fixed):
+    """`scored_logps` in length-sorted, trimmed chunks (micro-batches) gives the log-probs of one pass over the
+    step's padded batch, row for row, on every completion token."""
+    task, policy, ref, ro, rl, tmp = fixed
+    whole = engine(fixed, "II")
+    chunked = engine(fixed, "II", dataclasses.replace(rl, micro_batch=4))
+    whole.model.eval()
+    batch = whole._generate_and_score_completions([{"prompt": "-"} for _ in range(len(ro))])
+    a, b = whole.scored_logps(whole.model, batch), chunked.scored_logps(whole.model, batch)
+    mask = batch["completion_mask"].bool()
+    assert len(set(batch["completion_mask"].sum(1).tolist())) > 1  # rows of several lengths: trimming happens
+    torch.testing.assert_close(a[mask], b[mask], rtol=0, atol=1e-5)

@@ -169,7 +169,7 @@ def test_only_rl_arms_split_over_processes(monkeypatch):
 
 def test_accelerate_configs_and_the_vllm_switch(tmp_path):
     """experiments/accelerate/*.yaml are accelerate config files for DDP, ZeRO-2/3 and FSDP;
-    arm.use_vllm is refused (vLLM rollouts are not implemented), never silently ignored."""
+    arm.use_vllm (TRL's own vLLM engine) is refused, pointing to model.engine=vllm, never silently ignored."""
     import dataclasses
 
     import yaml
@@ -190,7 +190,7 @@ def test_accelerate_configs_and_the_vllm_switch(tmp_path):
     assert rl.use_vllm is False and grpo_args(rl, str(tmp_path), steps=1).use_vllm is False
     on = RLConfig.from_cfg(compose_config([*TINY_OVERRIDES, "arm=score", "++arm.use_vllm=true"]).arm, cfg.budget)
     assert on.use_vllm is True
-    with pytest.raises(NotImplementedError, match="vLLM rollouts are not implemented"):
+    with pytest.raises(NotImplementedError, match="set model.engine=vllm"):
         grpo_args(on, str(tmp_path), steps=1)
     with pytest.raises(ValueError, match="use_vllm"):
         RLConfig.from_cfg(compose_config([*TINY_OVERRIDES, "arm=score", "++arm.use_vllm=1"]).arm, cfg.budget)

@@ -24,7 +24,7 @@ from selfcorrect.tasks.base import Problem, SiteErrorModel, Task, Verdict, error
 from conftest import compose_config
 
 TASKS_DIR = Path(tasks_pkg.__file__).parent
-WITH_ERROR_MODELS = ("arithmetic", "answer_first", "word_math")
+WITH_ERROR_MODELS = ("arithmetic", "answer_first", "word_math", "reasoning_gym")
 
 
 def module_name(path: Path) -> str:
@@ -238,12 +238,16 @@ def test_optional_capabilities_are_declared_with_none_for_not_supported():
     from selfcorrect.tasks.arithmetic import ArithmeticTask
     from selfcorrect.tasks.gsm8k_math import GSM8KTask, MATHTask
     from selfcorrect.tasks.humaneval import HumanEvalTask
+    from selfcorrect.tasks.reasoning_gym import ReasoningGymTask
     from selfcorrect.tasks.word_math import WordMathTask
 
     for cls in (ArithmeticTask, AnswerFirstTask):
         assert Task in cls.__mro__ and callable(cls.working_answer) and callable(cls.pretraining_sampler)
-    for cls in (WordMathTask, HumanEvalTask, GSM8KTask, MATHTask):
+    for cls in (WordMathTask, HumanEvalTask, GSM8KTask, MATHTask, ReasoningGymTask):
         assert Task in cls.__mro__ and cls.working_answer is None and cls.pretraining_sampler is None
+    for cls in (ArithmeticTask, AnswerFirstTask, WordMathTask, HumanEvalTask, GSM8KTask, MATHTask):
+        assert cls.prefix_messages is None and cls.stop == ()
+    assert callable(ReasoningGymTask.prefix_messages)
     assert ToyTask().working_answer is None
 
 

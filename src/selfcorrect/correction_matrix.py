@@ -21,7 +21,8 @@ policy, the base included, then scores 0 %):
 **Fix rate** of a cell (K, site) = #(y2 correct) / n over its problems; every cell carries its n.
 The second attempts are `policy.two_turn(problems, sampling, seed, first_attempts=y1)`, greedy
 in the evaluator. `summarize_matrix` recomputes the summary from the records (the results
-loader does so from `correction_matrix.jsonl`). Tasks without an error model are skipped.
+loader does so from `correction_matrix.jsonl`). Tasks without an error model are skipped; an error
+model without error kinds (reasoning_gym) gives the keep row only.
 """
 
 from __future__ import annotations
@@ -107,10 +108,12 @@ def matrix_line(summary: dict) -> str:
         rate = summary["fix_rate"][kind][site]
         return "–" if rate is None else f"{rate:.2f} (n={summary['n'][kind][site]})"
 
+    head = f"[correction matrix, {summary['n_problems']} problems] keep={summary['keep_rate']:.2f}; "
+    if not summary["fix_rate"]:
+        return head + "fix rows not applicable (the task's error model has no error kinds to inject)"
     sites = [s for s in SITES if s != "own" or any(summary["n"][k].get("own") for k in summary["n"])]
     cells = [f"{kind} " + " / ".join(cell(kind, s) if s in summary["fix_rate"][kind] else "–" for s in sites) for kind in summary["fix_rate"]]
-    return (f"[correction matrix, {summary['n_problems']} problems] keep={summary['keep_rate']:.2f}; "
-            f"fix at {' / '.join(sites)} site: " + "; ".join(cells))
+    return head + f"fix at {' / '.join(sites)} site: " + "; ".join(cells)
 
 
 def _rate(values: Sequence[bool]) -> float | None:

@@ -53,7 +53,7 @@ def evaluate_policy(
     episodes = policy.two_turn(problems, sampling, seed)
     records = [s.record() for s in score_all(task, episodes)]
     with timing.stage("confidence", within=("final_eval",)):  # the policy's probability of its own y1 (calibration)
-        for r, ep, logp in zip(records, episodes, policy.sequence_logprobs([ep.turns[0] for ep in episodes])):
+        for r, ep, logp in zip(records, episodes, policy.sequence_logprobs([ep.turns[0] for ep in episodes], sampling.temperature)):
             r.update(logp1=logp, n_tokens1=len(ep.turns[0].completion_ids))
     metrics = summarize(records)
     probe_records = {}

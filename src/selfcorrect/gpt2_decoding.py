@@ -33,6 +33,18 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def _cache_kwarg() -> str:
+    """`create_causal_mask`'s name for the KV cache: `cache` (transformers >= 5.18), `past_key_values` before."""
+    import inspect
+
+    from transformers.masking_utils import create_causal_mask
+
+    return "cache" if "cache" in inspect.signature(create_causal_mask).parameters else "past_key_values"
+
+
+_CACHE_KWARG = _cache_kwarg()
+
+
 def supports(model: nn.Module, top_p: float) -> bool:
     """Whether `decode` reproduces `model.generate` for this model and sampling setting."""
     from transformers import GPT2LMHeadModel
@@ -65,7 +77,7 @@ def decode(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tens
 
         embeds_meta = torch.empty(batch, t0, model.config.n_embd, dtype=tr.wte.weight.dtype, device=input_ids.device)
         mask = create_causal_mask(config=model.config, inputs_embeds=embeds_meta, attention_mask=attention_mask,
-                                  cache=None, position_ids=positions)
+                                  position_ids=positions, **{_CACHE_KWARG: None})
     length = t0 + max_new_tokens
     caches = [(tr.wte.weight.new_empty(batch, heads, length, head_dim), tr.wte.weight.new_empty(batch, heads, length, head_dim))
               for _ in tr.h]

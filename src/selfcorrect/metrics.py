@@ -99,6 +99,9 @@ def summarize(records: Sequence[dict]) -> dict:
         errors_fixed=dict(Counter(error_kind(r["error1"]) for r in records if r["error1"] and r["correct2"])),
         revise=revise_summary(records),  # does y2 change the answer when y1 is wrong, and keep it when right?
     )
+    truncation = truncation_summary(records)  # attempts that hit max_new_tokens, where the records say
+    if truncation is not None:
+        out["truncation"] = truncation
     # the mechanisms that need more than the verdicts: only for records that carry them
     behaviours = behaviour_summary(records)  # the task's `revision_behaviour` labels
     if behaviours is not None:
@@ -106,6 +109,24 @@ def summarize(records: Sequence[dict]) -> dict:
     calibration = calibration_summary(records)  # the policy's probability of its own y1 (`logp1`)
     if calibration is not None:
         out["calibration"] = calibration
+    return out
+
+
+TRUNCATION_WARN = 0.05  # a run whose attempts hit max_new_tokens more often than this says so in its summary
+
+
+def truncation_summary(records: Sequence[dict], threshold: float = TRUNCATION_WARN) -> dict | None:
+    """The share of first and second attempts that hit `max_new_tokens` (`truncated1/2` in the
+    records; None where no record carries them), and whether either exceeds `threshold`: a
+    truncated attempt was cut off before its answer, so its verdict measures the token cap."""
+    out = {}
+    for t in (1, 2):
+        flags = [r[f"truncated{t}"] for r in records if f"truncated{t}" in r]
+        if flags:
+            out[f"t{t}"] = sum(flags) / len(flags)
+    if not out:
+        return None
+    out.update(threshold=threshold, exceeded=any(v > threshold for v in out.values()))
     return out
 
 

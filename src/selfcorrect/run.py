@@ -37,7 +37,7 @@ from selfcorrect.budget import Budget
 from selfcorrect.records import write_json
 from selfcorrect.rl import checkpoint
 from selfcorrect.final_evaluation import final_evaluation, write_final
-from selfcorrect.models import base_model_path, load_base_policy
+from selfcorrect.models import base_model_path, check_precision, load_base_policy
 from selfcorrect.tasks import make_task
 from selfcorrect.tracking import Tracker
 
@@ -63,6 +63,7 @@ def validate(cfg: DictConfig) -> None:
     if cfg.eval.probe.source not in ("base", "none"):
         raise ValueError(f"eval.probe.source must be 'base' or 'none', got {cfg.eval.probe.source!r}")
     family = catalog.arm(cfg.arm.name).family  # unknown arm names fail here, before the base model is built
+    check_precision(cfg.model, trained=family != "none")
     tuned = OmegaConf.select(cfg, "tuned_lr")
     if tuned is not None and OmegaConf.is_interpolation(cfg.budget, "lr") and cfg.arm.lr_key not in tuned:
         raise ValueError(f"no tuned learning rate for arm {cfg.arm.lr_key!r} in conf/tuned_lr/ (this testbed's table "
@@ -131,6 +132,7 @@ def _run_main(cfg: DictConfig, run_dir: Path, group: str, prepared, clock: timin
             paper_policy = get_arm(cfg.arm.name)(ctx)
         status["train_s"] = round(time.time() - t_train, 1)
         policy, paper_other, choice = selection.choose(ctx, paper_policy)
+        policy, paper_other = policy.merged(), paper_other and paper_other.merged()  # LoRA folded in (lora.py)
         if not cfg.eval.test:  # a tuning run: training and the checkpoint choice on validation only
             metrics = {"checkpoint": choice, "budget": ctx.budget_spent or Budget.from_cfg(cfg.budget).spent(0, 0, 0),
                        **({"arm": ctx.extra_metrics} if ctx.extra_metrics else {})}
@@ -164,6 +166,7 @@ def _run_main(cfg: DictConfig, run_dir: Path, group: str, prepared, clock: timin
             tracker.finish()
             checkpoint.prune(run_dir / "checkpoints")  # complete: the resume states are no longer needed
         status["stages"] = clock.split()
+        status["max_rss_gb"] = max_rss_gb()
         write_json(run_dir / "run.json", status)
     except BaseException as e:
         status.update(status="failed", error=f"{type(e).__name__}: {e}", traceback=traceback.format_exc(), stages=clock.split())
@@ -200,6 +203,13 @@ def machine_info() -> dict:
             "threads": torch.get_num_threads()}
 
 
+def max_rss_gb() -> float:
+    """The run process's peak resident memory (a real model's run holds GBs: a sweep's machine must have them)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
+
+
 def weights_sha256(model) -> str:
     """A hash of a model's weights, to tell whether two runs started from the same base."""
     import hashlib
@@ -212,11 +222,19 @@ def weights_sha256(model) -> str:
 
 
 def summary_line(cfg: DictConfig, m: dict, run_dir: Path) -> str:
-    return (
+    """One line per run; a second, a warning, when more attempts hit `max_new_tokens` than
+    `metrics.TRUNCATION_WARN` allows (their verdicts measure the token cap, not the policy)."""
+    line = (
         f"[{cfg.arm.name} seed={cfg.seed}] Acc@t1={m['acc_t1']:.3f} Acc@t2={m['acc_t2']:.3f} "
         f"Δ={m['delta']:+.3f} i→c={m['delta_i2c']:.3f} c→i={m['delta_c2i']:.3f} "
         f"no-edit={m['no_edit_rate']:.3f} → {run_dir}"
     )
+    tr = m.get("truncation")
+    if tr and tr["exceeded"]:
+        shares = ", ".join(f"turn {k[1]} {v:.1%}" for k, v in tr.items() if k in ("t1", "t2"))
+        line += (f"\n[{cfg.arm.name} seed={cfg.seed}] WARNING: attempts hit max_new_tokens={cfg.eval.max_new_tokens} "
+                 f"({shares}; threshold {tr['threshold']:.0%}): raise eval.max_new_tokens or give the task a stop string")
+    return line
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")

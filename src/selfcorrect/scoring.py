@@ -34,7 +34,13 @@ class ScoredEpisode:
         return self.episode.y2
 
     def record(self) -> dict:
-        return attempt_record(self.problem, self.y1, self.y2, self.v1, self.v2, self.behaviour)
+        """The episode's row; `truncated1/2` (the attempt hit `max_new_tokens`) for every generated attempt
+        (not for a first attempt given from outside, whose finish is unknown)."""
+        row = attempt_record(self.problem, self.y1, self.y2, self.v1, self.v2, self.behaviour)
+        for t, turn in enumerate(self.episode.turns[:2], start=1):
+            if turn.finish:
+                row[f"truncated{t}"] = turn.truncated
+        return row
 
 
 def attempt_record(p: Problem, y1: str, y2: str, v1: Verdict, v2: Verdict, behaviour: str | None = None) -> dict:

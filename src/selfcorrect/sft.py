@@ -78,13 +78,22 @@ class EvaluateEvery(TrainerCallback):
 
 def sft_config(budget: Budget, sft_cfg, steps: int, seed: int, output_dir, device: torch.device | str = "cpu", bf16: bool = False) -> SFTConfig:
     """TRL settings: the budget's optimizer, schedule and batch size, prompt-completion loss only,
-    on the policy's device (bf16 only where the model is bf16, i.e. on GPUs; TRL's bf16 default is
-    off on CPU), no checkpoints, no reporting."""
+    on the policy's device, bf16 autocast over fp32 master weights where the policy computes in bf16
+    (`model.compute_dtype`; TRL's bf16 default is off here), no checkpoints, no reporting. `sft_cfg.micro_batch`:
+    each step's sequences in micro-batches whose gradients accumulate (the loss is normalised over the whole step's
+    tokens, so the update is the same)."""
     if steps <= 0:
         raise ValueError(f"SFT needs a positive number of steps, got {steps!r}")
+    batch = budget.trainer_args(steps)
+    micro = sft_cfg.get("micro_batch") if hasattr(sft_cfg, "get") else None
+    if micro:  # a step's sequences forwarded `micro` at a time, their gradients accumulated: the same update, less memory
+        if not isinstance(micro, int) or micro <= 0 or budget.sequences_per_step % micro:
+            raise ValueError(f"arm.sft.micro_batch={micro!r} must be a positive divisor of budget.sequences_per_step="
+                             f"{budget.sequences_per_step}")
+        batch.update(per_device_train_batch_size=micro, gradient_accumulation_steps=budget.sequences_per_step // micro)
     return SFTConfig(
         output_dir=str(output_dir),
-        **budget.trainer_args(steps),
+        **batch,
         logging_steps=int(sft_cfg.logging_steps),
         seed=int(seed),
         data_seed=int(seed),
@@ -130,7 +139,7 @@ def sft_train(ctx, policy: Policy, traces: Sequence[dict], steps: int, seed: int
         ctx.restore_snapshots(0)
     callback = EvaluateEvery(ctx, policy, int(sft_cfg.eval_every), offset, at_start, last=int(ctx.cfg.budget.gradient_steps))
     t0 = time.time()
-    args = sft_config(budget, sft_cfg, steps, seed, out, policy.model.device, policy.model.dtype == torch.bfloat16)
+    args = sft_config(budget, sft_cfg, steps, seed, out, policy.model.device, policy.compute_dtype == "bfloat16")
     trainer = make_trainer(policy, traces, args, [callback])
     t_prep = time.time() - t0
     result = trainer.train()

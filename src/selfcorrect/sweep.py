@@ -45,6 +45,13 @@ class Testbed:
     experiments: tuple[str, ...]
     tuning: tuple[str, ...]     # the experiments of `make tune` (--mode tune)
     shared_base: str | None = None  # runs trained from one base model, into <sweep dir>/shared_base (sweep mode)
+    # one process per run, one run at a time (`python -m selfcorrect ... hydra.run.dir=<sweep>/<run>`) instead of
+    # Hydra's joblib multirun: a real model's run holds GBs (the model, its optimizer, vLLM's KV cache) that a
+    # shared worker process would keep between runs
+    isolated: bool = False
+    # overrides every run of the testbed gets (top-level keys such as `threads` cannot be set by an experiment file:
+    # config.yaml's own keys come after it in the defaults list)
+    overrides: tuple[str, ...] = ()
 
 
 TESTBEDS = (
@@ -53,11 +60,17 @@ TESTBEDS = (
     Testbed("answer_first", "-answer_first", ("answer_first_sweep", "answer_first_dial"),
             ("tune_answer_first", "tune_answer_first_dial"), "answer_first_shared_base"),
 )
+# `make sweep-real`: the pre-registered real-model experiment (SmolLM2-135M-Instruct on a reasoning-gym task),
+# never part of `make sweep`'s default testbeds; its summary is experiments/summarize_real.py
+REAL_TESTBEDS = (
+    Testbed("smollm2", "", ("smollm2_reasoning_gym_base", "smollm2_reasoning_gym"), (), isolated=True,
+            overrides=("threads=2",)),  # one job: vLLM and the trainer share both cores
+)
 MODES = ("sweep", "tune")
 
 
-def planned_runs(experiment: str, overrides: Sequence[str] = ()) -> dict[str, str]:
-    """{run-directory name: arm label}, in launch order, of `python -m selfcorrect -m
+def planned_jobs(experiment: str, overrides: Sequence[str] = ()) -> dict[str, tuple[str, list[str]]]:
+    """{run-directory name: (arm label, the job's overrides)}, in launch order, of `python -m selfcorrect -m
     experiment=<experiment> *overrides`: the experiment's `hydra.sweeper.params` expanded as Hydra's
     BasicSweeper does, each job named by its overrides as `hydra.job.override_dirname` names it
     (sorted, excluded keys dropped); the label is the job's arm (the experiment's own arm when the
@@ -73,14 +86,19 @@ def planned_runs(experiment: str, overrides: Sequence[str] = ()) -> dict[str, st
     jobs = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(params + fixed), None)[0]
     exclude = set(cfg.hydra.job.config.override_dirname.exclude_keys)
     sep = cfg.hydra.job.config.override_dirname.item_sep
-    plan = {}
+    plan: dict[str, tuple[str, list[str]]] = {}
     for job in jobs:
         kv = dict(o.split("=", 1) for o in job)
         arm = kv.get("arm", cfg.arm.name)
         named = [o for o in job if o.split("=", 1)[0] not in exclude and not o.startswith(("hydra.", "hydra/"))]
-        plan[sep.join(sorted(named))] = (
-            f"{arm}[{kv['arm.error_model']}]" if "arm.error_model" in kv else arm)
+        label = f"{arm}[{kv['arm.error_model']}]" if "arm.error_model" in kv else arm
+        plan[sep.join(sorted(named))] = (label, [o for o in job if not o.startswith("experiment=")])
     return plan
+
+
+def planned_runs(experiment: str, overrides: Sequence[str] = ()) -> dict[str, str]:
+    """{run-directory name: arm label} of `planned_jobs`."""
+    return {name: label for name, (label, _) in planned_jobs(experiment, overrides).items()}
 
 
 @dataclass
@@ -179,6 +197,8 @@ class Sweep:
     def analysis(self, tb: Testbed) -> list[tuple[str, str, list[str]]]:
         """(label, output file, command) of the steps after a testbed's runs."""
         d = self.dir(tb)
+        if tb in REAL_TESTBEDS:
+            return [("summary", "summary.out", [self.python, str(ROOT / "experiments/summarize_real.py"), str(d)])]
         if self.mode == "tune":
             return [("tuning table", "tune.out", [self.python, "-m", "selfcorrect.tune", str(d), "--testbed", tb.name])]
         return [("summary", "summary.out", [self.python, str(ROOT / "experiments/summarize_sweep.py"), str(d)]),
@@ -189,9 +209,14 @@ class Sweep:
         """The testbed's multiruns (their output to sweep.log), then its summary and figures
         (summary.out, figures.out); stops at the first step that fails."""
         d, t0 = self.dir(tb), time.time()
-        steps = [(f"runs {e}", "sweep.log", [self.python, "-m", "selfcorrect", "-m", f"experiment={e}", *self.overrides,
-                                            f"hydra.sweep.dir={d / sub}", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={self.jobs}"])
-                 for e, sub in self.experiments(tb)]
+        if tb.isolated:  # one process per planned run, in order (the run's own directory: resume as in a multirun)
+            steps = [(f"run {name}", "sweep.log", [self.python, "-m", "selfcorrect", f"experiment={e}", *job, *tb.overrides,
+                                                   f"hydra.run.dir='{d / sub / name}'"])
+                     for e, sub in self.experiments(tb) for name, (_, job) in planned_jobs(e, self.overrides).items()]
+        else:
+            steps = [(f"runs {e}", "sweep.log", [self.python, "-m", "selfcorrect", "-m", f"experiment={e}", *self.overrides,
+                                                f"hydra.sweep.dir={d / sub}", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={self.jobs}"])
+                     for e, sub in self.experiments(tb)]
         steps += self.analysis(tb)
         try:
             for label, out, cmd in steps:
@@ -257,7 +282,8 @@ class Sweep:
         self.report(self.line())
         for tb in self.testbeds:
             if tb.name in self.wall:
-                shown = self.dir(tb) / ("figures/main_table.md" if self.mode == "sweep" else "tune.out")
+                shown = self.dir(tb) / ("summary.out" if tb in REAL_TESTBEDS else
+                                        "figures/main_table.md" if self.mode == "sweep" else "tune.out")
                 print(f"\n## {tb.name} ({self.dir(tb)})\n\n{shown.read_text() if shown.exists() else ''}", flush=True)
                 where = (f"tables and figures in {self.dir(tb) / 'figures'}, per-run summary in {self.dir(tb) / 'summary.out'}"
                          if self.mode == "sweep" else f"learning rates in conf/tuned_lr/{tb.name}.yaml, table in experiments/tuning/{tb.name}.md")
@@ -274,14 +300,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seeds", type=int, default=10, help="seeds per arm (the `seeds` Hydra knob)")
     ap.add_argument("--jobs", type=int, default=2, help="joblib workers per testbed (one CPU thread each)")
     ap.add_argument("--every", type=float, default=60.0, help="seconds between progress lines")
-    ap.add_argument("--testbeds", default=",".join(tb.name for tb in TESTBEDS), help="comma-separated testbeds")
+    ap.add_argument("--testbeds", default=",".join(tb.name for tb in TESTBEDS),
+                    help=f"comma-separated testbeds (default: the embedded ones; {', '.join(tb.name for tb in REAL_TESTBEDS)}: make sweep-real)")
     ap.add_argument("--mode", choices=MODES, default="sweep", help="sweep: the experiment sweeps; tune: `make tune`")
     ap.add_argument("overrides", nargs="*", help="further Hydra overrides for every run (e.g. eval.n_problems=500)")
     args = ap.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1 or args.every <= 0:
         raise SystemExit(f"--seeds and --jobs must be >= 1 and --every > 0, got {args.seeds}, {args.jobs}, {args.every}")
     names = [n.strip() for n in args.testbeds.split(",") if n.strip()]
-    known = {tb.name: tb for tb in TESTBEDS}
+    known = {tb.name: tb for tb in (*TESTBEDS, *REAL_TESTBEDS)}
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise SystemExit(f"unknown testbed(s) {unknown or names}; known: {sorted(known)}")

@@ -4,6 +4,8 @@ teacher dial in each task's own order of its error models)."""
 
 from __future__ import annotations
 
+from itertools import zip_longest
+
 from selfcorrect import catalog
 from selfcorrect.tasks import error_model_classes
 
@@ -11,8 +13,10 @@ from selfcorrect.tasks import error_model_classes
 ARM_ORDER = tuple(catalog.arms())
 ARM_NAMES = {name: arm.display for name, arm in catalog.arms().items()}
 # the teacher dial's order: each task's teacher error models in its error model's own order
-# (`teacher_models`), interleaved over the registered tasks that have an error model
-ERROR_MODEL_ORDER = tuple(dict.fromkeys(m for ms in zip(*(c.teacher_models for c in error_model_classes().values())) for m in ms))
+# (`teacher_models`), interleaved over the registered tasks that have an error model (to the longest list:
+# a task with fewer teacher models must not cut the others' short)
+ERROR_MODEL_ORDER = tuple(dict.fromkeys(
+    m for ms in zip_longest(*(c.teacher_models for c in error_model_classes().values())) for m in ms if m is not None))
 
 
 def run_label(run_name: str, config: dict) -> str:

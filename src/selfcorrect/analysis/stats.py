@@ -144,6 +144,55 @@ def sign_flip_p(d, n_draws: int = 100_000, seed: int = 0) -> float:
     return float(np.mean(np.abs(signs @ d / len(d)) >= observed))
 
 
+def t_test_p(d) -> float:
+    """Two-sided p of the one-sample t-test that the per-seed differences `d` have mean 0 (n − 1 df);
+    NaN for fewer than 2 values. With 3 seeds the exact sign-flip test cannot go below 0.25, so a
+    3-seed rule needs the t-test (normality of the per-seed differences is then assumed)."""
+    from scipy.stats import t
+
+    x = _finite_1d(d)
+    if len(x) < 2:
+        return float("nan")
+    se = x.std(ddof=1) / math.sqrt(len(x))
+    if se == 0:
+        return 0.0 if x.mean() != 0 else 1.0
+    return float(2 * t.sf(abs(x.mean()) / se, len(x) - 1))
+
+
+def tost_p(d, margin: float) -> float:
+    """Two one-sided t-tests (n − 1 df) that the mean of the per-seed differences `d` lies within
+    (−margin, +margin): the larger of the two one-sided p-values (equivalence at level α iff < α)."""
+    from scipy.stats import t
+
+    x = _finite_1d(d)
+    if len(x) < 2 or not margin > 0:
+        return float("nan")
+    se = x.std(ddof=1) / math.sqrt(len(x))
+    if se == 0:
+        return 0.0 if abs(x.mean()) < margin else 1.0
+    lower = t.sf((x.mean() + margin) / se, len(x) - 1)  # H0: mean <= -margin
+    upper = t.cdf((x.mean() - margin) / se, len(x) - 1)  # H0: mean >= +margin
+    return float(max(lower, upper))
+
+
+def problem_paired(a, b) -> tuple[float, float, float, float]:
+    """a − b over the test problems, conditional on the trained seeds: each problem's value averaged
+    over each arm's seeds ([n_seeds, n_problems] grids), then the paired t interval and p over problems
+    (mean, lo, hi, p). It asks whether *these* trained models differ, not whether the training
+    procedure does (that is the seed-level test)."""
+    from scipy.stats import t
+
+    va, vb = _grid(a).mean(axis=0), _grid(b).mean(axis=0)
+    if va.shape != vb.shape:
+        raise ValueError(f"paired over problems needs the same problems: {va.shape} vs {vb.shape}")
+    d = va - vb
+    n = len(d)
+    m, se = float(d.mean()), float(d.std(ddof=1) / math.sqrt(n))
+    half = t_quantile(0.975, n - 1) * se
+    p = float(2 * t.sf(abs(m) / se, n - 1)) if se > 0 else (0.0 if m != 0 else 1.0)
+    return m, m - half, m + half, p
+
+
 def holm(p_values: Mapping[str, float]) -> dict[str, float]:
     """Holm–Bonferroni adjusted p-values of a family of tests (step-down; monotone; NaN stays NaN)."""
     items = [(k, p) for k, p in p_values.items() if not (isinstance(p, float) and math.isnan(p))]

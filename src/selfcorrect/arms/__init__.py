@@ -54,10 +54,10 @@ class ArmContext:
         return Candidates(self.run_dir)
 
     def new_policy(self) -> Policy:
-        """A fresh, trainable copy of the base policy."""
+        """A fresh, trainable copy of the base policy (with a fresh LoRA adapter when `model.lora` is on)."""
         from selfcorrect.models import open_policy
 
-        return open_policy(self.base_path, self.task, self.cfg.model)
+        return open_policy(self.base_path, self.task, self.cfg.model, adapter_seed=self.seed)
 
     def evaluate(self, policy: Policy, step: int, split: str = "val", offline: list[OfflineAttempts] | None = None) -> dict:
         """Greedy two-turn metrics on `eval.n_monitor` held-out problems, plus the mismatch probe

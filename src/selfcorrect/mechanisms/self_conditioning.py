@@ -15,7 +15,8 @@ them greedily:
 
 `self_conditioning.jsonl` holds one record per attempt chain ({id, k, y1, turns: [y2, ...],
 correct: [c1, c2, ...]}); `summarize_self_conditioning` recomputes the summary from them (the
-results loader does). A task whose error model writes fewer errors than asked gets the k it can.
+results loader does). A task whose error model writes fewer errors than asked gets the k it can; one
+without an error model, or whose error model has no error kinds (reasoning_gym), is skipped with a note.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ def self_conditioning(policy, task: Task, problems: Sequence[Problem], sampling,
     errors = make_error_model(task)
     if errors is None:
         return {"skipped": f"task {task.name!r} has no error model to inject errors with"}, []
+    if not errors.kinds:
+        return {"skipped": f"not applicable: the error model of task {task.name!r} has no error kinds to inject"}, []
     chosen = list(problems[:n_problems])
     by_id = {p.id: p for p in chosen}
     rows = first_attempts(errors, chosen, seed, max_errors)

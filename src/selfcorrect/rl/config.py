@@ -38,8 +38,15 @@ class RLConfig:
     # the step's prompts are sampled in this many equal shares, share r with seed(s) + r·stride
     # (at least one per process; set it to N in one process to draw the episodes of an N-process run)
     rollout_shards: int = 1
-    # vLLM rollouts: not implemented, refused by grpo_engine.grpo_args (off by default)
+    # TRL's own vLLM rollouts: refused by grpo_engine.grpo_args (the episodes come from the policy's engine:
+    # model.engine=vllm generates them through selfcorrect.vllm_engine)
     use_vllm: bool = False
+    # reuse the sampler's log-probs of the sampled tokens (vLLM gives them) for the KL term instead of a
+    # no-grad forward pass of the policy (grpo_engine; ignored when the engine gives none)
+    sampler_logprobs: bool = True
+    # rows per forward/backward pass within a step (None: the whole step at once); the gradients of a step's
+    # micro-batches accumulate into the one update (grpo_engine.grpo_args): less memory, the same update
+    micro_batch: int | None = None
 
     @classmethod
     def from_cfg(cls, arm: DictConfig, budget: DictConfig | Budget) -> "RLConfig":
@@ -109,6 +116,8 @@ class RLConfig:
             budget=budget,
             rollout_shards=num("rollout_shards", 0, integer=True, strict=True) if "rollout_shards" in a else 1,
             use_vllm=_flag(a, "use_vllm"),
+            sampler_logprobs=_flag(a, "sampler_logprobs", default=True),
+            micro_batch=num("micro_batch", 0, integer=True, strict=True) if a.get("micro_batch") is not None else None,
         )
 
     def stages_by_step(self) -> list[str]:
@@ -128,8 +137,8 @@ class RLConfig:
         return [s for s in range(first, total + 1) if (total - s) % self.select_every == 0]
 
 
-def _flag(arm: dict, key: str) -> bool:
-    v = arm.get(key, False)
+def _flag(arm: dict, key: str, default: bool = False) -> bool:
+    v = arm.get(key, default)
     if not isinstance(v, bool):
         raise ValueError(f"arm.{key} must be true or false, got {v!r}")
     return v

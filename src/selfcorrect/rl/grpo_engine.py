@@ -43,6 +43,17 @@ from selfcorrect.tasks.base import Problem  # noqa: E402
 INSTRUCTION, TURN1, TURN2 = 0, 1, 2  # per completion token: which part of the episode it is
 
 
+def sampler_logprobs(ep: Episode, turn: Sequence[int]) -> list[float] | None:
+    """The sampler's log-probs laid over one packed completion (`pack`'s turn codes): turn 1's and
+    turn 2's tokens get theirs, the instruction 0 (it is never trained); None when either sampled
+    attempt came without them (the transformers engine gives none)."""
+    lp1, lp2 = ep.turns[0].logprobs, ep.turns[1].logprobs
+    if lp2 is None or (TURN1 in turn and lp1 is None):
+        return None
+    it1, it2 = iter(lp1 or ()), iter(lp2)
+    return [next(it1) if t == TURN1 else next(it2) if t == TURN2 else 0.0 for t in turn]
+
+
 def pack(p1: Sequence[int], c1: Sequence[int], p2: Sequence[int], c2: Sequence[int]) -> tuple[list[int], list[int], list[int]]:
     """(prompt, completion, turn of each completion token) of one episode. When the turn-2
     prompt continues x + y1 token for token (it is re-rendered from y1's text), the completion is
@@ -77,8 +88,8 @@ def two_turn_tokens(policy: Policy, problems: Sequence[Problem], sampling: Sampl
     every episode packs into one row; identical episodes whenever y1 round-trips."""
     firsts = policy.attempt(problems, [[] for _ in problems], sampling, seed)
     prompts = [continued_prompt(policy, p, t) or policy.prompt_ids(p, [t.text]) for p, t in zip(problems, firsts)]
-    seconds = policy.generate(prompts, sampling, seed + 7919)  # Policy.two_turn's turn-2 seed
-    return [Episode(p, [t, Turn(q, c, policy.decode(c))]) for p, t, q, c in zip(problems, firsts, prompts, seconds)]
+    seconds = policy.complete(prompts, sampling, seed + 7919)  # Policy.two_turn's turn-2 seed
+    return [Episode(p, [t, policy.turn(q, c)]) for p, t, q, c in zip(problems, firsts, prompts, seconds)]
 
 
 def no_dropout(model: nn.Module) -> None:
@@ -111,19 +122,25 @@ def positions_from_mask(model: nn.Module) -> None:
 
 def grpo_args(rl, output_dir: str, steps: int, processes: int = 1, **overrides) -> GRPOConfig:
     """GRPOConfig for one SCoRe episode batch per optimizer step, split evenly over `processes`:
-    no KL of its own, one update per generation, the budget's optimizer settings, float32 on CPU."""
+    no KL of its own, one update per generation, the budget's optimizer settings; bf16=True (an
+    override) is bf16 autocast over the fp32 master weights (`model.compute_dtype`)."""
     n = rl.prompts_per_step * rl.samples_per_prompt // processes
+    # one generation batch per optimizer step, forwarded in `micro` chunks of `rl.micro_batch` rows whose gradients
+    # accumulate (the "dapo" normaliser counts the whole generation batch's tokens: the same update)
+    if rl.micro_batch and n % rl.micro_batch:
+        raise ValueError(f"arm.micro_batch={rl.micro_batch} does not divide the {n} episodes of a step on each process")
+    micro = n // rl.micro_batch if rl.micro_batch else 1
     kw = dict(
         output_dir=output_dir, **rl.budget.trainer_args(steps), num_generations=rl.samples_per_prompt,
-        gradient_accumulation_steps=1, steps_per_generation=1, num_iterations=1, beta=0.0, loss_type="dapo",
+        gradient_accumulation_steps=micro, steps_per_generation=micro, num_iterations=1, beta=0.0, loss_type="dapo",
         temperature=rl.temperature, max_completion_length=3 * rl.max_new_tokens, mask_truncated_completions=False,
         use_cpu=not torch.cuda.is_available(), bf16=False, gradient_checkpointing=False, report_to=[],
         logging_steps=1, disable_tqdm=True, save_strategy="no", dataloader_num_workers=0, seed=0, remove_unused_columns=False,
     )
-    kw["per_device_train_batch_size"] = n
+    kw["per_device_train_batch_size"] = n // micro
     if rl.use_vllm:  # refused rather than passed on: GRPOTrainer's vLLM engine would load and sit unused
-        raise NotImplementedError("arm.use_vllm=true: vLLM rollouts are not implemented; the episodes are sampled "
-                                  "by Policy.generate (rl/grpo_run.py), so a vLLM engine would go unused")
+        raise NotImplementedError("arm.use_vllm=true (TRL's vLLM engine): the episodes are sampled by the policy's own "
+                                  "engine (rl/grpo_run.py); for vLLM rollouts set model.engine=vllm")
     kw.update(overrides)
     return GRPOConfig(**kw)
 
@@ -144,6 +161,7 @@ class SCoReGRPOTrainer(GRPOTrainer):
         self.last_rollouts: Rollouts | None = None
         self.last_stats: dict[str, float] = {}
         self.last_unpacked, self.last_update_tokens, self.last_update_s, self.update_times = 0, 0, 0.0, []
+        self._micro_done = 0  # training_step calls so far (micro-batches: gradient_accumulation_steps per optimizer step)
         no_dropout(model)
         super().__init__(model=model, args=args, rollout_func=self._rollout, reward_funcs=[_verifier_reward], **kwargs)
         self.score_ref = ref_model.eval()
@@ -170,6 +188,11 @@ class SCoReGRPOTrainer(GRPOTrainer):
                 for ep in ro.episodes]
         self.last_rollouts = ro
         self._turn_ids = [turn for _, _, turn in rows]
+        # the sampler's log-probs of the sampled tokens, where the engine gives them (vLLM): they are the
+        # policy's own at this step (the engine holds its current weights), so the no-grad forward of the
+        # policy that the KL term needs is skipped (`rl.sampler_logprobs`; equal within 1e-4, tested)
+        lps = [sampler_logprobs(ep, turn) for ep, turn in zip(ro.episodes, self._turn_ids)] if self.rl.sampler_logprobs else []
+        self._sampler_logp = lps if lps and all(lp is not None for lp in lps) else None
         self.last_unpacked = sum(TURN1 not in t for t in self._turn_ids)
         self.last_update_tokens = sum(len(p) + len(c) for p, c, _ in rows)
         env_mask = [[int((t == TURN1 and trains[0]) or (t == TURN2 and trains[1])) for t in turn] for turn in self._turn_ids]
@@ -177,12 +200,29 @@ class SCoReGRPOTrainer(GRPOTrainer):
                 "env_mask": env_mask, "r2": ro.r2.tolist()}
 
     def training_step(self, model, inputs, num_items_in_batch):
-        """The update's time: the whole step less the rollout's sampling."""
+        """The update's time: the optimizer step's forward/backward passes (all its micro-batches) less the
+        rollout's sampling, which happens in the first micro-batch's call."""
+        first = self._micro_done % self.args.gradient_accumulation_steps == 0
         t0 = time.perf_counter()
         out = super().training_step(model, inputs, num_items_in_batch)
-        self.last_update_s = time.perf_counter() - t0 - (self.last_rollouts.gen_s if self.last_rollouts else 0.0)
-        self.update_times.append(self.last_update_s)
+        spent = time.perf_counter() - t0 - (self.last_rollouts.gen_s if first and self.last_rollouts else 0.0)
+        self.last_update_s = spent if first else self.last_update_s + spent
+        self._micro_done += 1
+        if self._micro_done % self.args.gradient_accumulation_steps == 0:
+            self.update_times.append(self.last_update_s)
         return out
+
+    def _prepare_inputs(self, generation_batch):
+        """With micro-batches (`rl.micro_batch`): the step's rows sorted by length into the micro-batches, each
+        trimmed to its own longest prompt and completion, instead of GRPOTrainer's random split that pads every
+        micro-batch to the longest row of the step (the summed gradient is the same; the padding is not computed).
+        Without micro-batches: GRPOTrainer's own."""
+        if not self.model.training or self.args.steps_per_generation == 1:
+            return super()._prepare_inputs(generation_batch)
+        if self._step % (self.args.steps_per_generation * self.num_iterations) == 0 or self._buffered_inputs is None:
+            batch = self._generate_and_score_completions(generation_batch)
+            self._buffered_inputs = length_sorted_chunks(batch, self.args.steps_per_generation)
+        return self._buffered_inputs[self._step % self.args.steps_per_generation]
 
     # --- the per-token advantages --------------------------------------------------------------
     def _generate_and_score_completions(self, inputs):
@@ -196,14 +236,37 @@ class SCoReGRPOTrainer(GRPOTrainer):
         return out
 
     @torch.no_grad()
+    def scored_logps(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        """(B, C) per-token log-probs of the completions under `model` (no grad). With micro-batches
+        (`rl.micro_batch`), in length-sorted chunks of that many rows, each cut to its own longest prompt and
+        completion (`length_sorted_chunks`) and laid back into place: the step's padding is not computed."""
+        width = batch["completion_ids"].size(1)
+        if not self.rl.micro_batch or self.rl.micro_batch >= batch["prompt_ids"].size(0):
+            ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
+            attn = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
+            return self._get_per_token_logps_and_entropies(model, ids, attn, width)[0]
+        rows = batch["prompt_ids"].size(0)
+        keys = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")
+        chunks = length_sorted_chunks({**{k: batch[k] for k in keys}, "row": torch.arange(rows)}, rows // self.rl.micro_batch)
+        out = batch["completion_mask"].new_zeros((rows, width), dtype=torch.float32)
+        for c in chunks:
+            ids = torch.cat([c["prompt_ids"], c["completion_ids"]], 1)
+            attn = torch.cat([c["prompt_mask"], c["completion_mask"]], 1)
+            lp = self._get_per_token_logps_and_entropies(model, ids, attn, c["completion_ids"].size(1))[0]
+            out[c["row"].to(out.device), : lp.size(1)] = lp.float()
+        return out
+
+    @torch.no_grad()
     def score_advantages(self, batch: dict, turn: torch.Tensor) -> torch.Tensor:
         """(B, T) advantages: A_{i,t} of our SCoRe module on the tokens of turn t, 0 elsewhere."""
         ro, stage, rl = self.last_rollouts, self.stage, self.rl
-        ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
-        attn = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
         width = batch["completion_ids"].size(1)
-        logp, _, _ = self._get_per_token_logps_and_entropies(self.model, ids, attn, width)
-        ref_logp, _, _ = self._get_per_token_logps_and_entropies(self.score_ref, ids, attn, width)
+        if self._sampler_logp is not None:
+            logp = pad([torch.tensor(lp, dtype=torch.float32) for lp in self._sampler_logp], padding_value=0.0, padding_side="right")
+            logp = nn.functional.pad(logp, (0, max(width - logp.size(1), 0)))[:, :width].to(batch["completion_ids"].device)
+        else:
+            logp = self.scored_logps(self.model, batch)
+        ref_logp = self.scored_logps(self.score_ref, batch)
         returns = turn_rewards(stage, ro.r1, ro.r2, rl.alpha, rl.gamma, rl.turn2_scale)
         masks = [(turn == code).float() * batch["completion_mask"] for code in (TURN1, TURN2)]
         advs, stats = per_turn_advantages([TurnTokens(logp, ref_logp, m) for m in masks], returns,
@@ -213,9 +276,41 @@ class SCoReGRPOTrainer(GRPOTrainer):
             if a is not None:
                 adv = adv + a[:, None] * m
         stats.update(return_t1=returns[0].mean().item(), return_t2=returns[1].mean().item(),
-                     train_reward=training_reward(stage, ro.r1, ro.r2))
+                     train_reward=training_reward(stage, ro.r1, ro.r2), sampler_logprobs=float(self._sampler_logp is not None))
         self.last_stats = stats
         return adv
+
+
+PROMPT_KEYS = ("prompt_ids", "prompt_mask")  # left-padded [B, P]; every other [B, C] tensor is completion-aligned
+
+
+def length_sorted_chunks(batch: dict, n: int) -> list[dict]:
+    """`batch` (GRPOTrainer's scored generation batch: [B, ...] tensors and length-B lists) as `n` chunks of B/n rows,
+    rows in order of their real length, each chunk's prompts and completions cut to the chunk's longest (prompts
+    are left-padded, completions right-padded); other entries (the token count of the whole batch) are kept."""
+    rows = batch["prompt_ids"].size(0)
+    if rows % n:
+        raise ValueError(f"{rows} rows do not split into {n} micro-batches")
+    lengths = batch["prompt_mask"].sum(1) + batch["completion_mask"].sum(1)
+    order = torch.argsort(lengths, stable=True)
+    width_p, width_c = batch["prompt_ids"].size(1), batch["completion_ids"].size(1)
+    chunks = []
+    for idx in order.view(n, rows // n):
+        keep_p = int(batch["prompt_mask"][idx].sum(1).max())
+        keep_c = int(batch["completion_mask"][idx].sum(1).max())
+        chunk = {}
+        for key, value in batch.items():
+            if isinstance(value, torch.Tensor) and value.dim() >= 1 and value.size(0) == rows:
+                value = value[idx.to(value.device)]
+                if value.dim() >= 2 and key in PROMPT_KEYS and value.size(1) == width_p:
+                    value = value[:, width_p - keep_p:]
+                elif value.dim() >= 2 and key not in PROMPT_KEYS and value.size(1) == width_c:
+                    value = value[:, :keep_c]
+            elif isinstance(value, list) and len(value) == rows:
+                value = [value[i] for i in idx.tolist()]
+            chunk[key] = value
+        chunks.append(chunk)
+    return chunks
 
 
 def _verifier_reward(prompts, completions, r2, **kwargs) -> list[float]:

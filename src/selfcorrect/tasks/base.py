@@ -71,7 +71,9 @@ class Task(Protocol):
       model's pretraining corpus on this task from its corpus profile `pre` (`model.pretrain`);
     - `revision_behaviour(problem, y1, y2) -> str`: how the second attempt revised the first, one
       label of the task's `revision_behaviours` (`selfcorrect.mechanisms.behaviours`: their shares
-      and entropy, on wrong and on right first attempts; a task without it has no behaviour block).
+      and entropy, on wrong and on right first attempts; a task without it has no behaviour block);
+    - `prefix_messages(problem) -> list[dict]`: chat messages put before the problem's user message
+      (a system message, worked examples as user / assistant turns; `prompts.conversation`).
 
     A task's error model is not one of its members: it lives beside the task and is paired with it
     in the registry (`selfcorrect.tasks.TASKS`, `make_error_model`)."""
@@ -82,6 +84,8 @@ class Task(Protocol):
     pretraining_sampler: Callable[[Mapping], PretrainingSampler] | None = None
     revision_behaviour: Callable[[Problem, str, str], str] | None = None
     revision_behaviours: tuple[str, ...] = ()
+    prefix_messages: Callable[[Problem], list[dict[str, str]]] | None = None
+    stop: tuple[str, ...] = ()  # strings at which an attempt ends (not kept in it); () = only the EOS token
 
     def problems(self, split: str, n: int, seed: int) -> list[Problem]: ...
 

@@ -89,6 +89,10 @@ REVISE_INSTRUCTION = (
     "Please correct the error, if any, and rewrite the solution. On the last line write the answer as a "
     'number in the form "Final Answer: <number>".'
 )
+# Where an attempt ends besides the end-of-turn token: SmolLM2 follows its answer with a problem of its own
+# ("Problem: ..." after the worked example's format; 91 of 124 attempts ran to the token cap without this).
+# The attempt ends where such a continuation starts (the stop string is not kept; Policy reads `task.stop`).
+STOP = ("\nProblem:", "\nExample problem:", "\nExample solution:")
 PROMPT_TEMPLATE = "{instruction}\n\nProblem:\n{problem}"
 # One solved problem in the generator's wording and the verifier's answer form (the error model's
 # worked-solution form); `worked_example` puts it between the instruction and the problem (issue 24,
@@ -141,7 +145,11 @@ class WordMathTask(Task):
         parse_timeout_s: int = 5,
         max_operand: int | None = None,
         worked_example: str | None = None,
+        stop: Sequence[str] = STOP,
     ):
+        if isinstance(stop, str) or not all(isinstance(x, str) and x for x in stop):
+            raise ValueError(f"word_math: stop must be a list of non-empty strings, got {stop!r}")
+        self.stop = tuple(stop)
         if isinstance(n_steps, bool) or not isinstance(n_steps, int) or not 1 <= n_steps <= 4:
             raise ValueError(f"word_math: n_steps must be an integer in 1..4, got {n_steps!r}")
         if isinstance(max_number, bool) or not isinstance(max_number, int) or not 3 <= max_number <= 1000:
