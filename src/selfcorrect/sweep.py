@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from selfcorrect.analysis.sparsity import SHARED_BASE_DIR
+from selfcorrect.provenance import provenance
 from selfcorrect.run import CONF_DIR
 
 ROOT = Path(CONF_DIR).parent
@@ -260,16 +261,27 @@ class Sweep:
                 with open(self.dir(tb) / "progress.log", "a") as f:
                     f.write(text + "\n")
 
-    def run(self) -> int:
+    def start(self) -> None:
+        """The directories, what this launch runs on (`provenance.jsonl`: one line per launch; each run's
+        run.json has its own `code`), the plan and how to resume it."""
+        code = provenance()
         for tb in self.testbeds:
             self.dir(tb).mkdir(parents=True, exist_ok=True)
             self.already[tb.name] = set(Progress.read(self.dir(tb), self.plans[tb.name]).complete)
+            # what each launch of this sweep ran on (each run's run.json has its own `code` too)
+            with open(self.dir(tb) / "provenance.jsonl", "a") as f:
+                f.write(json.dumps({"launched": time.strftime("%Y-%m-%dT%H:%M:%S"), **code}) + "\n")
         plan = ", ".join(f"{tb.name}: {len(self.plans[tb.name])} runs ({len(self.already[tb.name])} already complete) "
                          f"in {self.dir(tb)}" for tb in self.testbeds)
         what = f"{self.seeds} seeds" if self.mode == "sweep" else "tuning (lr_grid × tune_seeds)"
         self.report(f"[{self.mode}] {what}, {self.jobs} jobs per testbed; {plan}")
-        self.report(f"[{self.mode}] if interrupted, resume with: make {self.mode} "
-                    f"{'SWEEP_DIR' if self.mode == 'sweep' else 'TUNE_DIR'}={self.base_dir}")
+        real = all(tb in REAL_TESTBEDS for tb in self.testbeds)
+        target, var = (("sweep-real", "REAL_DIR") if real else ("sweep", "SWEEP_DIR")) if self.mode == "sweep" \
+            else ("tune", "TUNE_DIR")
+        self.report(f"[{self.mode}] if interrupted, resume with: make {target} {var}={self.base_dir}")
+
+    def run(self) -> int:
+        self.start()
         threads = [threading.Thread(target=self.pipeline, args=(tb,), daemon=True) for tb in self.testbeds]
         for t in threads:
             t.start()
