@@ -18,6 +18,7 @@ Every number is recomputed from the runs' saved records (`analysis.results.load_
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -41,6 +42,8 @@ TABLE = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "fix_rate", "bre
 
 def per_seed(sweep, label: str, metric: str) -> dict[int, float]:
     runs = sweep.runs[sweep.runs["label"] == label]
+    if metric not in runs:  # a measure these runs do not record (older runs: truncation)
+        return {}
     return {int(s): float(v) for s, v in zip(runs["seed"], runs[metric]) if v == v}
 
 
@@ -143,6 +146,26 @@ def probe_table(sweep) -> str:
     return "\n".join(lines)
 
 
+TARGET_ARM_MIN = 20  # issue 30: one RL arm at the CPU experiment's budget in at most 20 minutes
+COST_STAGES = ("sampling", "updates", "monitoring", "final_eval", "probe", "base_first", "matrix", "sparsity")
+
+
+def cost_table(sweep) -> str:
+    """Per arm: mean wall minutes per run (max), where the time went (run.json `stages`, mean seconds), peak memory,
+    and whether an RL arm met the 20-minute target."""
+    lines = ["| arm | runs | min per run (max) | " + " | ".join(COST_STAGES) + " | max RSS GB | ≤ 20 min |",
+             "|---|---|---|" + "---|" * len(COST_STAGES) + "---|---|"]
+    for label in sweep.labels:
+        stats = [json.loads((Path(p) / "run.json").read_text()) for p in sweep.runs[sweep.runs["label"] == label]["path"]]
+        walls = [st.get("wall_s", float("nan")) / 60 for st in stats]
+        stages = [np.mean([st.get("stages", {}).get(k, 0.0) for st in stats]) for k in COST_STAGES]
+        rss = max(st.get("max_rss_gb", float("nan")) for st in stats)
+        met = "yes" if max(walls) <= TARGET_ARM_MIN else "**no**"
+        lines.append(f"| {display_name(label)} | {len(stats)} | {np.mean(walls):.1f} ({max(walls):.1f}) | "
+                     + " | ".join(f"{x:.0f}" for x in stages) + f" | {rss:.1f} | {met} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sweep", type=Path)
@@ -162,6 +185,7 @@ def main(argv=None) -> int:
         "## Main table (per cent; mean over training seeds [t interval, n − 1 df])", main_table(sweep),
         "## Primary family", text,
         "## Mismatch probe (offline − own first attempts, matched problems; per cent, mean over seeds)", probe_table(sweep),
+        "## Cost per run (wall minutes; stages in seconds, mean over the arm's runs; run.json)", cost_table(sweep),
     ])
     if walls is not None:
         out += f"\n\nRun wall time: {walls.sum() / 60:.0f} min in all."
