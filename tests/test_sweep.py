@@ -111,3 +111,21 @@ def test_a_launch_records_its_code_and_how_to_resume(tmp_path, capsys):
     lines = [json.loads(x) for x in (tmp_path / "r" / "provenance.jsonl").read_text().splitlines()]
     assert len(lines) == 2 and all(len(x["commit"]) == 40 and "torch" in x["libraries"] for x in lines)
     assert f"resume with: make sweep-real REAL_DIR={tmp_path / 'r'}" in capsys.readouterr().out
+
+
+def test_a_sweep_with_runs_of_other_code_is_refused_unless_allowed(tmp_path):
+    sweep = Sweep(tmp_path / "r", REAL_TESTBEDS, seeds=1, jobs=1, every=60)
+    run = tmp_path / "r" / "arm=score,seed=0"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text("{}")
+    (run / "run.json").write_text(json.dumps({"status": "complete", "code": {"commit": "0" * 40, "dirty": False}}))
+    with pytest.raises(SystemExit, match=f"other code than this checkout's.*{'0' * 40}: 1 runs, e.g. arm=score,seed=0"):
+        sweep.start()
+    (run / "run.json").write_text(json.dumps({"status": "complete"}))  # made before runs recorded their commit
+    with pytest.raises(SystemExit, match="unrecorded: 1 runs"):
+        sweep.start()
+    Sweep(tmp_path / "r", REAL_TESTBEDS, seeds=1, jobs=1, every=60, allow_mixed=True).start()
+    # runs of this checkout's commit resume without a flag
+    head = json.loads((tmp_path / "r" / "provenance.jsonl").read_text().splitlines()[-1])["commit"]
+    (run / "run.json").write_text(json.dumps({"status": "complete", "code": {"commit": head, "dirty": False}}))
+    sweep.start()
