@@ -59,3 +59,36 @@ def test_an_incomplete_sweep_gets_tables_but_no_verdicts(summarize_real, sweep_d
     out = (partial / "summary.md").read_text()
     assert "verdicts withheld" in out and "score seed 2" in out and "| B | predicted |" not in out
     assert "## Main table" in out and "## Cost per run" in out
+
+
+def rows_of(summarize_real, ps):
+    rows = [{"b": f"b{i}", "p": p} for i, p in enumerate(ps)]
+    summarize_real.holm_levels(rows)
+    return [r["level"] for r in rows]
+
+
+def test_interval_levels_follow_holm_and_stop_at_its_first_non_rejection(summarize_real):
+    # raw p 0.011, 0.012: Holm rejects neither at 0.05/5, 0.05/4 -> both (and all later) at the first step's level
+    assert rows_of(summarize_real, [0.011, 0.012, 0.5, 0.6, 0.7]) == [0.01] * 5
+    # 0.001 rejected at 0.01, 0.011 at 0.0125, 0.02 not at 0.05/3 -> held there; an undefined p sorts last
+    assert rows_of(summarize_real, [0.001, 0.011, 0.02, float("nan"), 0.3]) == pytest.approx(
+        [0.01, 0.0125, 0.05 / 3, 0.05 / 3, 0.05 / 3])
+    assert rows_of(summarize_real, [0.001, 0.001, 0.5, 0.6, 0.7])[:2] == [0.01, 0.01]  # ties share a level
+
+
+def test_identical_per_seed_differences_are_not_decided(summarize_real, sweep_dir, monkeypatch):
+    monkeypatch.setattr(summarize_real, "FAMILY", (("base", +1), ("score_copy", +1)))
+    sweep = load_sweep(sweep_dir, warn=False)
+    real = summarize_real.per_seed
+
+    def fake(sw, label, metric, seeds=None):  # an arm whose Δ is SCoRe's minus 0.6 points on every seed
+        if label == "score_copy":
+            return {s: v - 0.006 for s, v in real(sw, "score", metric, seeds).items()}
+        return real(sw, label, metric, seeds)
+
+    monkeypatch.setattr(summarize_real, "per_seed", fake)
+    monkeypatch.setattr(sweep, "grid", lambda label, metric: type(sweep).grid(sweep, "score", metric))
+    _, rows = summarize_real.primary(sweep)
+    copy = next(r for r in rows if r["b"] == "score_copy")
+    assert copy["d"] == pytest.approx([0.006] * 3) and copy["degenerate"]
+    assert copy["verdict"].startswith("not decided (identical per-seed differences") and copy["p_holm"] == 1.0
