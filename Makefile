@@ -70,7 +70,7 @@ sweep-real: install
 # the RL update step before/after (full fine-tuning vs LoRA, sampler log-probs, micro-batches, bf16), one run each
 bench-real: install
 	$(BIN)/python experiments/bench_generation_engines.py --dataset letter_counting --json-out outputs/bench_real.jsonl
-	$(BIN)/python experiments/bench_real_update.py --json-out outputs/bench_real.jsonl
+	$(BIN)/python experiments/bench_real_update.py --variants before,full_reuse,after,lora_after,full_bf16 --json-out outputs/bench_real.jsonl
 
 clean:
 	rm -rf outputs .cache/selfcorrect
