@@ -39,7 +39,7 @@ SEEDS  ?= 10                     # seeds per arm (the `seeds` Hydra knob); SEEDS
 # both embedded testbeds side by side (arithmetic into SWEEP_DIR, answer first into SWEEP_DIR-answer_first),
 # JOBS workers each; progress + ETA every minute (also in <dir>/progress.log), wall time per testbed at the end
 sweep: install
-	$(BIN)/python -m selfcorrect.sweep --dir $(SWEEP_DIR) --seeds $(SEEDS) --jobs $(JOBS)
+	$(BIN)/python -m selfcorrect.sweep --dir $(SWEEP_DIR) --seeds $(SEEDS) --jobs $(JOBS) $(if $(ALLOW_MIXED),--allow-mixed-commits)
 
 # every trained arm × lr_grid × tune_seeds on both testbeds (validation only), then each arm's lr
 # (conf/tuned_lr/<testbed>.yaml, read by `make sweep`; table in experiments/tuning/<testbed>.md)
@@ -47,7 +47,7 @@ ifndef TUNE_DIR
 TUNE_DIR := outputs/tune/$(shell date +%Y-%m-%d_%H-%M-%S)
 endif
 tune: install
-	$(BIN)/python -m selfcorrect.sweep --mode tune --dir $(TUNE_DIR) --jobs $(JOBS)
+	$(BIN)/python -m selfcorrect.sweep --mode tune --dir $(TUNE_DIR) --jobs $(JOBS) $(if $(ALLOW_MIXED),--allow-mixed-commits)
 
 figures: install        # newest sweep, or SWEEP=outputs/sweeps/<stamp>
 	$(BIN)/python experiments/make_figures.py $(if $(SWEEP),--sweep $(SWEEP))
@@ -64,13 +64,13 @@ ifndef REAL_DIR
 REAL_DIR := outputs/sweeps/$(shell date +%Y-%m-%d_%H-%M-%S)-real
 endif
 sweep-real: install
-	$(BIN)/python -m selfcorrect.sweep --testbeds smollm2 --dir $(REAL_DIR) --seeds $(REAL_SEEDS) --jobs 1
+	$(BIN)/python -m selfcorrect.sweep --testbeds smollm2 --dir $(REAL_DIR) --seeds $(REAL_SEEDS) --jobs 1 $(if $(ALLOW_MIXED),--allow-mixed-commits)
 
 # SmolLM2-135M-Instruct on this CPU: HF generate vs transformers' continuous batching vs vLLM on the same prompts, and
 # the RL update step before/after (full fine-tuning vs LoRA, sampler log-probs, micro-batches, bf16), one run each
 bench-real: install
 	$(BIN)/python experiments/bench_generation_engines.py --dataset letter_counting --json-out outputs/bench_real.jsonl
-	$(BIN)/python experiments/bench_real_update.py --json-out outputs/bench_real.jsonl
+	$(BIN)/python experiments/bench_real_update.py --variants before,full_reuse,after,lora_after,full_bf16 --json-out outputs/bench_real.jsonl
 
 clean:
 	rm -rf outputs .cache/selfcorrect

@@ -32,6 +32,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig  
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DIR = ROOT / ".cache/selfcorrect/gguf_models/57b3aba411c1e779"
+TARGET_PCT_OF_PREFILL = 60  # issue 30: decode at >= 60 % of the prefill rate at batch 64
 
 
 def parse_args() -> argparse.Namespace:
@@ -188,6 +189,21 @@ def main() -> None:
     for r in rows:
         print(f"{r['engine']:<18} {r['decoding']:<7} {r['s']:>7} {r['generated_tokens']:>7} {r['tok_s']:>7} "
               f"{r['pct_of_prefill']:>8}%  {r.get('same_as_hf_greedy', '')}")
+    greedy = [r for r in rows if r["decoding"] == "greedy"]
+    hf = next((r for r in greedy if r["engine"] == "hf_generate"), None)
+    if hf:
+        for r in greedy:
+            print(f"{r['engine']}: {r['tok_s'] / hf['tok_s']:.2f}x hf_generate's greedy rate")
+    exact = [r for r in greedy if r["engine"] == "hf_generate" or
+             r.get("same_as_hf_greedy", "").split("/")[0] == r.get("same_as_hf_greedy", "/").split("/")[1]]
+    if exact:
+        best = max(exact, key=lambda r: r["tok_s"])
+        facts["fastest_exact_engine"] = best["engine"]
+        print(f"fastest engine that reproduces the greedy tokens: {best['engine']} (model.engine default for real models: vllm)")
+        met = best["pct_of_prefill"] >= TARGET_PCT_OF_PREFILL
+        facts["target_decode_pct_of_prefill"] = {"target": TARGET_PCT_OF_PREFILL, "measured": best["pct_of_prefill"], "met": met}
+        print(f"target: decode >= {TARGET_PCT_OF_PREFILL} % of the prefill rate at batch {args.batch}: "
+              f"{best['pct_of_prefill']} % -> {'met' if met else 'MISSED'}")
     for n in notes:
         print("note:", n)
     print(f"load average (1 min) {facts['loadavg_start']} at start, {os.getloadavg()[0]:.2f} at end, on {os.cpu_count()} CPUs")

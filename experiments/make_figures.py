@@ -130,11 +130,15 @@ def main(argv=None) -> int:
     paper = tables.main_table(sweep, n_boot=args.n_boot, prefix="paper_checkpoint/")
     paper.to_csv(out / "paper_checkpoints.csv", index=False)
     (out / "paper_checkpoints.md").write_text(tables.table_markdown(paper, secondary=True) + "\n")
-    primary = verdicts.primary_table(sweep, testbed)
-    primary_paper = verdicts.primary_table(sweep, testbed, metric_prefix="paper_checkpoint/") if len(paper) else primary.iloc[:0]
+    missing = verdicts.missing_arms(sweep)
+    primary = verdicts.primary_table(sweep, testbed, partial=True)
+    primary_paper = (verdicts.primary_table(sweep, testbed, metric_prefix="paper_checkpoint/", partial=True)
+                     if len(paper) else primary.iloc[:0])
     primary.to_csv(out / "primary.csv", index=False)
     (out / "primary.md").write_text(
         f"Pre-registered primary comparisons, {testbed} testbed (kept checkpoints: highest validation Acc@t2)\n\n"
+        + (f"**Not the pre-registered family**: no runs of {', '.join(missing)}; Holm over the {len(primary)} "
+           "comparisons present, so these verdicts are not the pre-registered ones.\n\n" if missing else "")
         + verdicts.markdown(primary, display_name)
         + ("\n\nThe same family on the paper's checkpoints (RL best training reward, SFT last step)\n\n"
            + verdicts.markdown(primary_paper, display_name) if len(primary_paper) else "") + "\n")

@@ -8,7 +8,7 @@ paired per-problem difference d_si = x_a,si − x_b,si has a within-seed varianc
 σ²_p (the mean over seeds), and the per-seed means have a variance over seeds σ²_obs. With n_old
 test problems, σ²_obs = σ²_seed + σ²_p / n_old, so σ²_seed = max(σ²_obs − σ²_p / n_old, 0) is what
 more problems cannot remove. At n problems the per-seed difference has s.d.
-√(σ²_seed + σ²_p / n): the rule (written before the 10-seed sweep, README) takes the smallest
+√(σ²_seed + σ²_p / n): the rule (written before the 10-seed sweep, docs/preregistration/2026-12-06_ten_seed_sweep.md) takes the smallest
 candidate n at which that s.d. is at most `--max-inflation` × σ_seed for the median primary comparison,
 i.e. n ≥ σ²_p / ((max_inflation² − 1) σ²_seed). It also prints what 10 seeds can detect
 (`stats.detectable_difference`, 80 % power, two-sided 5 %) at the chosen n.

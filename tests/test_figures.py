@@ -104,6 +104,8 @@ def test_make_figures_cli_draws_every_figure_and_prints_the_table(fixture_sweep,
     assert "## Main table" in out and "| SCoRe | 2 |" in out and str(tmp_path / "1_main_table.png") in out
     assert (tmp_path / "main_table.md").read_text().startswith("| Method |")
     assert (tmp_path / "comparisons.csv").exists() and "[skipped" not in out
+    # the fixture lacks some primary arms: the table says its Holm family is not the pre-registered one
+    assert "**Not the pre-registered family**: no runs of" in (tmp_path / "primary.md").read_text()
     for name in figures.FIGURES:  # the fixture has every arm each figure needs
         for ext in ("png", "pdf"):
             assert (tmp_path / f"{name}.{ext}").stat().st_size > 5000

@@ -1,6 +1,7 @@
 """End to end through the Hydra entry point: composition, validation, run directories."""
 
 import json
+from importlib import metadata
 import os
 import subprocess
 import sys
@@ -33,6 +34,10 @@ def test_base_run_writes_complete_results(tiny_cfg, tmp_path):
     d = tmp_path / "run"
     status = json.loads((d / "run.json").read_text())
     assert status["status"] == "complete"
+    # what produced it: the checkout's commit and dirty flag, the library versions
+    head = subprocess.run(["git", "-C", CONF_DIR, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert status["code"]["commit"] == head and isinstance(status["code"]["dirty"], bool)
+    assert status["code"]["libraries"]["torch"] == metadata.version("torch")
     on_disk = json.loads((d / "metrics.json").read_text())
     assert on_disk["acc_t1"] == metrics["acc_t1"]
     # every metric can be recomputed from the saved generations

@@ -124,7 +124,7 @@ FOUND = written > {cap}
 # controllers), or no fork at all (seccomp) so that threads share one address space; and
 # oom_score_adj 1000 in the child so that the sandbox dies first.
 @pytest.mark.xfail("memory_cgroup" not in isolation().layers, strict=True,
-                   reason="without a memory cgroup per sandbox (not root, or cgroup v2 only) memory is bounded per process (README)")
+                   reason="without a memory cgroup per sandbox (not root, or cgroup v2 only) memory is bounded per process (docs/sandbox.md)")
 def test_memory_is_bounded_per_sandbox_not_per_process():
     small = HumanEvalTask(memory_mb=128)
     fails(gcd(f"""
@@ -176,7 +176,7 @@ time.sleep(3)
 
 
 @pytest.mark.xfail("pids_cgroup" not in isolation().layers, strict=True,
-                   reason="without a pids cgroup per sandbox (not root, or cgroup v2 only) RLIMIT_NPROC is shared by one uid (README)")
+                   reason="without a pids cgroup per sandbox (not root, or cgroup v2 only) RLIMIT_NPROC is shared by one uid (docs/sandbox.md)")
 def test_a_sample_scored_at_the_same_time_cannot_starve_another_of_processes():
     assert TASK.verify(GCD, THREAD_USER).correct   # control: right when scored alone
     victim, hog = scored_together(THREAD_USER, THREAD_HOG)

@@ -161,3 +161,21 @@ def test_seeds_needed_is_the_first_n_whose_detectable_difference_reaches_the_eff
     assert seeds_needed(-2.0, 1.0) == seeds_needed(2.0, 1.0) < n
     assert seeds_needed(0.0, 1.0) is None and seeds_needed(1.0, 0.0) is None
     assert seeds_needed(0.01, 1.0, most=50) is None
+
+
+def test_power_at_a_small_level_matches_a_simulation_of_the_t_test():
+    from scipy.stats import t
+
+    delta = detectable_difference(1.0, 3, alpha=0.01)  # Holm's first step over five comparisons at n = 3
+    x = np.random.default_rng(0).normal(delta, 1.0, size=(200_000, 3))
+    tstat = x.mean(1) / (x.std(1, ddof=1) / np.sqrt(3))
+    rejected = np.mean(2 * t.sf(np.abs(tstat), 2) < 0.01)
+    assert delta == pytest.approx(7.32, abs=0.02) and rejected == pytest.approx(0.80, abs=0.005)
+
+
+def test_identical_per_seed_differences_have_no_t_test():
+    from selfcorrect.analysis.stats import t_test_p, tost_p
+
+    for d in ([0.006] * 3, [0.0] * 3):  # a constant 0.006 has a float s.d. of ~1e-18, not 0
+        assert np.isnan(t_test_p(d)) and np.isnan(tost_p(d, 0.03))
+    assert 0 < t_test_p([0.006, 0.004, 0.008]) < 1 and 0 < tost_p([0.006, 0.004, 0.008], 0.03) < 1

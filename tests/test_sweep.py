@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from selfcorrect.sweep import TESTBEDS, Progress, Sweep, fmt_s, main, planned_runs
+from selfcorrect.sweep import REAL_TESTBEDS, TESTBEDS, Progress, Sweep, fmt_s, main, planned_runs
 
 
 @pytest.mark.parametrize("seeds", [3, 10])
@@ -102,3 +102,30 @@ def test_bad_arguments_are_refused():
         main(["--dir", "x", "--testbeds", "nope"])
     with pytest.raises(SystemExit, match="--seeds and --jobs must be >= 1"):
         main(["--dir", "x", "--seeds", "0"])
+
+
+def test_a_launch_records_its_code_and_how_to_resume(tmp_path, capsys):
+    sweep = Sweep(tmp_path / "r", REAL_TESTBEDS, seeds=1, jobs=1, every=60)
+    sweep.start()
+    sweep.start()  # a resumed launch appends
+    lines = [json.loads(x) for x in (tmp_path / "r" / "provenance.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 and all(len(x["commit"]) == 40 and "torch" in x["libraries"] for x in lines)
+    assert f"resume with: make sweep-real REAL_DIR={tmp_path / 'r'}" in capsys.readouterr().out
+
+
+def test_a_sweep_with_runs_of_other_code_is_refused_unless_allowed(tmp_path):
+    sweep = Sweep(tmp_path / "r", REAL_TESTBEDS, seeds=1, jobs=1, every=60)
+    run = tmp_path / "r" / "arm=score,seed=0"
+    run.mkdir(parents=True)
+    (run / "metrics.json").write_text("{}")
+    (run / "run.json").write_text(json.dumps({"status": "complete", "code": {"commit": "0" * 40, "dirty": False}}))
+    with pytest.raises(SystemExit, match=f"other code than this checkout's.*{'0' * 40}: 1 runs, e.g. arm=score,seed=0"):
+        sweep.start()
+    (run / "run.json").write_text(json.dumps({"status": "complete"}))  # made before runs recorded their commit
+    with pytest.raises(SystemExit, match="unrecorded: 1 runs"):
+        sweep.start()
+    Sweep(tmp_path / "r", REAL_TESTBEDS, seeds=1, jobs=1, every=60, allow_mixed=True).start()
+    # runs of this checkout's commit resume without a flag
+    head = json.loads((tmp_path / "r" / "provenance.jsonl").read_text().splitlines()[-1])["commit"]
+    (run / "run.json").write_text(json.dumps({"status": "complete", "code": {"commit": head, "dirty": False}}))
+    sweep.start()

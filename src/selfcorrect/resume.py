@@ -127,4 +127,5 @@ def _ended(status: dict) -> dict:
         # a run.json still saying "running" belongs to a process that was killed
         "status": "killed" if ended == "running" else ended,
         **({"error": status["error"]} if status.get("error") else {}),
+        **({"code": {k: status["code"].get(k) for k in ("commit", "dirty")}} if status.get("code") else {}),
     }

@@ -32,6 +32,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from selfcorrect import catalog, distributed, resume, selection, timing
+from selfcorrect.provenance import provenance
 from selfcorrect.arms import ArmContext, get_arm
 from selfcorrect.budget import Budget
 from selfcorrect.records import write_json
@@ -125,7 +126,8 @@ def _run_main(cfg: DictConfig, run_dir: Path, group: str, prepared, clock: timin
             base_path = base_model_path(cfg.model, task, cache_dir)
             base = load_base_policy(cfg.model, task, cache_dir)
             distributed.barrier()  # the base is built and cached: the other processes load it
-            status.update(machine=machine_info(), base_weights_sha256=weights_sha256(base.model))
+            # code: commit, dirty flag, library versions (a resumed run's earlier starts keep theirs: resume._ended)
+            status.update(machine=machine_info(), code=provenance(), base_weights_sha256=weights_sha256(base.model))
         ctx = ArmContext(cfg, task, base, base_path, run_dir, tracker, cache_dir=cache_dir)
         t_train = time.time()
         with timing.stage("updates"):  # sampling, monitoring and checkpoints inside are stages of their own

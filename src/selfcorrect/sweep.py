@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from selfcorrect.analysis.sparsity import SHARED_BASE_DIR
+from selfcorrect.provenance import provenance
 from selfcorrect.run import CONF_DIR
 
 ROOT = Path(CONF_DIR).parent
@@ -160,6 +161,19 @@ def _status(run_dir: Path) -> dict:
         return {}
 
 
+def commits_of(sweep_dir: Path, names) -> dict[str, list[str]]:
+    """{commit (+ " (dirty)") or "unrecorded": the complete runs made from it} of a sweep directory's runs."""
+    out: dict[str, list[str]] = {}
+    for name in names:
+        status = _status(sweep_dir / name)
+        if status.get("status") != "complete":
+            continue
+        code = status.get("code") or {}
+        key = (code.get("commit") or "unrecorded") + (" (dirty)" if code.get("dirty") else "")
+        out.setdefault(key, []).append(name)
+    return out
+
+
 def fmt_s(seconds: float) -> str:
     seconds = int(round(seconds))
     h, rem = divmod(seconds, 3600)
@@ -170,11 +184,11 @@ class Sweep:
     """One invocation of `make sweep`: the testbeds' pipelines in threads, a progress printer."""
 
     def __init__(self, base_dir: Path, testbeds: Sequence[Testbed], seeds: int, jobs: int, every: float,
-                 python: str = sys.executable, extra: Sequence[str] = (), mode: str = "sweep"):
+                 python: str = sys.executable, extra: Sequence[str] = (), mode: str = "sweep", allow_mixed: bool = False):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.base_dir, self.testbeds, self.seeds, self.jobs, self.every = base_dir, list(testbeds), seeds, jobs, every
-        self.python, self.extra, self.mode = python, list(extra), mode
+        self.python, self.extra, self.mode, self.allow_mixed = python, list(extra), mode, allow_mixed
         self.overrides = [f"seeds={seeds}", *self.extra]
         self.plans = {tb.name: {f"{sub}{r}": a for e, sub in self.experiments(tb) for r, a in planned_runs(e, self.overrides).items()}
                       for tb in self.testbeds}
@@ -260,16 +274,40 @@ class Sweep:
                 with open(self.dir(tb) / "progress.log", "a") as f:
                     f.write(text + "\n")
 
-    def run(self) -> int:
+    def start(self) -> None:
+        """The directories, what this launch runs on (`provenance.jsonl`: one line per launch; each run's
+        run.json has its own `code`), the plan and how to resume it. A sweep whose complete runs come from another
+        commit than this checkout's (or from a dirty tree, or recorded none) is refused unless `allow_mixed`: one
+        sweep, one code."""
+        code = provenance()
+        if not self.allow_mixed:
+            for tb in self.testbeds:
+                made = commits_of(self.dir(tb), self.plans[tb.name])
+                other = {k: v for k, v in made.items() if k != code["commit"]}
+                if other:
+                    raise SystemExit(
+                        f"{self.dir(tb)} holds complete runs made from other code than this checkout's "
+                        f"({code['commit']}{' (dirty)' if code['dirty'] else ''}): "
+                        + "; ".join(f"{k}: {len(v)} runs, e.g. {v[0]}" for k, v in other.items())
+                        + ". Resume it at that commit, start a new sweep directory, or pass --allow-mixed-commits "
+                          "(ALLOW_MIXED=1 with make) to mix them knowingly (the summary lists the commits).")
         for tb in self.testbeds:
             self.dir(tb).mkdir(parents=True, exist_ok=True)
             self.already[tb.name] = set(Progress.read(self.dir(tb), self.plans[tb.name]).complete)
+            # what each launch of this sweep ran on (each run's run.json has its own `code` too)
+            with open(self.dir(tb) / "provenance.jsonl", "a") as f:
+                f.write(json.dumps({"launched": time.strftime("%Y-%m-%dT%H:%M:%S"), **code}) + "\n")
         plan = ", ".join(f"{tb.name}: {len(self.plans[tb.name])} runs ({len(self.already[tb.name])} already complete) "
                          f"in {self.dir(tb)}" for tb in self.testbeds)
         what = f"{self.seeds} seeds" if self.mode == "sweep" else "tuning (lr_grid × tune_seeds)"
         self.report(f"[{self.mode}] {what}, {self.jobs} jobs per testbed; {plan}")
-        self.report(f"[{self.mode}] if interrupted, resume with: make {self.mode} "
-                    f"{'SWEEP_DIR' if self.mode == 'sweep' else 'TUNE_DIR'}={self.base_dir}")
+        real = all(tb in REAL_TESTBEDS for tb in self.testbeds)
+        target, var = (("sweep-real", "REAL_DIR") if real else ("sweep", "SWEEP_DIR")) if self.mode == "sweep" \
+            else ("tune", "TUNE_DIR")
+        self.report(f"[{self.mode}] if interrupted, resume with: make {target} {var}={self.base_dir}")
+
+    def run(self) -> int:
+        self.start()
         threads = [threading.Thread(target=self.pipeline, args=(tb,), daemon=True) for tb in self.testbeds]
         for t in threads:
             t.start()
@@ -288,6 +326,8 @@ class Sweep:
                 where = (f"tables and figures in {self.dir(tb) / 'figures'}, per-run summary in {self.dir(tb) / 'summary.out'}"
                          if self.mode == "sweep" else f"learning rates in conf/tuned_lr/{tb.name}.yaml, table in experiments/tuning/{tb.name}.md")
                 self.report(f"testbed {tb.name}: {self.wall[tb.name]:.0f} s ({fmt_s(self.wall[tb.name])}); {where}")
+                made = commits_of(self.dir(tb), self.plans[tb.name])
+                self.report(f"testbed {tb.name}: runs made from " + ", ".join(f"{k} ({len(v)})" for k, v in made.items()))
             else:
                 self.report(f"testbed {tb.name}: NOT COMPLETE: {self.errors.get(tb.name, 'stopped')}")
         self.report(f"[{self.mode}] wall time {fmt_s(time.time() - self.t0)}")
@@ -303,6 +343,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--testbeds", default=",".join(tb.name for tb in TESTBEDS),
                     help=f"comma-separated testbeds (default: the embedded ones; {', '.join(tb.name for tb in REAL_TESTBEDS)}: make sweep-real)")
     ap.add_argument("--mode", choices=MODES, default="sweep", help="sweep: the experiment sweeps; tune: `make tune`")
+    ap.add_argument("--allow-mixed-commits", action="store_true",
+                    help="resume a sweep whose complete runs come from another commit (the summary lists the commits)")
     ap.add_argument("overrides", nargs="*", help="further Hydra overrides for every run (e.g. eval.n_problems=500)")
     args = ap.parse_args(argv)
     if args.seeds < 1 or args.jobs < 1 or args.every <= 0:
@@ -312,7 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise SystemExit(f"unknown testbed(s) {unknown or names}; known: {sorted(known)}")
-    return Sweep(args.dir, [known[n] for n in names], args.seeds, args.jobs, args.every, extra=args.overrides, mode=args.mode).run()
+    return Sweep(args.dir, [known[n] for n in names], args.seeds, args.jobs, args.every, extra=args.overrides, mode=args.mode,
+                 allow_mixed=args.allow_mixed_commits).run()
 
 
 if __name__ == "__main__":

@@ -1,12 +1,12 @@
 """The mechanism measures of a sweep (issue 23) as tables, with the verdicts of the predictions the
-README registered before the sweep ("Pre-registered for the mechanism measures").
+pre-registration written before the sweep (docs/preregistration/2026-12-06_mechanism_measures*.md).
 
 Every number comes from the runs' metrics as the results loader recomputes them from the saved
 records (`results.load_sweep`): `behaviour/...`, `calibration/...`, `revise/...`,
 `self_conditioning/...` from the records, `sparsity/...` from metrics.json (recomputable from the
 weights: `analysis.sparsity.run_rows`), and the behaviours over training from history.jsonl.
 
-Verdict rule (README): a per-seed paired difference (seed s of both arms shares its base) and its t
+Verdict rule (the pre-registration): a per-seed paired difference (seed s of both arms shares its base) and its t
 interval (n − 1 df); **holds** when the 95 % interval excludes 0 (or the stated threshold) on the
 predicted side, **does not hold** when it excludes it on the other side, **not decided** otherwise,
 with the seeds the observed difference would need (80 % power). An equivalence prediction ("no
@@ -224,7 +224,7 @@ def ordering_reading(runs, item, testbed, metric, order: Sequence[str], predicti
 # --- the pre-registered readings ------------------------------------------------------------------
 def readings(runs: pd.DataFrame, history: pd.DataFrame, testbed: str, overlaps: pd.DataFrame | None = None,
              embedding_shares: pd.DataFrame | None = None) -> list[Reading]:
-    """Every pre-registered reading of the README's table for one testbed (rows whose data the
+    """Every pre-registered reading of the pre-registration's table for one testbed (rows whose data the
     sweep lacks are left out)."""
     runs = with_derived(runs)
     af = testbed == "answer_first"
@@ -398,7 +398,7 @@ def report(sweep, sweep_dir, testbed: str) -> str:
     weights = sparsity.run_rows(sweep_dir)
     worst = max((r["saved_max_abs_diff"] for r in weights if r["saved_max_abs_diff"] is not None), default=None)
     parts = [f"# Mechanisms, {testbed} testbed (issue 23)", "",
-             "## Pre-registered readings (README, \"Pre-registered for the mechanism measures\")", "", readings_markdown(rs), "",
+             "## Pre-registered readings (docs/preregistration/2026-12-06_mechanism_measures*.md)", "", readings_markdown(rs), "",
              "## The measures per arm (kept checkpoints, test problems; mean over seeds)", "",
              measures_markdown(measures_table(with_derived(sweep.runs))), "",
              "## On-policy vs off-policy data", "", data_source_markdown(data_source_table(sweep.runs)), ""]

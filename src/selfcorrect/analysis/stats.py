@@ -151,12 +151,17 @@ def t_test_p(d) -> float:
     from scipy.stats import t
 
     x = _finite_1d(d)
-    if len(x) < 2:
+    if len(x) < 2 or degenerate(x):
         return float("nan")
     se = x.std(ddof=1) / math.sqrt(len(x))
-    if se == 0:
-        return 0.0 if x.mean() != 0 else 1.0
     return float(2 * t.sf(abs(x.mean()) / se, len(x) - 1))
+
+
+def degenerate(x, tol: float = 1e-9) -> bool:
+    """Whether the per-seed differences are all equal (within `tol`, float noise): their s.d. is 0 and a t
+    statistic undefined (a constant 0.006 has s.d. ~1e-18 in floats, which would give p ~ 1e-32)."""
+    x = _finite_1d(x)
+    return len(x) > 0 and float(np.ptp(x)) <= tol
 
 
 def tost_p(d, margin: float) -> float:
@@ -165,11 +170,9 @@ def tost_p(d, margin: float) -> float:
     from scipy.stats import t
 
     x = _finite_1d(d)
-    if len(x) < 2 or not margin > 0:
+    if len(x) < 2 or not margin > 0 or degenerate(x):
         return float("nan")
     se = x.std(ddof=1) / math.sqrt(len(x))
-    if se == 0:
-        return 0.0 if abs(x.mean()) < margin else 1.0
     lower = t.sf((x.mean() + margin) / se, len(x) - 1)  # H0: mean <= -margin
     upper = t.cdf((x.mean() - margin) / se, len(x) - 1)  # H0: mean >= +margin
     return float(max(lower, upper))
@@ -209,18 +212,37 @@ def detectable_difference(sd: float, n: int, alpha: float = 0.05, power: float =
     `power` at level `alpha`, when the per-seed differences have standard deviation `sd`
     (noncentral t)."""
     from scipy.optimize import brentq
-    from scipy.stats import nct
 
     if n < 2 or not sd > 0:
         raise ValueError(f"need n >= 2 seeds and sd > 0, got n={n}, sd={sd}")
     crit = t_quantile(1 - alpha / 2, n - 1)
 
     def miss(delta: float) -> float:
-        nc = delta * math.sqrt(n) / sd
-        reach = nct.sf(crit, n - 1, nc) + nct.cdf(-crit, n - 1, nc)
-        return (1.0 if math.isnan(reach) else reach) - power  # scipy's nct is NaN far in the tail
+        return t_test_power(delta * math.sqrt(n) / sd, crit, n - 1) - power
 
-    return float(brentq(miss, 1e-9 * sd, (crit + 4) * sd / math.sqrt(n)))
+    hi = (crit + 4) * sd / math.sqrt(n)
+    while miss(hi) < 0:  # small alpha and few seeds: the root lies further out
+        hi *= 2
+    return float(brentq(miss, 1e-9 * sd, hi))
+
+
+def t_test_power(nc: float, crit: float, df: int) -> float:
+    """P(|T| > crit) for T noncentral t with `df` degrees of freedom and noncentrality `nc`, by integrating
+    the normal tails over the chi-square law of the variance estimate where scipy's `nct` returns NaN (far in
+    the tail: once read as power 1, which understated the difference needed at small alpha)."""
+    from scipy.integrate import quad
+    from scipy.stats import chi2, nct, norm
+
+    reach = nct.sf(crit, df, nc) + nct.cdf(-crit, df, nc)
+    if math.isfinite(reach):
+        return float(reach)
+
+    def tails(v: float) -> float:
+        c = crit * math.sqrt(v / df)
+        return (norm.sf(c - nc) + norm.cdf(-c - nc)) * chi2.pdf(v, df)
+
+    lo, hi = chi2.ppf(1e-12, df), chi2.ppf(1 - 1e-12, df)
+    return float(quad(tails, lo, hi, limit=200, epsabs=1e-10)[0])
 
 
 def seeds_needed(diff: float, sd: float, alpha: float = 0.05, power: float = 0.8, most: int = 1000) -> int | None:

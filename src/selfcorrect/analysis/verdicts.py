@@ -37,7 +37,7 @@ PRIMARY: tuple[tuple[str, str, str], ...] = (
     ("score", "score_no_stage1", "delta"),   # Table 4 ablations
     ("score", "score_no_shaping", "delta"),
 )
-# predicted sign of SCoRe − B per testbed (README, "Pre-registered for the 10-seed sweep")
+# predicted sign of SCoRe − B per testbed (docs/preregistration/2026-12-06_ten_seed_sweep*.md)
 PREDICTIONS: dict[str, dict[str, int]] = {
     "arithmetic": {"base": +1, "rl_single_turn": +1, "rl_multi_turn_naive": 0, "sft_self": -1, "star_plus": -1,
                    TEACHER: -1, "score_no_stage1": 0, "score_no_shaping": 0},
@@ -76,16 +76,27 @@ def verdict(diff: float, p_adjusted: float, prediction: int, alpha: float = ALPH
     return "not decided"
 
 
+def missing_arms(sweep, comparisons: Sequence[tuple[str, str, str]] = PRIMARY) -> list[str]:
+    """The arms of `comparisons` that the sweep has no run of."""
+    return sorted({arm for a, b, _ in comparisons for arm in (a, b)} - set(sweep.labels))
+
+
 def primary_table(sweep, testbed: str, comparisons: Sequence[tuple[str, str, str]] = PRIMARY,
-                  metric_prefix: str = "") -> pd.DataFrame:
+                  metric_prefix: str = "", partial: bool = False) -> pd.DataFrame:
     """The primary family of one testbed's sweep: per comparison the per-seed differences, their
     mean, t interval, exact sign-flip p, Holm-adjusted p, the prediction and the verdict, and the
     difference 10 (n) seeds detect with 80 % power at the comparison's seed-level s.d.
-    `metric_prefix="paper_checkpoint/"` gives the same family on the paper's checkpoints."""
+    `metric_prefix="paper_checkpoint/"` gives the same family on the paper's checkpoints.
+    A missing arm is refused (it would shrink Holm's family and so change every verdict) unless
+    `partial`: then the table holds the comparisons present, and the caller must say which are missing."""
+    missing = missing_arms(sweep, comparisons)
+    if missing and not partial:
+        raise ValueError(f"the primary family needs arms {missing} that {getattr(sweep, 'path', 'the sweep')} has no run "
+                         "of: a missing arm shrinks Holm's family (partial=True for a labelled partial table)")
     rows, ps = [], {}
     predictions = PREDICTIONS.get(testbed, {})
     for a, b, metric in comparisons:
-        if b not in sweep.labels or a not in sweep.labels:
+        if b in missing or a in missing:
             continue
         # the base trains nothing: its paper checkpoint is itself
         c = compare(sweep, a, b, metric_prefix + metric, metric if b == "base" else metric_prefix + metric)

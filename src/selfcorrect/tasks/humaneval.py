@@ -29,7 +29,7 @@ enter the candidate's sandbox and the decision is taken in the harness, on plain
    comparisons and tolerances (`abs(x - y) < 1e-6`, `math.fabs(poly(...)) < 1e-4`) decide.
 
 Correct iff `check` returns. Known, deliberate differences from `check_correctness` are listed
-in the README's sandbox section (e.g. a completion that redefines a helper the tests call, such
+in docs/sandbox.md (e.g. a completion that redefines a helper the tests call, such
 as `encode_cyclic`, does not change the tests here).
 """
 
