@@ -211,6 +211,36 @@ def probe_table(sweep) -> str:
     return "\n".join(lines)
 
 
+def design_check(sweep) -> str:
+    """A constant-answer check (a design check, not a result): the share of test problems whose gold answer is the
+    most common one (what always giving that answer scores), and per arm the share of first and second attempts that
+    give the arm's own most common answer. An Acc@t1 near the first and a share near 100 % mean the model guesses one
+    answer rather than solving the task."""
+    from collections import Counter
+
+    from selfcorrect.records import read_jsonl
+
+    lines = ["| arm | most common y1 answer | share of y1 giving it | share of y2 giving it | Acc@t1 |", "|---|---|---|---|---|"]
+    gold_share = None
+    for label in sweep.labels:
+        shares1, shares2, modes, accs = [], [], Counter(), []
+        for path in sweep.runs[sweep.runs["label"] == label]["path"]:
+            recs = read_jsonl(Path(path) / "generations.jsonl")
+            top, n = Counter(r.get("answer1") for r in recs).most_common(1)[0]
+            modes[top] += 1
+            shares1.append(n / len(recs))
+            shares2.append(sum(r.get("answer2") == top for r in recs) / len(recs))
+            accs.append(sum(bool(r["correct1"]) for r in recs) / len(recs))
+            if gold_share is None:
+                answer, m = Counter(str(r["answer"]) for r in recs).most_common(1)[0]
+                gold_share = (answer, m / len(recs))
+        lines.append(f"| {display_name(label)} | {', '.join(map(str, modes))} | {fmt(float(np.mean(shares1)))} | "
+                     f"{fmt(float(np.mean(shares2)))} | {fmt(float(np.mean(accs)))} |")
+    head = (f"Always answering {gold_share[0]!r} scores {100 * gold_share[1]:.1f} % on these test problems (the most common "
+            "gold answer)." if gold_share else "")
+    return head + "\n\n" + "\n".join(lines)
+
+
 TARGET_ARM_MIN = 20  # issue 30: one RL arm at the CPU experiment's budget in at most 20 minutes
 COST_STAGES = ("sampling", "updates", "monitoring", "final_eval", "probe", "base_first", "matrix", "sparsity")
 
@@ -252,6 +282,7 @@ def main(argv=None) -> int:
         "## Mismatch probe (offline − own first attempts, matched problems; per cent, mean over seeds)", probe_table(sweep),
         "## Secondary: the paper's checkpoints and the correction matrix (per cent, mean over seeds)", secondary_table(sweep),
         "## Truncation", truncation_flags(sweep),
+        "## Design check: one answer for every problem? (not a registered measure)", design_check(sweep),
         "## Cost per run (wall minutes; stages in seconds, mean over the arm's runs; run.json)", cost_table(sweep),
     ])
     stray = stray_runs(sweep)

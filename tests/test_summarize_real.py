@@ -58,7 +58,7 @@ def test_an_incomplete_sweep_gets_tables_but_no_verdicts(summarize_real, sweep_d
     assert summarize_real.main([str(partial)]) == 0
     out = (partial / "summary.md").read_text()
     assert "verdicts withheld" in out and "score seed 2" in out and "| B | predicted |" not in out
-    assert "## Main table" in out and "## Cost per run" in out
+    assert "## Main table" in out and "## Cost per run" in out and "Always answering" in out
 
 
 def rows_of(summarize_real, ps):
