@@ -125,7 +125,15 @@ def test_a_sweep_with_runs_of_other_code_is_refused_unless_allowed(tmp_path):
     with pytest.raises(SystemExit, match="unrecorded: 1 runs"):
         sweep.start()
     Sweep(tmp_path / "r", REAL_TESTBEDS, seeds=1, jobs=1, every=60, allow_mixed=True).start()
-    # runs of this checkout's commit resume without a flag
-    head = json.loads((tmp_path / "r" / "provenance.jsonl").read_text().splitlines()[-1])["commit"]
-    (run / "run.json").write_text(json.dumps({"status": "complete", "code": {"commit": head, "dirty": False}}))
+    # runs of this checkout's code (commit and dirty flag) resume without a flag
+    now = json.loads((tmp_path / "r" / "provenance.jsonl").read_text().splitlines()[-1])
+    (run / "run.json").write_text(json.dumps({"status": "complete", "code": {k: now[k] for k in ("commit", "dirty")}}))
     sweep.start()
+
+
+def test_code_is_named_by_commit_and_dirty_flag():
+    from selfcorrect.sweep import code_key
+
+    assert code_key({"commit": "a" * 40, "dirty": False}) == "a" * 40
+    assert code_key({"commit": "a" * 40, "dirty": True}) == "a" * 40 + " (dirty)"
+    assert code_key({"commit": None, "dirty": None}) == code_key({}) == "unrecorded"  # no git checkout: resumable

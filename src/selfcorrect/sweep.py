@@ -161,6 +161,12 @@ def _status(run_dir: Path) -> dict:
         return {}
 
 
+def code_key(code: dict) -> str:
+    """How a run's code is named: its commit (or "unrecorded": no git checkout, or a run from before run.json had
+    one), "(dirty)" when the tree had uncommitted code changes."""
+    return (code.get("commit") or "unrecorded") + (" (dirty)" if code.get("dirty") else "")
+
+
 def commits_of(sweep_dir: Path, names) -> dict[str, list[str]]:
     """{commit (+ " (dirty)") or "unrecorded": the complete runs made from it} of a sweep directory's runs."""
     out: dict[str, list[str]] = {}
@@ -168,9 +174,7 @@ def commits_of(sweep_dir: Path, names) -> dict[str, list[str]]:
         status = _status(sweep_dir / name)
         if status.get("status") != "complete":
             continue
-        code = status.get("code") or {}
-        key = (code.get("commit") or "unrecorded") + (" (dirty)" if code.get("dirty") else "")
-        out.setdefault(key, []).append(name)
+        out.setdefault(code_key(status.get("code") or {}), []).append(name)
     return out
 
 
@@ -283,11 +287,11 @@ class Sweep:
         if not self.allow_mixed:
             for tb in self.testbeds:
                 made = commits_of(self.dir(tb), self.plans[tb.name])
-                other = {k: v for k, v in made.items() if k != code["commit"]}
+                other = {k: v for k, v in made.items() if k != code_key(code)}
                 if other:
                     raise SystemExit(
                         f"{self.dir(tb)} holds complete runs made from other code than this checkout's "
-                        f"({code['commit']}{' (dirty)' if code['dirty'] else ''}): "
+                        f"({code_key(code)}): "
                         + "; ".join(f"{k}: {len(v)} runs, e.g. {v[0]}" for k, v in other.items())
                         + ". Resume it at that commit, start a new sweep directory, or pass --allow-mixed-commits "
                           "(ALLOW_MIXED=1 with make) to mix them knowingly (the summary lists the commits).")
