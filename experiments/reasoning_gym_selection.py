@@ -156,7 +156,19 @@ def summarize(candidate: Candidate, sizes: dict, rows: list[dict], wall_s: float
         "truncation": sum(r["greedy"]["truncated"] for r in rows) / n,
         "well_formed": sum(r["greedy"]["well_formed"] for r in rows) / n,
         "mean_tokens": sum(r["greedy"]["tokens"] for r in rows) / n, "wall_s": round(wall_s, 1),
+        **constant_answer_check(rows),
     }
+
+
+def constant_answer_check(rows: list[dict]) -> dict:
+    """Not a criterion of the registered rule (it lacked one; docs/real_models.md): what always giving the most common
+    gold answer scores, and how often the greedy attempt gives its own most common answer. A greedy Acc@t1 near the
+    first with the second near 1 is a constant guess, not a half-solved task."""
+    from collections import Counter
+
+    gold, g = Counter(str(r["gold"]) for r in rows).most_common(1)[0]
+    mode, m = Counter(r["greedy"]["answer"] for r in rows).most_common(1)[0]
+    return {"majority_answer": gold, "majority_share": g / len(rows), "greedy_mode": mode, "greedy_mode_share": m / len(rows)}
 
 
 # --- the rule -------------------------------------------------------------------------------------------------
@@ -199,6 +211,14 @@ def table(rows: list[dict]) -> str:
         lines.append(f"| {r['candidate']} | {r['dataset']} | {knobs} | {s['train']}/{s['val']}/{s['test']} | "
                      f"{100 * r['acc_t1']:.1f} % ± {100 * r['acc_t1_se']:.1f} | {100 * r['pass1']:.1f} % | {100 * r['pass4']:.1f} % | "
                      f"{100 * r['gap']:+.1f} | {100 * r['truncation']:.1f} % | {100 * r['well_formed']:.1f} % | {passes} |")
+    lines += ["", "Constant-answer check (not part of the registered rule): the most common gold answer and its share (what "
+              "always giving it scores); the greedy attempts' most common answer and its share.", "",
+              "| # | majority gold answer | its share | greedy's modal answer | its share | Acc@t1 − majority share |",
+              "|---|---|---|---|---|---|"]
+    for r in rows:
+        if "majority_share" in r:
+            lines.append(f"| {r['candidate']} | {r['majority_answer']} | {100 * r['majority_share']:.1f} % | {r['greedy_mode']} | "
+                         f"{100 * r['greedy_mode_share']:.1f} % | {100 * (r['acc_t1'] - r['majority_share']):+.1f} |")
     return "\n".join(lines)
 
 

@@ -254,3 +254,14 @@ def test_truncation_is_the_cap_without_eos_or_stop():
     assert not sel.truncated(Turn([], [5] * 3, "a b c"), max_new_tokens=4, eos_ids=[0], stop=STOP)
     assert not sel.truncated(Turn([], [5] * 4, "a\nProblem: b"), max_new_tokens=4, eos_ids=[0], stop=STOP)
     assert sel.cut_at_stop("Final Answer: 3\nQuestion: 1+1?\nFinal Answer: 2", STOP) == "Final Answer: 3"
+
+
+def test_the_constant_answer_check_finds_a_guessing_model():
+    sel = selection_module()
+
+    def attempt(gold, said):
+        return {"gold": gold, "greedy": {"answer": said}}
+
+    rows = [attempt("1", "1")] * 6 + [attempt("2", "1")] * 3 + [attempt("3", "2")]
+    check = sel.constant_answer_check(rows)
+    assert check == {"majority_answer": "1", "majority_share": 0.6, "greedy_mode": "1", "greedy_mode_share": 0.9}
