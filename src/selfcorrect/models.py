@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from selfcorrect.lora import lora_settings, with_adapter
-from selfcorrect.policy import Policy
+from selfcorrect.policy import COMPUTE_DTYPES, Policy
 from selfcorrect.tasks.base import Task
 
 # kind -> "module:function(cfg, task, cache_dir) -> path or hub id", imported on first use
@@ -64,8 +64,8 @@ def check_precision(cfg: DictConfig, trained: bool) -> None:
             f"model.dtype={dtype} for a trained arm: weights updated in place in {dtype} lose every update below their "
             "spacing (a bf16 weight near 0.02 moves in steps of ~1e-4, so an lr-1e-5 update rounds to nothing). Keep "
             "model.dtype=float32 (master weights) and set model.compute_dtype=bfloat16 for bf16 compute")
-    if compute not in ("float32", "bfloat16"):
-        raise ValueError(f"model.compute_dtype must be float32 or bfloat16, got {compute!r}")
+    if compute not in COMPUTE_DTYPES:
+        raise ValueError(f"model.compute_dtype must be {' or '.join(COMPUTE_DTYPES)}, got {compute!r}")
 
 
 def load_base_policy(cfg: DictConfig, task: Task, cache_dir: str | Path) -> Policy:

@@ -54,7 +54,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from selfcorrect.policy import FINISHES, Completion  # noqa: E402  (the one type both engines return)
+from selfcorrect.policy import FINISHES, Completion, stop_prefix  # noqa: E402  (the one type both engines return)
 
 
 def request_seed(seed: int, index: int) -> int:
@@ -212,11 +212,10 @@ class VLLMEngine:
                 if k or not text:
                     return k
                 break
-        # vLLM's incremental text and a whole decode disagree: cut where the stop string starts
-        full = decode(len(ids))
-        cut = full.find(stop)
-        cut = len(full) if cut < 0 else cut
-        return max((k for k in range(len(ids) + 1) if len(decode(k)) <= cut), default=0)
+        # vLLM's incremental text and a whole decode disagree: cut where the stop string starts (as the
+        # transformers engine does)
+        kept = stop_prefix(self.tokenizer, ids, [stop])
+        return len(ids) if kept is None else len(kept)
 
     # --- weights -------------------------------------------------------------------------------
     def sync(self, model: torch.nn.Module) -> float:

@@ -240,19 +240,19 @@ class SCoReGRPOTrainer(GRPOTrainer):
         """(B, C) per-token log-probs of the completions under `model` (no grad). With micro-batches
         (`rl.micro_batch`), in length-sorted chunks of that many rows, each cut to its own longest prompt and
         completion (`length_sorted_chunks`) and laid back into place: the step's padding is not computed."""
-        width = batch["completion_ids"].size(1)
-        if not self.rl.micro_batch or self.rl.micro_batch >= batch["prompt_ids"].size(0):
-            ids = torch.cat([batch["prompt_ids"], batch["completion_ids"]], 1)
-            attn = torch.cat([batch["prompt_mask"], batch["completion_mask"]], 1)
-            return self._get_per_token_logps_and_entropies(model, ids, attn, width)[0]
-        rows = batch["prompt_ids"].size(0)
+        def logps(rows: dict) -> torch.Tensor:
+            ids = torch.cat([rows["prompt_ids"], rows["completion_ids"]], 1)
+            attn = torch.cat([rows["prompt_mask"], rows["completion_mask"]], 1)
+            return self._get_per_token_logps_and_entropies(model, ids, attn, rows["completion_ids"].size(1))[0]
+
+        n_rows, width = batch["prompt_ids"].size(0), batch["completion_ids"].size(1)
+        if not self.rl.micro_batch or self.rl.micro_batch >= n_rows:
+            return logps(batch)
         keys = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")
-        chunks = length_sorted_chunks({**{k: batch[k] for k in keys}, "row": torch.arange(rows)}, rows // self.rl.micro_batch)
-        out = batch["completion_mask"].new_zeros((rows, width), dtype=torch.float32)
+        chunks = length_sorted_chunks({**{k: batch[k] for k in keys}, "row": torch.arange(n_rows)}, n_rows // self.rl.micro_batch)
+        out = batch["completion_mask"].new_zeros((n_rows, width), dtype=torch.float32)
         for c in chunks:
-            ids = torch.cat([c["prompt_ids"], c["completion_ids"]], 1)
-            attn = torch.cat([c["prompt_mask"], c["completion_mask"]], 1)
-            lp = self._get_per_token_logps_and_entropies(model, ids, attn, c["completion_ids"].size(1))[0]
+            lp = logps(c)
             out[c["row"].to(out.device), : lp.size(1)] = lp.float()
         return out
 
