@@ -4,6 +4,7 @@ rule of docs/preregistration/2026-12-07_reasoning_gym_task_selection.md.
     .venv/bin/python experiments/reasoning_gym_selection.py                       # all 8 candidates, 200 val problems each
     .venv/bin/python experiments/reasoning_gym_selection.py --engine vllm         # with model.engine=vllm
     .venv/bin/python experiments/reasoning_gym_selection.py --n 4 --candidates 1  # a smoke run
+    .venv/bin/python experiments/reasoning_gym_selection.py --round 2 --engine vllm  # round 2 (its own pre-registration)
 
 For each candidate, in the pre-registration's order: its split sizes (eligible iff >= 500 distinct test
 problems), then on `--n` validation problems (problem seed 0) one greedy first attempt and 4 first
@@ -19,6 +20,11 @@ two; else the eligible one closest to 45 % overall (ties: the earlier one). The 
 every candidate's numbers and the choice; every attempt goes to the `.attempts.jsonl` beside it; a
 markdown table is printed. A run on a subset (`--candidates`) applies the rule to that subset only: it
 is not the pre-registered decision.
+
+Round 2 (docs/preregistration/2026-12-07_reasoning_gym_task_selection_round_2.md, `--round 2`): five
+more candidates, the same measurement, and a rule with two more criteria (Acc@t1 at least 10 points
+above the majority gold answer's share; the greedy attempts' most common answer on at most 25 % of the
+problems) and no fallback (`choose_round_2`).
 """
 
 from __future__ import annotations
@@ -43,11 +49,13 @@ from selfcorrect.tasks import make_task
 from selfcorrect.tasks.reasoning_gym import MIN_TEST_PROBLEMS
 
 ROOT = Path(__file__).resolve().parents[1]
-PREREGISTRATION = "docs/preregistration/2026-12-07_reasoning_gym_task_selection.md"
+PREREGISTRATIONS = {1: "docs/preregistration/2026-12-07_reasoning_gym_task_selection.md",
+                    2: "docs/preregistration/2026-12-07_reasoning_gym_task_selection_round_2.md"}
 MAX_NEW_TOKENS = 128
 N_SAMPLES = 4  # first attempts at T = 1 per problem
 PROBLEM_SEED = 0
 ACC_BAND, TARGET_ACC, MIN_GAP, MAX_TRUNCATION = (0.30, 0.60), 0.45, 0.10, 0.05
+MIN_ABOVE_MAJORITY, MAX_MODE_SHARE = 0.10, 0.25  # round 2's constant-answer criteria
 EPS = 1e-9  # float slack in the rule's comparisons (e.g. 0.35 - 0.25 is 0.0999...)
 
 
@@ -70,6 +78,16 @@ CANDIDATES = (
     Candidate(7, "letter_counting", {"min_words": 3, "max_words": 5}),
     Candidate(8, "gcd", {"min_value": 1, "max_value": 50}),
 )
+# round 2 (docs/preregistration/2026-12-07_reasoning_gym_task_selection_round_2.md), numbered after round 1's
+CANDIDATES_ROUND_2 = (
+    Candidate(9, "spell_backward", {"min_word_len": 3, "max_word_len": 5}),
+    Candidate(10, "spell_backward", {"min_word_len": 3, "max_word_len": 8}),
+    Candidate(11, "word_sequence_reversal", {"min_words": 2, "max_words": 3}),
+    Candidate(12, "chain_sum", {"min_terms": 3, "max_terms": 3, "min_digits": 1, "max_digits": 1}),
+    Candidate(13, "basic_arithmetic", {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2,
+                                       "operators": ["+"], "allow_parentheses": False, "allow_negation": False}),
+)
+ROUNDS = {1: CANDIDATES, 2: CANDIDATES_ROUND_2}
 
 
 # --- configuration -----------------------------------------------------------------------------------------
@@ -179,6 +197,22 @@ def criteria(row: dict) -> dict[str, bool]:
             "truncation": row["truncation"] < MAX_TRUNCATION - EPS}
 
 
+def criteria_round_2(row: dict) -> dict[str, bool]:
+    """Round 2's five criteria: round 1's three and the constant-answer check's two."""
+    return {**criteria(row), "above_majority": row["acc_t1"] - row["majority_share"] >= MIN_ABOVE_MAJORITY - EPS,
+            "no_constant_answer": row["greedy_mode_share"] <= MAX_MODE_SHARE + EPS}
+
+
+def choose_round_2(rows: list[dict]) -> dict:
+    """Round 2's choice: the first eligible candidate passing all five criteria, else none (no fallback)."""
+    for r in rows:
+        if r["eligible"] and all(criteria_round_2(r).values()):
+            return {"candidate": r["candidate"], "tier": "first to pass all five criteria", "failed": []}
+    failed = {r["candidate"]: [k for k, ok in criteria_round_2(r).items() if not ok] + ([] if r["eligible"] else ["eligible"])
+              for r in rows}
+    return {"candidate": None, "tier": "none passes all five criteria: no second experiment (no fallback)", "failed": failed}
+
+
 def choose(rows: list[dict]) -> dict:
     """The pre-registered choice among the eligible candidates (rows in the table's order): which one,
     by which tier of the rule, and the criteria it fails."""
@@ -225,33 +259,41 @@ def table(rows: list[dict]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=200, help="validation problems per candidate")
-    ap.add_argument("--candidates", type=int, nargs="+", choices=[c.number for c in CANDIDATES],
+    ap.add_argument("--round", type=int, default=1, choices=sorted(ROUNDS), help="which pre-registered selection round")
+    ap.add_argument("--candidates", type=int, nargs="+", choices=[c.number for r in ROUNDS.values() for c in r],
                     help="a subset of the candidates by number (a smoke run; the rule then sees only these)")
     ap.add_argument("--engine", help="model.engine (hf | vllm); left out: the model config's default")
-    ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "reasoning_gym_selection" / "selection.json")
+    ap.add_argument("--out", type=Path, help="the JSON (default outputs/reasoning_gym_selection/selection[_round_2].json)")
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     cache = os.environ.get("SELFCORRECT_CACHE_DIR", str(ROOT / ".cache/selfcorrect"))
-    chosen_candidates = [c for c in CANDIDATES if args.candidates is None or c.number in args.candidates]
+    out_name = "selection.json" if args.round == 1 else f"selection_round_{args.round}.json"
+    args.out = args.out or ROOT / "outputs" / "reasoning_gym_selection" / out_name
+    chosen_candidates = [c for c in ROUNDS[args.round] if args.candidates is None or c.number in args.candidates]
+    if not chosen_candidates:
+        raise SystemExit(f"--candidates {args.candidates} holds none of round {args.round}'s candidates")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     with open(args.out.with_suffix(".attempts.jsonl"), "w") as attempts:
         for c in chosen_candidates:
             rows.append(measure(c, args.n, args.engine, cache, attempts))
             print(json.dumps(rows[-1]), flush=True)
-    choice = choose(rows)
-    row = next(r for r in rows if r["candidate"] == choice["candidate"])
-    choice.update(dataset=row["dataset"], knobs=row["knobs"])
+    choice = choose(rows) if args.round == 1 else choose_round_2(rows)
+    row = next((r for r in rows if r["candidate"] == choice["candidate"]), None)
+    choice.update(dataset=row and row["dataset"], knobs=row and row["knobs"])
     engine = args.engine or OmegaConf.select(compose_candidate(CANDIDATES[0]).model, "engine", default="hf")
-    result = {"preregistration": PREREGISTRATION, "n": args.n, "problem_seed": PROBLEM_SEED, "max_new_tokens": MAX_NEW_TOKENS,
+    result = {"preregistration": PREREGISTRATIONS[args.round], "round": args.round, "n": args.n, "problem_seed": PROBLEM_SEED, "max_new_tokens": MAX_NEW_TOKENS,
               "samples": N_SAMPLES, "engine": engine, "subset": args.candidates is not None, "candidates": rows, "chosen": choice,
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"}
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(table(rows))
     scope = "among the measured subset only (not the pre-registered decision)" if args.candidates else "by the pre-registered rule"
-    print(f"chosen {scope}: candidate {choice['candidate']} ({choice['dataset']}, {choice['knobs']}): {choice['tier']}"
-          + (f"; fails {', '.join(choice['failed'])}" if choice["failed"] else ""))
+    if choice["candidate"] is None:
+        print(f"round {args.round} {scope}: {choice['tier']}; failed criteria per candidate: {choice['failed']}")
+    else:
+        print(f"chosen {scope}: candidate {choice['candidate']} ({choice['dataset']}, {choice['knobs']}): {choice['tier']}"
+              + (f"; fails {', '.join(choice['failed'])}" if choice["failed"] else ""))
     print(f"wrote {args.out} and {args.out.with_suffix('.attempts.jsonl')}")
 
 

@@ -265,3 +265,22 @@ def test_the_constant_answer_check_finds_a_guessing_model():
     rows = [attempt("1", "1")] * 6 + [attempt("2", "1")] * 3 + [attempt("3", "2")]
     check = sel.constant_answer_check(rows)
     assert check == {"majority_answer": "1", "majority_share": 0.6, "greedy_mode": "1", "greedy_mode_share": 0.9}
+
+
+def test_round_2_rule_adds_the_constant_answer_criteria_and_has_no_fallback():
+    sel = selection_module()
+    assert [c.number for c in sel.CANDIDATES_ROUND_2] == [9, 10, 11, 12, 13]
+    assert {c.number for c in sel.CANDIDATES}.isdisjoint(c.number for c in sel.CANDIDATES_ROUND_2)
+    sel.compose_candidate(sel.CANDIDATES_ROUND_2[-1])  # the knobs compose
+
+    def row(i, acc, majority, mode, eligible=True):
+        return {"candidate": i, "acc_t1": acc, "pass1": 0.3, "pass4": 0.5, "truncation": 0.0, "eligible": eligible,
+                "majority_share": majority, "greedy_mode_share": mode}
+
+    guessing = row(9, 0.50, 0.45, 0.10)      # in the band, but only 5 points above always giving the majority answer
+    constant = row(10, 0.40, 0.05, 0.60)     # one answer on 60 % of the problems
+    good = row(11, 0.40, 0.05, 0.20)
+    assert sel.choose_round_2([guessing, constant, good])["candidate"] == 11
+    none = sel.choose_round_2([guessing, constant, row(11, 0.40, 0.05, 0.20, eligible=False)])
+    assert none["candidate"] is None and none["failed"] == {9: ["above_majority"], 10: ["no_constant_answer"], 11: ["eligible"]}
+    assert sel.choose([guessing, constant])["candidate"] == 9  # round 1's rule would have taken the guessing one
