@@ -52,7 +52,8 @@ tune: install
 figures: install        # newest sweep, or SWEEP=outputs/sweeps/<stamp>
 	$(BIN)/python experiments/make_figures.py $(if $(SWEEP),--sweep $(SWEEP))
 
-bench: install          # stage split per family, before/after ratio of each speed change, base build, SCoRe vs GRPOTrainer step (SWEEP=<dir>: sweep overhead)
+bench: install          # FLOPs, seconds and GFLOP/s per stage vs the matmul ceiling; stage split, speed-change ratios, base build, SCoRe vs GRPOTrainer step (SWEEP=<dir>: the sweep's total and overhead)
+	$(BIN)/python experiments/bench_flops.py --json-out outputs/bench_flops.jsonl $(if $(SWEEP),--sweep $(SWEEP))
 	$(BIN)/python experiments/bench_embedded.py $(if $(SWEEP),--sweep $(SWEEP))
 	$(BIN)/python experiments/bench_score_vs_grpo.py
 
@@ -69,7 +70,7 @@ sweep-real: install
 # SmolLM2-135M-Instruct on this CPU: HF generate vs transformers' continuous batching vs vLLM on the same prompts, and
 # the RL update step before/after (full fine-tuning vs LoRA, sampler log-probs, micro-batches, bf16), one run each
 bench-real: install
-	$(BIN)/python experiments/bench_generation_engines.py --dataset letter_counting --json-out outputs/bench_real.jsonl
+	$(BIN)/python experiments/bench_generation_engines.py --dataset letter_counting --engines hf,cb,vllm,vllm_compiled --json-out outputs/bench_real.jsonl
 	$(BIN)/python experiments/bench_real_update.py --variants before,full_reuse,after,lora_after,full_bf16 --json-out outputs/bench_real.jsonl
 
 clean:

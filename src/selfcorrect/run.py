@@ -31,7 +31,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from selfcorrect import catalog, distributed, resume, selection, timing
+from selfcorrect import catalog, distributed, flops, resume, selection, timing
 from selfcorrect.provenance import provenance
 from selfcorrect.arms import ArmContext, get_arm
 from selfcorrect.budget import Budget
@@ -99,7 +99,7 @@ def run(cfg: DictConfig, run_dir: Path, group: str = "single") -> dict:
         print(f"[skip] {run_dir} already complete", flush=True)
         return prepared.metrics
     run_dir.mkdir(parents=True, exist_ok=True)
-    clock = timing.StageClock()
+    clock = timing.StageClock(count_flops=flops.requested())  # the FLOP-accounted bench counts (flops.py)
     with timing.running(clock):
         return _run_main(cfg, run_dir, group, prepared, clock)
 
@@ -168,6 +168,8 @@ def _run_main(cfg: DictConfig, run_dir: Path, group: str, prepared, clock: timin
             tracker.finish()
             checkpoint.prune(run_dir / "checkpoints")  # complete: the resume states are no longer needed
         status["stages"] = clock.split()
+        if clock.count_flops:
+            status["stage_flops"] = clock.flop_split()
         status["max_rss_gb"] = max_rss_gb()
         write_json(run_dir / "run.json", status)
     except BaseException as e:

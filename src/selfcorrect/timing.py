@@ -18,6 +18,10 @@ base model's first attempts for probe and matrix), `matrix` (the correction matr
 update's sparsity and effective rank from the weights),
 `paper_eval` (the test episodes of the checkpoint the paper's rule keeps, when it is another
 one), `write` (records, policy, wandb summary) and `other`.
+
+A clock made with `count_flops=True` (the FLOP-accounted bench: `flops.requested()`) also charges
+the floating-point operations counted by `flops.counter()` to the same stages (`flop_split`, run.json
+`stage_flops`); counting slows the run, so its times are not the bench's times.
 """
 
 from __future__ import annotations
@@ -33,17 +37,26 @@ _active: "StageClock | None" = None
 
 
 class StageClock:
-    def __init__(self) -> None:
+    def __init__(self, count_flops: bool = False) -> None:
         self.start = self._mark = time.perf_counter()
         self.totals: dict[str, float] = {}
         self._open: list[str] = []
+        self.flop_totals: dict[str, int] = {}
+        self._flops = None  # the FLOP counter, entered by `running`
+        self._flop_mark = 0
+        self.count_flops = count_flops
 
     def _charge(self) -> None:
         now = time.perf_counter()
+        name = self._open[-1] if self._open else "other"
         if self._open:
-            name = self._open[-1]
             self.totals[name] = self.totals.get(name, 0.0) + now - self._mark
         self._mark = now
+        if self._flops is not None:
+            total = self._flops.get_total_flops()
+            if total > self._flop_mark:
+                self.flop_totals[name] = self.flop_totals.get(name, 0) + total - self._flop_mark
+            self._flop_mark = total
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -68,14 +81,35 @@ class StageClock:
         out["wall"] = round(wall, 2)
         return out
 
+    def flop_split(self) -> dict[str, int]:
+        """FLOPs per stage (`other`: outside every stage) and `total`; empty unless counting."""
+        if not self.count_flops:
+            return {}
+        self._charge()
+        out = {k: self.flop_totals[k] for k in sorted(self.flop_totals, key=_order)}
+        out["total"] = sum(self.flop_totals.values())
+        return out
+
 
 @contextmanager
 def running(clock: StageClock) -> Iterator[StageClock]:
-    """Make `clock` the one that `stage` marks (for the duration of a run)."""
+    """Make `clock` the one that `stage` marks (for the duration of a run); a counting clock's FLOP
+    counter is open for as long."""
     global _active
     previous, _active = _active, clock
     try:
-        yield clock
+        if clock.count_flops:
+            from selfcorrect import flops
+
+            with flops.counter() as counter:
+                clock._flops, clock._flop_mark = counter, 0
+                try:
+                    yield clock
+                finally:
+                    clock._charge()
+                    clock._flops = None
+        else:
+            yield clock
     finally:
         _active = previous
 
