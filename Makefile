@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 JOBS   ?= 2                      # sweep jobs side by side per testbed (one CPU thread each)
 # a new stamped directory, evaluated once (`:=`) so every step of `make sweep` uses the same one;
 # `make sweep SWEEP_DIR=outputs/sweeps/<stamp>` re-runs into an existing sweep: complete runs are
-# skipped, killed or failed ones resume from their checkpoints or rerun (selfcorrect.resume)
+# skipped, killed or failed ones resume from their checkpoints or rerun (selfcorrect.runtime.resume)
 ifndef SWEEP_DIR
 SWEEP_DIR := outputs/sweeps/$(shell date +%Y-%m-%d_%H-%M-%S)
 endif
@@ -39,7 +39,7 @@ SEEDS  ?= 10                     # seeds per arm (the `seeds` Hydra knob); SEEDS
 # both embedded testbeds side by side (arithmetic into SWEEP_DIR, answer first into SWEEP_DIR-answer_first),
 # JOBS workers each; progress + ETA every minute (also in <dir>/progress.log), wall time per testbed at the end
 sweep: install
-	$(BIN)/python -m selfcorrect.sweep --dir $(SWEEP_DIR) --seeds $(SEEDS) --jobs $(JOBS) $(if $(ALLOW_MIXED),--allow-mixed-commits)
+	$(BIN)/python -m selfcorrect.sweeps.sweep --dir $(SWEEP_DIR) --seeds $(SEEDS) --jobs $(JOBS) $(if $(ALLOW_MIXED),--allow-mixed-commits)
 
 # every trained arm × lr_grid × tune_seeds on both testbeds (validation only), then each arm's lr
 # (conf/tuned_lr/<testbed>.yaml, read by `make sweep`; table in experiments/tuning/<testbed>.md)
@@ -47,7 +47,7 @@ ifndef TUNE_DIR
 TUNE_DIR := outputs/tune/$(shell date +%Y-%m-%d_%H-%M-%S)
 endif
 tune: install
-	$(BIN)/python -m selfcorrect.sweep --mode tune --dir $(TUNE_DIR) --jobs $(JOBS) $(if $(ALLOW_MIXED),--allow-mixed-commits)
+	$(BIN)/python -m selfcorrect.sweeps.sweep --mode tune --dir $(TUNE_DIR) --jobs $(JOBS) $(if $(ALLOW_MIXED),--allow-mixed-commits)
 
 figures: install        # newest sweep, or SWEEP=outputs/sweeps/<stamp>
 	$(BIN)/python experiments/make_figures.py $(if $(SWEEP),--sweep $(SWEEP))
@@ -65,7 +65,7 @@ ifndef REAL_DIR
 REAL_DIR := outputs/sweeps/$(shell date +%Y-%m-%d_%H-%M-%S)-real
 endif
 sweep-real: install
-	$(BIN)/python -m selfcorrect.sweep --testbeds smollm2 --dir $(REAL_DIR) --seeds $(REAL_SEEDS) --jobs 1 $(if $(ALLOW_MIXED),--allow-mixed-commits)
+	$(BIN)/python -m selfcorrect.sweeps.sweep --testbeds smollm2 --dir $(REAL_DIR) --seeds $(REAL_SEEDS) --jobs 1 $(if $(ALLOW_MIXED),--allow-mixed-commits)
 
 # SmolLM2-135M-Instruct on this CPU: HF generate vs transformers' continuous batching vs vLLM on the same prompts, and
 # the RL update step before/after (full fine-tuning vs LoRA, sampler log-probs, micro-batches, bf16), one run each

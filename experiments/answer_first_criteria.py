@@ -17,8 +17,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from selfcorrect.models import load_base_policy
-from selfcorrect.policy import Sampling
+from selfcorrect.models.loading import load_base_policy
+from selfcorrect.models.policy import Sampling
 from selfcorrect.tasks import make_task
 
 

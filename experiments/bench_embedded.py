@@ -4,7 +4,7 @@
 
 1. Where a run's time goes: one run of each family (base, offline Pair-SFT, RL SCoRe) on the
    arithmetic testbed with the sweep's settings, and its `run.json` stage split as shares of the
-   run's wall time (`selfcorrect.timing`).
+   run's wall time (`selfcorrect.runtime.timing`).
 2. Each speed change of issue 20, before and after, measured in one process on the same inputs
    (ratios; the machine's load falls on both sides alike): the two-turn generation of the policy
    wrapper (`gpt2_decoding` against transformers' `generate`, greedy and T = 1, same tokens), the
@@ -35,10 +35,10 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
-from selfcorrect.models import base_model_path, load_base_policy
-from selfcorrect.policy import Policy, Sampling
-from selfcorrect.prompts import conversation
-from selfcorrect.run import CONF_DIR
+from selfcorrect.models.loading import base_model_path, load_base_policy
+from selfcorrect.models.policy import Policy, Sampling
+from selfcorrect.models.prompts import conversation
+from selfcorrect.paths import CONF_DIR
 from selfcorrect.tasks import make_task
 
 ROOT = Path(CONF_DIR).parent
@@ -98,8 +98,8 @@ def generation(policy: Policy, problems, args) -> None:
 
 
 def tensorize(cfg, task) -> None:
-    from selfcorrect import tiny_model as tm
-    from selfcorrect.char_tokenizer import build_char_tokenizer
+    from selfcorrect.models import tiny_model as tm
+    from selfcorrect.models.char_tokenizer import build_char_tokenizer
 
     spec = tm.base_model_spec(cfg.model, task)
     tok = build_char_tokenizer(tm.ALPHABET + task.revise_instruction)

@@ -6,7 +6,7 @@
 For each testbed, one run per family (base, offline Pair-SFT, RL SCoRe) with the sweep's settings, seed 0,
 from a fresh cache (so the base run builds the base model: its `base` stage is the base build), twice:
 - counted: `SELFCORRECT_COUNT_FLOPS=1`, run.json `stage_flops` (torch's FlopCounterMode: matmuls and
-  attention, forward and backward; `selfcorrect.flops`), slower because every op goes through Python;
+  attention, forward and backward; `selfcorrect.runtime.flops`), slower because every op goes through Python;
 - timed: the same deterministic run without counting, run.json `stages` (seconds per stage).
 Per stage: GFLOP, seconds, GFLOP/s and % of the matmul ceiling, a 512 x 512 fp32 matmul on one thread
 measured in this run (before and after the runs; the higher is the ceiling). The runs use one thread, as the
@@ -33,8 +33,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from selfcorrect import catalog, flops
-from selfcorrect.timing import STAGES
+from selfcorrect.runtime import flops
+from selfcorrect.runtime.timing import STAGES
+from selfcorrect.training import catalog
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = {"arithmetic": "embedded_sweep", "answer_first": "answer_first_sweep"}

@@ -1,6 +1,6 @@
 """Generation engines on the same prompts in one process: HF `generate` (left-padded batch, dynamic
 cache), transformers' continuous batching (`model.generate_batch`, paged cache) and vLLM
-(`selfcorrect.vllm_engine`), for SmolLM2-135M-Instruct (the converted fp32 checkpoint).
+(`selfcorrect.models.vllm_engine`), for SmolLM2-135M-Instruct (the converted fp32 checkpoint).
 
     .venv/bin/python experiments/bench_generation_engines.py                  # 64 chain_sum prompts, 128 new tokens
     .venv/bin/python experiments/bench_generation_engines.py --n 16 --max-new-tokens 32 --engines hf,vllm
@@ -147,7 +147,7 @@ def vllm_rows(name: str, args, model, prompts, new: int, eos: int, pre: dict, re
     weight sync."""
     import gc
 
-    from selfcorrect.vllm_engine import VLLMEngine
+    from selfcorrect.models.vllm_engine import VLLMEngine
 
     compiled = name == "vllm_compiled"
     (engine, dt) = timed(VLLMEngine, args.model_dir, threads=args.threads, max_model_len=2048, kv_cache_gib=2,

@@ -38,13 +38,13 @@ import torch  # noqa: E402
 from bench_util import emit, with_make_malloc  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
-from selfcorrect.models import base_model_path, open_policy  # noqa: E402
-from selfcorrect.policy import Sampling  # noqa: E402
-from selfcorrect.rl.config import RLConfig  # noqa: E402
-from selfcorrect.rl.grpo_engine import SCoReGRPOTrainer, grpo_args, two_turn_tokens  # noqa: E402
-from selfcorrect.rl.rollouts import collect  # noqa: E402
-from selfcorrect.run import CONF_DIR  # noqa: E402
+from selfcorrect.models.loading import base_model_path, open_policy  # noqa: E402
+from selfcorrect.models.policy import Sampling  # noqa: E402
+from selfcorrect.paths import CONF_DIR  # noqa: E402
 from selfcorrect.tasks import make_task  # noqa: E402
+from selfcorrect.training.rl.config import RLConfig  # noqa: E402
+from selfcorrect.training.rl.grpo_engine import SCoReGRPOTrainer, grpo_args, two_turn_tokens  # noqa: E402
+from selfcorrect.training.rl.rollouts import collect  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_SYNC_SHARE = 0.10  # issue 30: the vLLM weight sync a small fraction of a step (here: at most 10 %)
@@ -148,7 +148,7 @@ def main() -> None:
                      "steps": [round(t, 2) for t in trainer.update_times], "tok_s": round(row_tokens / s, 1),
                      "gflop_s": round(flop / s / 1e9, 1)})
         if name in ("after", "lora_after"):  # vLLM's weight sync of the updated policy (merged LoRA weights)
-            from selfcorrect.vllm_engine import shared_engine
+            from selfcorrect.models.vllm_engine import shared_engine
 
             engine = shared_engine(path, **(dict(cfg.model.vllm) if "vllm" in cfg.model else {}))
             facts["sync_s"] = round(engine.sync(policy.model), 2)

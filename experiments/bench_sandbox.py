@@ -22,9 +22,10 @@ import argparse
 import statistics
 import time
 
-from selfcorrect.sandbox import isolation, run_python
-from selfcorrect.tasks import humaneval
-from selfcorrect.tasks.humaneval import HumanEvalTask, build_program, plausible_mutants
+from selfcorrect.tasks.humaneval import judge
+from selfcorrect.tasks.humaneval.mutants import plausible_mutants
+from selfcorrect.tasks.humaneval.sandbox import isolation, run_python
+from selfcorrect.tasks.humaneval.task import HumanEvalTask, build_program
 
 
 def time_before_bwrap(task: HumanEvalTask, problems) -> float:
@@ -36,7 +37,7 @@ def time_before_bwrap(task: HumanEvalTask, problems) -> float:
 
 def time_verify(problems, cold: bool) -> float:
     if cold:
-        humaneval._RECORDED.clear()
+        judge._RECORDED.clear()
     task = HumanEvalTask()
     t0 = time.monotonic()
     passed = sum(task.verify(p, p.answer).correct for p in problems)

@@ -1,5 +1,5 @@
 """One SCoRe update step (the compact pre-issue-13 update, kept as the reference in
-selfcorrect/rl/reference.py) against one TRL GRPOTrainer step, same model,
+selfcorrect/training/rl/reference.py) against one TRL GRPOTrainer step, same model,
 batch and generation length, both two-turn, on CPU; prints seconds per step and their ratio.
 
     python experiments/bench_score_vs_grpo.py [--steps 5] [--prompts 32] [--k 4] [--seed 0]
@@ -29,12 +29,12 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 import torch
 from hydra import compose, initialize_config_dir
 
-from selfcorrect.models import base_model_path
-from selfcorrect.policy import Policy, Sampling
-from selfcorrect.rl.rollouts import collect
-from selfcorrect.rl.config import RLConfig
-from selfcorrect.rl.reference import reference_update as policy_update
+from selfcorrect.models.loading import base_model_path
+from selfcorrect.models.policy import Policy, Sampling
 from selfcorrect.tasks import make_task
+from selfcorrect.training.rl.config import RLConfig
+from selfcorrect.training.rl.reference import reference_update as policy_update
+from selfcorrect.training.rl.rollouts import collect
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 
@@ -128,7 +128,7 @@ def subclass_seconds_per_step(base_path, task, rl: RLConfig, prompts: int, k: in
 
     from datasets import Dataset
 
-    from selfcorrect.rl.grpo_engine import SCoReGRPOTrainer, grpo_args, two_turn_tokens
+    from selfcorrect.training.rl.grpo_engine import SCoReGRPOTrainer, grpo_args, two_turn_tokens
 
     policy, ref = Policy.load(base_path, task), Policy.load(base_path, task)
     rl = dataclasses.replace(rl, prompts_per_step=prompts, samples_per_prompt=k)

@@ -20,9 +20,9 @@ import matplotlib
 matplotlib.use("Agg")
 
 from selfcorrect.analysis import diagnostics, figures, mechanisms, tables, verdicts  # noqa: E402
-from selfcorrect.analysis.results import default_sweep, load_sweep
 from selfcorrect.analysis.labels import display_name, label_sort_key  # noqa: E402
-from selfcorrect.scaling_samples import ScalingSpec, sample_revisions  # noqa: E402
+from selfcorrect.analysis.results import default_sweep, load_sweep
+from selfcorrect.evaluation.scaling_samples import ScalingSpec, sample_revisions  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

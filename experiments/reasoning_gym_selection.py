@@ -42,9 +42,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from selfcorrect.models import load_base_policy
-from selfcorrect.policy import Sampling
-from selfcorrect.run import CONF_DIR
+from selfcorrect.models.loading import load_base_policy
+from selfcorrect.models.policy import Sampling
+from selfcorrect.paths import CONF_DIR
 from selfcorrect.tasks import make_task
 from selfcorrect.tasks.reasoning_gym import MIN_TEST_PROBLEMS
 

@@ -218,7 +218,7 @@ def design_check(sweep) -> str:
     answer rather than solving the task."""
     from collections import Counter
 
-    from selfcorrect.records import read_jsonl
+    from selfcorrect.runtime.records import read_jsonl
 
     lines = ["| arm | most common y1 answer | share of y1 giving it | share of y2 giving it | Acc@t1 |", "|---|---|---|---|---|"]
     gold_share = None

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from selfcorrect.analysis.results import BUDGET_FIELDS, budget_mismatches, load_sweep
 from selfcorrect.analysis.labels import display_name, label_sort_key
+from selfcorrect.analysis.results import BUDGET_FIELDS, budget_mismatches, load_sweep
 
 COLUMNS = ["acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "fix_rate", "break_rate", "no_edit_rate", "answer_change_rate",
            "checkpoint/step", "budget/lr",
@@ -25,8 +25,8 @@ COLUMNS = ["acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "fix_rate", "b
 
 
 def stage_table(sweep) -> pd.DataFrame:
-    """Mean seconds per run of each stage (`selfcorrect.timing`), per arm family, with its share."""
-    from selfcorrect import catalog
+    """Mean seconds per run of each stage (`selfcorrect.runtime.timing`), per arm family, with its share."""
+    from selfcorrect.training import catalog
 
     rows = []
     for r in sweep.run_objects.values():

@@ -7,7 +7,7 @@ any measurement).
 
 Greedy first attempts only, fp32, batch 64, max_new_tokens from the task config
 (`eval.max_new_tokens` of conf/task/word_math.yaml), through `Policy.attempt` on the converted
-GGUF (`selfcorrect.models.load_base_policy`, cache .cache/selfcorrect or $SELFCORRECT_CACHE_DIR),
+GGUF (`selfcorrect.models.loading.load_base_policy`, cache .cache/selfcorrect or $SELFCORRECT_CACHE_DIR),
 checked by the task's own verifier. Only the val split is drawn. Each setting's attempts go to
 outputs/word_math_difficulty/<name>.jsonl.
 """
@@ -27,9 +27,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
-from selfcorrect.models import load_base_policy
-from selfcorrect.policy import Sampling
-from selfcorrect.run import CONF_DIR
+from selfcorrect.models.loading import load_base_policy
+from selfcorrect.models.policy import Sampling
+from selfcorrect.paths import CONF_DIR
 from selfcorrect.tasks import make_task
 from selfcorrect.tasks.word_math import WORKED_EXAMPLE
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from selfcorrect.run import CONF_DIR
+from selfcorrect.paths import CONF_DIR
 
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("GLIBC_TUNABLES", "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296")
@@ -29,9 +29,9 @@ def random_char_policy(task, n_layer: int = 1, n_embd: int = 16, batch_size: int
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from selfcorrect.char_tokenizer import build_char_tokenizer
-    from selfcorrect.policy import Policy
-    from selfcorrect.tiny_model import ALPHABET
+    from selfcorrect.models.char_tokenizer import build_char_tokenizer
+    from selfcorrect.models.policy import Policy
+    from selfcorrect.models.tiny_model import ALPHABET
 
     torch.manual_seed(0)
     tok = build_char_tokenizer(ALPHABET + task.revise_instruction)
@@ -61,7 +61,7 @@ def tiny_cfg(tiny_cache):
 @pytest.fixture(scope="session")
 def tiny_base(tiny_cfg, tiny_cache):
     """(task, policy, model_dir) for the tiny, briefly pretrained base model."""
-    from selfcorrect.models import base_model_path, load_base_policy
+    from selfcorrect.models.loading import base_model_path, load_base_policy
     from selfcorrect.tasks import make_task
 
     task = make_task(tiny_cfg.task)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from selfcorrect.policy import Episode, Turn
+from selfcorrect.models.policy import Episode, Turn
 
 
 class FakePolicy:

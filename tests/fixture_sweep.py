@@ -18,17 +18,16 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from selfcorrect.correction_matrix import matrix_first_attempts, summarize_matrix
-from selfcorrect.mechanisms.behaviours import entropy_bits
-from selfcorrect.mechanisms.self_conditioning import first_attempts, summarize_self_conditioning
-from selfcorrect.metrics import summarize, total_variation
-from selfcorrect.probe import probe_metrics, probe_record
+from selfcorrect.evaluation.correction_matrix import matrix_first_attempts, summarize_matrix
+from selfcorrect.evaluation.mechanisms.behaviours import entropy_bits
+from selfcorrect.evaluation.mechanisms.self_conditioning import first_attempts, summarize_self_conditioning
+from selfcorrect.evaluation.metrics import summarize, total_variation
+from selfcorrect.evaluation.probe import probe_metrics, probe_record
+from selfcorrect.evaluation.scoring import attempt_record, behaviour_of
+from selfcorrect.paths import CONF_DIR
+from selfcorrect.runtime.records import scalars, write_json, write_jsonl
 from selfcorrect.tasks import make_error_model, make_task
 from selfcorrect.tasks.arithmetic import parse_rules
-from selfcorrect.records import scalars, write_json, write_jsonl
-from selfcorrect.scoring import attempt_record, behaviour_of
-
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")  # as run.CONF_DIR, without importing torch
 
 # arm label -> (p fix a wrong first attempt, p break a right one, p edit at all)
 BEHAVIOUR = {
@@ -187,7 +186,7 @@ def spent_budget(budget: dict, trained: bool) -> dict:
 
 def write_scaling(run_dir: Path, task, problems, rules1, rng, revise, k: int = 32, n_turns: int = 3, n: int = 200) -> None:
     """A scaling cache in `scaling.sample_revisions`'s format, for the default ScalingSpec."""
-    from selfcorrect.scaling_samples import ScalingSpec
+    from selfcorrect.evaluation.scaling_samples import ScalingSpec
 
     spec = ScalingSpec()
     assert (spec.k, spec.n_turns) == (k, n_turns), "fixture scaling cache must match the default spec"

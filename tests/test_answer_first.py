@@ -8,9 +8,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from selfcorrect.models.tiny_model import build_base_model
 from selfcorrect.tasks import make_error_model, make_task
 from selfcorrect.tasks.answer_first import AnswerFirstTask
-from selfcorrect.tiny_model import build_base_model
 
 from conftest import TINY_OVERRIDES, compose_config
 

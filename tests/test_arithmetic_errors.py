@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from selfcorrect.metrics import total_variation
+from selfcorrect.evaluation.metrics import total_variation
 from selfcorrect.tasks import make_error_model
 from selfcorrect.tasks.arithmetic import ArithmeticTask, parse_rules
 from selfcorrect.tasks.arithmetic_errors import INJECTABLE, ArithmeticErrorModel
-from selfcorrect.traces import error_histogram, teacher_traces
+from selfcorrect.training.offline.traces import error_histogram, teacher_traces
 
 TASK = ArithmeticTask()
 ERRORS = make_error_model(TASK)

@@ -9,8 +9,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from selfcorrect.budget import Budget, split_steps
 from selfcorrect.tasks.arithmetic import ArithmeticTask
+from selfcorrect.training.budget import Budget, split_steps
 
 from conftest import compose_config, random_char_policy
 
@@ -19,8 +19,8 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 def sweep_arms(experiment: str) -> list[list[str]]:
     """The overrides of each arm configuration of an experiment's sweep (the experiment included),
-    one seed: the jobs `make sweep` launches (selfcorrect.sweep.planned_runs)."""
-    from selfcorrect.sweep import planned_runs
+    one seed: the jobs `make sweep` launches (selfcorrect.sweeps.sweep.planned_runs)."""
+    from selfcorrect.sweeps.sweep import planned_runs
 
     jobs = [name.split(",") for name in planned_runs(experiment, ["seeds=1"])]
     return [[f"experiment={experiment}", *(o for o in job if not o.startswith("seed="))] for job in jobs]
@@ -32,12 +32,12 @@ def planned_spend(cfg) -> dict:
     if cfg.arm.name == "base":
         return budget.spent(0, 0, 0)
     if "schedule" in cfg.arm:  # RL
-        from selfcorrect.rl.config import RLConfig
+        from selfcorrect.training.rl.config import RLConfig
 
         rl = RLConfig.from_cfg(cfg.arm, cfg.budget)
         steps = len(rl.stages_by_step())
         return budget.spent(steps * rl.prompts_per_step * rl.samples_per_prompt, steps, rl.prompts_per_step * rl.samples_per_prompt)
-    from selfcorrect.arms.sft_arms import problems_per_round
+    from selfcorrect.training.offline.arms import problems_per_round
 
     class Ctx:  # problems_per_round reads only the config
         pass
@@ -89,7 +89,7 @@ def test_bad_budget_values_are_named(override, message):
 def test_sft_and_rl_build_the_same_optimizer_and_schedule(tmp_path):
     """TRL's Trainer (the offline arms) and the RL loop get identical AdamW settings and the same
     learning rate at every step."""
-    from selfcorrect.sft import make_trainer, sft_config
+    from selfcorrect.training.offline.sft import make_trainer, sft_config
 
     task = ArithmeticTask()
     cfg = compose_config(["budget.lr_schedule=cosine", "budget.warmup_steps=3", "budget.gradient_steps=10",

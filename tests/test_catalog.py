@@ -1,4 +1,4 @@
-"""Arms are declared once, in their YAML (selfcorrect.catalog): adding an arm is one file."""
+"""Arms are declared once, in their YAML (selfcorrect.training.catalog): adding an arm is one file."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from selfcorrect import catalog
+from selfcorrect.training import catalog
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -4,8 +4,8 @@ at the base's own error site or at a random site) and the keep / fix rates of th
 import pytest
 
 from fake_policy import FakePolicy
-from selfcorrect.correction_matrix import SITES, correction_matrix, matrix_first_attempts, matrix_line, summarize_matrix
-from selfcorrect.policy import Sampling
+from selfcorrect.evaluation.correction_matrix import SITES, correction_matrix, matrix_first_attempts, matrix_line, summarize_matrix
+from selfcorrect.models.policy import Sampling
 from selfcorrect.tasks import make_error_model
 from selfcorrect.tasks.arithmetic import ArithmeticTask
 from selfcorrect.tasks.arithmetic_errors import INJECTABLE

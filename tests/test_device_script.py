@@ -279,7 +279,7 @@ def test_summarize_withholds_verdicts_and_leaves_out_incomplete_runs(tmp_path):
     import device_steps
     from fixture_sweep import base_config, make_run
 
-    from selfcorrect.metrics import truncation_summary
+    from selfcorrect.evaluation.metrics import truncation_summary
 
     sweep = tmp_path / "smollm2_reasoning_gym_device"
     cfg0 = base_config()

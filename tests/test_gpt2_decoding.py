@@ -5,8 +5,8 @@ import random
 import pytest
 import torch
 
-from selfcorrect import gpt2_decoding
-from selfcorrect.policy import Policy, Sampling
+from selfcorrect.models import gpt2_decoding
+from selfcorrect.models.policy import Policy, Sampling
 from selfcorrect.tasks.arithmetic import ArithmeticTask
 
 from conftest import random_char_policy
@@ -67,7 +67,7 @@ def test_rows_that_stop_early_and_the_context_limit(pair):
 
 def test_the_trained_base_model_decodes_identically(tiny_cfg, tiny_cache):
     """The sweep's kind of model (a pretrained tiny GPT-2 on its task), two-turn, greedy and T = 1."""
-    from selfcorrect.models import load_base_policy
+    from selfcorrect.models.loading import load_base_policy
     from selfcorrect.tasks import make_task
 
     task = make_task(tiny_cfg.task)

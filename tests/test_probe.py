@@ -3,9 +3,9 @@
 import pytest
 
 from fake_policy import FakePolicy
-from selfcorrect.evaluate import OfflineAttempts, evaluate_policy
-from selfcorrect.policy import Sampling
-from selfcorrect.probe import probe_metrics, probe_record
+from selfcorrect.evaluation.evaluate import OfflineAttempts, evaluate_policy
+from selfcorrect.evaluation.probe import probe_metrics, probe_record
+from selfcorrect.models.policy import Sampling
 from selfcorrect.tasks import make_error_model
 from selfcorrect.tasks.arithmetic import ArithmeticTask
 

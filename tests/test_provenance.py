@@ -4,7 +4,7 @@ import subprocess
 
 import pytest
 
-from selfcorrect import provenance
+from selfcorrect.runtime import provenance
 
 
 @pytest.fixture

@@ -15,17 +15,17 @@ import torch
 from omegaconf import OmegaConf
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-from selfcorrect.char_tokenizer import build_char_tokenizer
-from selfcorrect.gguf_model import (
+from selfcorrect.models.char_tokenizer import build_char_tokenizer
+from selfcorrect.models.gguf_model import (
     converted_gguf_path,
     gguf_location,
     max_logit_difference,
     plain_copy,
     prepare_tokenizer,
 )
-from selfcorrect.models import base_model_path, load_base_policy
-from selfcorrect.policy import Sampling
-from selfcorrect.tasks.humaneval import HumanEvalTask
+from selfcorrect.models.loading import base_model_path, load_base_policy
+from selfcorrect.models.policy import Sampling
+from selfcorrect.tasks.humaneval.task import HumanEvalTask
 
 from conftest import compose_config
 
@@ -115,13 +115,13 @@ def smollm2():
     path = _smollm2_dir()
     if path is None:
         pytest.skip("SmolLM2 tests run with SELFCORRECT_REAL_MODEL_TESTS=1 (first run converts the GGUF: 1-3 min)")
-    from selfcorrect.policy import Policy
+    from selfcorrect.models.policy import Policy
 
     return path, Policy.load(path, HumanEvalTask(), batch_size=4)
 
 
 def test_smollm2_conversion_is_exact_and_left_padded(smollm2):
-    from selfcorrect.cache import artifact_facts
+    from selfcorrect.runtime.cache import artifact_facts
 
     path, policy = smollm2
     facts = artifact_facts(path)["facts"]

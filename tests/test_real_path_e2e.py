@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from selfcorrect.char_tokenizer import build_char_tokenizer
+from selfcorrect.models.char_tokenizer import build_char_tokenizer
 
 from conftest import save_tiny_llama
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from selfcorrect.correction_matrix import correction_matrix, matrix_line
-from selfcorrect.mechanisms.self_conditioning import self_conditioning
-from selfcorrect.policy import Sampling
-from selfcorrect.prompts import conversation
+from selfcorrect.evaluation.correction_matrix import correction_matrix, matrix_line
+from selfcorrect.evaluation.mechanisms.self_conditioning import self_conditioning
+from selfcorrect.models.policy import Sampling
+from selfcorrect.models.prompts import conversation
 from selfcorrect.tasks import make_error_model, make_task
 from selfcorrect.tasks.base import Problem
 from selfcorrect.tasks.reasoning_gym import MIN_TEST_PROBLEMS, STOP, ReasoningGymTask, extract_answer
@@ -247,7 +247,7 @@ def test_the_selection_candidates_compose_and_the_rule_follows_the_preregistrati
 
 def test_truncation_is_the_cap_without_eos_or_stop():
     sel = selection_module()
-    from selfcorrect.policy import Turn
+    from selfcorrect.models.policy import Turn
 
     assert sel.truncated(Turn([], [5] * 4, "a b c d"), max_new_tokens=4, eos_ids=[0], stop=STOP)
     assert not sel.truncated(Turn([], [5, 5, 5, 0], "a b c"), max_new_tokens=4, eos_ids=[0], stop=STOP)

@@ -9,10 +9,10 @@ import pytest
 import yaml
 
 from fixture_sweep import make_run, make_sweep, record
-from selfcorrect.metrics import summarize
-from selfcorrect.probe import probe_metrics, probe_record
-from selfcorrect.analysis.results import ConfigMismatchError, IncompleteRunError, load_sweep
 from selfcorrect.analysis.labels import run_label
+from selfcorrect.analysis.results import ConfigMismatchError, IncompleteRunError, load_sweep
+from selfcorrect.evaluation.metrics import summarize
+from selfcorrect.evaluation.probe import probe_metrics, probe_record
 from selfcorrect.tasks.arithmetic import ArithmeticTask
 
 
@@ -212,8 +212,8 @@ def test_run_labels_keep_variants_apart():
 
 
 def test_fixture_record_is_the_evaluators_record():
-    from selfcorrect.policy import Episode, Turn
-    from selfcorrect.scoring import score
+    from selfcorrect.evaluation.scoring import score
+    from selfcorrect.models.policy import Episode, Turn
 
     task = ArithmeticTask()
     p = task.make_problem(357, 468)

@@ -1,4 +1,4 @@
-"""Sweeps that survive being killed (selfcorrect.resume): a sweep re-run into its own directory
+"""Sweeps that survive being killed (selfcorrect.runtime.resume): a sweep re-run into its own directory
 skips complete runs, resumes killed ones from their checkpoints, reruns the rest, and ends with
 results identical to a sweep that was never interrupted."""
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from selfcorrect import resume
+from selfcorrect.runtime import resume
 
 from conftest import TINY_OVERRIDES, compose_config
 

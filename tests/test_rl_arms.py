@@ -11,15 +11,15 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from selfcorrect import catalog
-from selfcorrect.arms import ArmContext, get_arm
-from selfcorrect.char_tokenizer import build_char_tokenizer
-from selfcorrect.policy import Policy
-from selfcorrect.rl import checkpoint
-from selfcorrect.rl.config import RLConfig
+from selfcorrect.models.char_tokenizer import build_char_tokenizer
+from selfcorrect.models.policy import Policy
+from selfcorrect.runtime import checkpoint
+from selfcorrect.runtime.tracking import Tracker
 from selfcorrect.tasks.arithmetic import ArithmeticTask
 from selfcorrect.tasks.base import Verdict
-from selfcorrect.tracking import Tracker
+from selfcorrect.training import catalog
+from selfcorrect.training.arms import ArmContext, get_arm
+from selfcorrect.training.rl.config import RLConfig
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
 RL_ARMS = list(catalog.of_family("rl"))
@@ -216,7 +216,7 @@ def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
 def test_naive_arm_never_trains_or_regularises_the_first_attempt(tmp_path, monkeypatch):
     """Paper Fig. 6: optimise only on (x2, y2): no reward, no KL (no β2) and no gradient on turn 1
     (its tokens are masked out of the loss: tests/test_grpo_engine.py checks the masks)."""
-    from selfcorrect.rl.grpo_engine import SCoReGRPOTrainer
+    from selfcorrect.training.rl.grpo_engine import SCoReGRPOTrainer
 
     calls = []
     scoring = SCoReGRPOTrainer._get_per_token_logps_and_entropies
@@ -259,7 +259,7 @@ def test_the_one_checkpoint_rule_keeps_the_best_validation_acc_t2(whole_run):
     """Every monitoring step > 0 is a candidate (weights and validation metrics kept, never test);
     the one rule keeps the highest validation Acc@t2 (ties: the later step), the paper's rule
     (best training reward) is named beside it, and the kept weights are the candidate's."""
-    from selfcorrect import selection
+    from selfcorrect.training import selection
 
     _, ctx, policy = whole_run
     val = {r["step"]: r["val/acc_t2"] for r in history(ctx) if "val/acc_t2" in r}

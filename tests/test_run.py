@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from selfcorrect.records import read_jsonl
-from selfcorrect.metrics import summarize
-from selfcorrect.run import CONF_DIR, run
+from selfcorrect.evaluation.metrics import summarize
+from selfcorrect.paths import CONF_DIR
+from selfcorrect.run import run
+from selfcorrect.runtime.records import read_jsonl
 
 from conftest import TINY_OVERRIDES, compose_config
 
@@ -51,7 +52,7 @@ def test_base_run_writes_complete_results(tiny_cfg, tmp_path):
     assert probe["n_wrong_offline"] == probe["n_wrong_own"]
     saved = OmegaConf.load(d / "config.yaml")
     assert saved.arm.name == "base" and saved.eval.n_problems == tiny_cfg.eval.n_problems
-    # a re-launch into a complete run's directory skips it (selfcorrect.resume): saved metrics, untouched files
+    # a re-launch into a complete run's directory skips it (selfcorrect.runtime.resume): saved metrics, untouched files
     mtime = (d / "metrics.json").stat().st_mtime_ns
     assert run(tiny_cfg, d) == on_disk and (d / "metrics.json").stat().st_mtime_ns == mtime
 

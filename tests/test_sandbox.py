@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from selfcorrect import sandbox
-from selfcorrect.sandbox import Limits, SandboxUnavailable, isolation, run_python, sandbox_mode
+from selfcorrect.tasks.humaneval import sandbox
+from selfcorrect.tasks.humaneval.sandbox import Limits, SandboxUnavailable, isolation, run_python, sandbox_mode
 
 FAST = Limits(cpu_s=1, wall_s=3.0, memory_mb=512)
 OS_LAYERS = isolation().layers

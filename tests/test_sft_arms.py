@@ -6,11 +6,11 @@ import random
 
 import pytest
 
-from selfcorrect.policy import Sampling
-from selfcorrect.budget import Budget
-from selfcorrect.sft import make_trainer, sft_config
+from selfcorrect.models.policy import Sampling
 from selfcorrect.tasks.arithmetic import ArithmeticTask
-from selfcorrect.traces import sample_episodes
+from selfcorrect.training.budget import Budget
+from selfcorrect.training.offline.sft import make_trainer, sft_config
+from selfcorrect.training.offline.traces import sample_episodes
 
 from conftest import TINY_OVERRIDES, compose_config, random_char_policy
 
@@ -93,8 +93,8 @@ CASES = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_each_offline_arm_runs_end_to_end(case, tiny_cache, tmp_path, monkeypatch):
-    from selfcorrect.arms import sft_arms
     from selfcorrect.run import run
+    from selfcorrect.training.offline import arms as sft_arms
 
     arm, n_problems, extra = CASES[case]
     monkeypatch.setattr(sft_arms, "sample_episodes", scripted_samples)
@@ -159,7 +159,8 @@ def test_unequal_sample_budget_is_a_clear_error(tiny_cache, tmp_path):
 
 def test_star_rounds_restart_from_the_base_or_continue(tiny_cache, tmp_path, monkeypatch):
     """ReST^EM (the paper's STaR): each round fine-tunes a fresh copy of the base; `continue` does not."""
-    from selfcorrect.arms import ArmContext, sft_arms
+    from selfcorrect.training.arms import ArmContext
+    from selfcorrect.training.offline import arms as sft_arms
 
     monkeypatch.setattr(sft_arms, "sample_episodes", scripted_samples)
     made = []
@@ -185,8 +186,8 @@ def test_star_rounds_restart_from_the_base_or_continue(tiny_cache, tmp_path, mon
 def test_a_filtered_set_smaller_than_a_batch_is_repeated_to_fill_it(tiny_cache, tmp_path, monkeypatch):
     """STaR D on a testbed where the base rarely fixes its answers: each round's few kept traces are
     trained for the round's full batches (more epochs), not refused."""
-    from selfcorrect.arms import sft_arms
     from selfcorrect.run import run
+    from selfcorrect.training.offline import arms as sft_arms
 
     monkeypatch.setattr(sft_arms, "sample_episodes", scripted_samples)
     cfg = compose_config([*arm_overrides("star", 8, ["budget.sequences_per_step=8"]), f"paths.cache_dir={tiny_cache}"])
@@ -194,3 +195,19 @@ def test_a_filtered_set_smaller_than_a_batch_is_repeated_to_fill_it(tiny_cache, 
     assert all(0 < r["n_traces"] < 8 for r in a["rounds"])  # ~16 × 0.4 × 0.6 ≈ 4 kept of 16 a round
     assert [r["steps"] for r in a["rounds"]] == [2, 2, 2]
     assert all(r["n_examples"] == r["n_traces"] and r["epochs"] == round(16 / r["n_traces"], 3) for r in a["rounds"])
+
+
+@pytest.mark.parametrize("arm,kind,function", [("sft_self", "pair_sft", "train_pair_sft"),
+                                               ("star", "star_round1", "train_star"),
+                                               ("sft_teacher", "sft_teacher", "train_sft_teacher")])
+def test_trace_cache_keys_name_the_training_function_as_before_the_move(arm, kind, function):
+    """Issue 31 moved the offline arms to selfcorrect.training.offline; trace datasets cached before
+    the move keep their keys because the key names the function by its old module path."""
+    from types import SimpleNamespace
+
+    from selfcorrect.training.offline.arms import trace_spec
+
+    cfg = compose_config([f"arm={arm}"])
+    assert cfg.arm.train == f"selfcorrect.training.offline.arms:{function}"
+    spec = trace_spec(SimpleNamespace(cfg=cfg, base_path="base", seed=0), kind)
+    assert spec["arm"]["train"] == f"selfcorrect.arms.sft_arms:{function}"

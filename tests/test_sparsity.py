@@ -1,4 +1,4 @@
-"""Update sparsity, effective rank and overlap of updated sets (selfcorrect.mechanisms.sparsity)
+"""Update sparsity, effective rank and overlap of updated sets (selfcorrect.evaluation.mechanisms.sparsity)
 on known cases, and the sweep analysis on a tiny saved model pair."""
 
 import json
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from selfcorrect.mechanisms import sparsity as sp
+from selfcorrect.evaluation.mechanisms import sparsity as sp
 
 KEYS = ["0", "1e-06", "1e-05", "0.0001"]
 
@@ -214,7 +214,7 @@ def _write_run(run_dir, base_dir, sha, arm, seed, policy, metrics):
 
 def test_sweep_analysis_on_saved_models(tmp_path):
     from selfcorrect.analysis import sparsity as asp
-    from selfcorrect.run import weights_sha256
+    from selfcorrect.runtime.checkpoint import weights_sha256
 
     base = _tiny_gpt2()
     base_dir = tmp_path / "base"

@@ -1,4 +1,4 @@
-"""`make sweep`'s driver (selfcorrect.sweep): the runs it plans are the runs Hydra launches, and
+"""`make sweep`'s driver (selfcorrect.sweeps.sweep): the runs it plans are the runs Hydra launches, and
 its progress line counts them and estimates what is left."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from selfcorrect.sweep import REAL_TESTBEDS, TESTBEDS, Progress, Sweep, fmt_s, main, planned_runs
+from selfcorrect.sweeps.sweep import REAL_TESTBEDS, TESTBEDS, Progress, Sweep, fmt_s, main, planned_runs
 
 
 @pytest.mark.parametrize("seeds", [3, 10])
@@ -132,7 +132,7 @@ def test_a_sweep_with_runs_of_other_code_is_refused_unless_allowed(tmp_path):
 
 
 def test_code_is_named_by_commit_and_dirty_flag():
-    from selfcorrect.sweep import code_key
+    from selfcorrect.sweeps.sweep import code_key
 
     assert code_key({"commit": "a" * 40, "dirty": False}) == "a" * 40
     assert code_key({"commit": "a" * 40, "dirty": True}) == "a" * 40 + " (dirty)"

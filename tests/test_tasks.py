@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-import selfcorrect.tasks as tasks_pkg
-from selfcorrect.probe import stratified_probe
+from selfcorrect.evaluation.probe import stratified_probe
 from selfcorrect.tasks import TASKS, make_error_model, make_task
+import selfcorrect.tasks as tasks_pkg
 from selfcorrect.tasks.base import Problem, SiteErrorModel, Task, Verdict, error_type, split_error_type
 
 from conftest import compose_config
@@ -237,7 +237,7 @@ def test_optional_capabilities_are_declared_with_none_for_not_supported():
     from selfcorrect.tasks.answer_first import AnswerFirstTask
     from selfcorrect.tasks.arithmetic import ArithmeticTask
     from selfcorrect.tasks.gsm8k_math import GSM8KTask, MATHTask
-    from selfcorrect.tasks.humaneval import HumanEvalTask
+    from selfcorrect.tasks.humaneval.task import HumanEvalTask
     from selfcorrect.tasks.reasoning_gym import ReasoningGymTask
     from selfcorrect.tasks.word_math import WordMathTask
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from selfcorrect import flops, timing
+from selfcorrect.runtime import flops, timing
 
 
 def test_time_goes_to_the_innermost_stage_and_adds_up_to_the_wall():

@@ -2,8 +2,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from selfcorrect.cache import artifact_facts, cached_artifact, config_hash
-from selfcorrect.tiny_model import base_model_spec, build_base_model, pretraining_texts
+from selfcorrect.models.tiny_model import base_model_spec, build_base_model, pretraining_texts
+from selfcorrect.runtime.cache import artifact_facts, cached_artifact, config_hash
 from selfcorrect.tasks import make_task
 from selfcorrect.tasks.arithmetic import ArithmeticTask
 
@@ -77,8 +77,8 @@ def test_cached_artifact_builds_once_and_leaves_nothing_half_written(tmp_path):
 def test_pretraining_traces_are_multi_turn_and_on_train_problems(three_turn_every):
     """Two attempts per trace, except the batches picked by `three_turn_every` (three)."""
     task = ArithmeticTask()
-    from selfcorrect.char_tokenizer import build_char_tokenizer
-    from selfcorrect.tiny_model import ALPHABET
+    from selfcorrect.models.char_tokenizer import build_char_tokenizer
+    from selfcorrect.models.tiny_model import ALPHABET
 
     tok = build_char_tokenizer(ALPHABET + task.revise_instruction)
     pre = compose_config([*TINY_OVERRIDES, "model.pretrain.batch_size=8", f"model.pretrain.three_turn_every={three_turn_every}"]).model.pretrain

@@ -6,11 +6,11 @@ from collections import Counter
 
 import pytest
 
-from selfcorrect.metrics import total_variation
+from selfcorrect.evaluation.metrics import total_variation
 from selfcorrect.tasks import make_error_model
 from selfcorrect.tasks.arithmetic import ArithmeticTask
 from selfcorrect.tasks.base import Problem
-from selfcorrect.traces import (
+from selfcorrect.training.offline.traces import (
     cached_traces,
     error_histogram,
     error_model_for,

@@ -1,4 +1,4 @@
-"""`make tune`'s rule (selfcorrect.tune): per arm, the lr with the highest mean validation Acc@t2
+"""`make tune`'s rule (selfcorrect.sweeps.tune): per arm, the lr with the highest mean validation Acc@t2
 at the kept checkpoint over the tuning seeds; ties to the smaller rate; a failed run counts as 0."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from selfcorrect.tune import choose, read_runs, write
+from selfcorrect.sweeps.tune import choose, read_runs, write
 
 
 def row(key, lr, seed, acc2, acc1=0.5, status="complete"):

@@ -11,8 +11,8 @@ import pytest
 
 from fixture_sweep import make_sweep
 from selfcorrect.analysis import diagnostics, verdicts
-from selfcorrect.probe import stratified_probe
 from selfcorrect.analysis.results import load_sweep
+from selfcorrect.evaluation.probe import stratified_probe
 from selfcorrect.tasks.answer_first import AnswerFirstTask
 
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason
 
 from transformers import AutoModelForCausalLM, LlamaForCausalLM  # noqa: E402
 
-from selfcorrect.char_tokenizer import build_char_tokenizer  # noqa: E402
+from selfcorrect.models.char_tokenizer import build_char_tokenizer  # noqa: E402
 
 from conftest import save_tiny_llama  # noqa: E402
 
@@ -42,7 +42,7 @@ def engine(tiny_dir):
         import vllm  # noqa: F401
     except Exception as e:  # noqa: BLE001 - e.g. CUDA torchvision beside CPU torch: `operator torchvision::nms does not exist`
         pytest.skip(f"vllm is installed but not importable: {type(e).__name__}: {e}")
-    from selfcorrect.vllm_engine import shared_engine
+    from selfcorrect.models.vllm_engine import shared_engine
 
     eng = shared_engine(tiny_dir, max_model_len=256, kv_cache_gib=0.25)
     assert shared_engine(tiny_dir) is eng  # one per (directory, dtype) in the process
@@ -201,7 +201,7 @@ def test_stop_strings_eos_and_length(engine, tiny_dir, tok, prompts):
 def test_stop_cut_drops_a_token_in_which_the_stop_string_starts():
     """A stop string that starts inside a token: that token is dropped, and the kept ids decode
     to a prefix of vLLM's text (which ends where the stop string starts)."""
-    from selfcorrect.vllm_engine import VLLMEngine
+    from selfcorrect.models.vllm_engine import VLLMEngine
 
     pieces = {1: "ab", 2: "c\n\nPro", 3: "blem", 4: "x"}
 
@@ -220,7 +220,7 @@ def test_stop_cut_drops_a_token_in_which_the_stop_string_starts():
 def test_sync_lora_pushes_merged_weights(engine, tiny_dir, tok, prompts):
     from peft import LoraConfig, get_peft_model
 
-    from selfcorrect.vllm_engine import hf_weights
+    from selfcorrect.models.vllm_engine import hf_weights
 
     base = load(tiny_dir)
     engine.sync(base)

@@ -291,7 +291,7 @@ def test_injections_on_a_known_chain(chain):
 
 
 def test_teacher_cells_and_traces_follow_the_error_model(task):
-    from selfcorrect.traces import error_histogram, teacher_traces
+    from selfcorrect.training.offline.traces import error_histogram, teacher_traces
 
     errors = make_error_model(task)
     assert errors.teacher_cells("mixed") == {k: 1.0 for k in errors.kinds}

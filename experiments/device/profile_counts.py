@@ -4,7 +4,7 @@
 
 Runs `python -m selfcorrect` in this process (the basic launcher: jobs run here, one after the
 other) with `Policy.generate` and `Policy.token_logprobs` wrapped, and writes, per job, a JSON list
-of calls: the stage (selfcorrect.timing) that made it, the prompts it got, the generation batch, the
+of calls: the stage (selfcorrect.runtime.timing) that made it, the prompts it got, the generation batch, the
 decode steps each batch took (its longest completion) and the seconds it took. On a GPU a decode
 step of this 135M model costs about the same at any batch up to the generation batch (it is
 launch-bound), so decode steps, not tokens, are what the estimate counts.
@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from selfcorrect import policy as policy_mod
-from selfcorrect import timing
+from selfcorrect.models import policy as policy_mod
+from selfcorrect.runtime import timing
 
 CALLS: list[dict] = []
 _generate = policy_mod.Policy.generate

@@ -31,18 +31,18 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from selfcorrect import catalog, distributed, flops, resume, selection, timing
-from selfcorrect.provenance import provenance
-from selfcorrect.arms import ArmContext, get_arm
-from selfcorrect.budget import Budget
-from selfcorrect.records import write_json
-from selfcorrect.rl import checkpoint
-from selfcorrect.final_evaluation import final_evaluation, write_final
-from selfcorrect.models import base_model_path, check_precision, load_base_policy
+from selfcorrect.evaluation.final_evaluation import final_evaluation, write_final
+from selfcorrect.models.loading import base_model_path, check_precision, load_base_policy
+from selfcorrect.paths import CONF_DIR
+from selfcorrect.runtime import checkpoint, distributed, flops, resume, timing
+from selfcorrect.runtime.provenance import provenance
+from selfcorrect.runtime.records import write_json
+from selfcorrect.runtime.tracking import Tracker
 from selfcorrect.tasks import make_task
-from selfcorrect.tracking import Tracker
+from selfcorrect.training import catalog, selection
+from selfcorrect.training.arms import ArmContext, get_arm
+from selfcorrect.training.budget import Budget
 
-CONF_DIR = os.environ.get("SELFCORRECT_CONF_DIR", str(Path(__file__).resolve().parents[2] / "conf"))
 _UNIQUE = f"{os.getpid()}{uuid.uuid4().hex[:4]}"
 # cached, so that Hydra copies the resolved value into every job of a sweep, including jobs that
 # launchers (joblib, submitit) run in other processes or on other hosts
@@ -71,7 +71,7 @@ def validate(cfg: DictConfig) -> None:
                          f"has {sorted(tuned)}): run `make tune`, or set budget.lr")
     Budget.from_cfg(cfg.budget)  # a bad budget value fails here too
     if family == "rl":  # its schedule must fit the budget
-        from selfcorrect.rl.config import RLConfig
+        from selfcorrect.training.rl.config import RLConfig
 
         RLConfig.from_cfg(cfg.arm, cfg.budget)
     world = distributed.world_size()
@@ -127,7 +127,7 @@ def _run_main(cfg: DictConfig, run_dir: Path, group: str, prepared, clock: timin
             base = load_base_policy(cfg.model, task, cache_dir)
             distributed.barrier()  # the base is built and cached: the other processes load it
             # code: commit, dirty flag, library versions (a resumed run's earlier starts keep theirs: resume._ended)
-            status.update(machine=machine_info(), code=provenance(), base_weights_sha256=weights_sha256(base.model))
+            status.update(machine=machine_info(), code=provenance(), base_weights_sha256=checkpoint.weights_sha256(base.model))
         ctx = ArmContext(cfg, task, base, base_path, run_dir, tracker, cache_dir=cache_dir)
         t_train = time.time()
         with timing.stage("updates"):  # sampling, monitoring and checkpoints inside are stages of their own
@@ -212,17 +212,6 @@ def max_rss_gb() -> float:
     import resource
 
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
-
-
-def weights_sha256(model) -> str:
-    """A hash of a model's weights, to tell whether two runs started from the same base."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 def summary_line(cfg: DictConfig, m: dict, run_dir: Path) -> str:

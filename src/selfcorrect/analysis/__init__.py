@@ -8,5 +8,5 @@
   diagnostics  Δ against Acc@t1 over checkpoints, the probe by strata, the correction matrix's sites
   tables       the main table and comparison tables (markdown)
   figures      the paper's figures
-  scaling      inference-scaling curves from the samples `selfcorrect.scaling_samples` caches
+  scaling      inference-scaling curves from the samples `selfcorrect.evaluation.scaling_samples` caches
 """

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from selfcorrect.analysis.stats import seed_interval, seed_paired
-from selfcorrect.probe import STRATA, stratified_probe
+from selfcorrect.evaluation.probe import STRATA, stratified_probe
 from selfcorrect.tasks import make_task
 
 POINT_METRICS = {"acc_t1": "val/acc_t1", "acc_t2": "val/acc_t2", "delta": "val/delta", "fix_rate": "val/fix_rate"}

@@ -16,14 +16,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from selfcorrect import catalog
 from selfcorrect.analysis.diagnostics import checkpoint_points
 from selfcorrect.analysis.labels import ERROR_MODEL_ORDER, display_name, label_arm, label_sort_key
 from selfcorrect.analysis.results import Sweep
 from selfcorrect.analysis.scaling import load_samples, scaling_curves
 from selfcorrect.analysis.stats import mean_se, seed_interval
 from selfcorrect.analysis.tables import METRIC_NAMES, main_table
-from selfcorrect.scaling_samples import ScalingSpec
+from selfcorrect.evaluation.scaling_samples import ScalingSpec
+from selfcorrect.training import catalog
 
 RL_ARMS = catalog.of_family("rl")
 EDIT_BINS = np.linspace(0, 1, 11)
@@ -91,7 +91,7 @@ def fig_edit_histograms(sweep: Sweep) -> plt.Figure:
 def fig_mismatch_probe(sweep: Sweep) -> plt.Figure:
     """(3) Correction rate on fixed offline first attempts vs on the policy's own, over
     training (paper Fig. 5), on the same problems: those where both first attempts are wrong
-    (`val/probe/<label>/correction_rate_{offline,own}_matched`, see `selfcorrect.probe`)."""
+    (`val/probe/<label>/correction_rate_{offline,own}_matched`, see `selfcorrect.evaluation.probe`)."""
     h = sweep.history
     h = h[h["metric"].str.match(r"^val/probe/.+/correction_rate_(offline|own)_matched$") & h["step"].notna()]
     if h.empty:
@@ -229,7 +229,7 @@ def fig_error_types(sweep: Sweep) -> plt.Figure:
 
 
 def fig_correction_matrix(sweep: Sweep) -> plt.Figure:
-    """(8) The correction matrix (`selfcorrect.correction_matrix`): per arm, the rate at which the
+    """(8) The correction matrix (`selfcorrect.evaluation.correction_matrix`): per arm, the rate at which the
     second attempt is right when the first is the correct attempt (keep) or carries exactly one
     injected error of a kind at the base's own error site or at a random site (fix); pooled over
     seeds, ± binomial s.e., n = controlled first attempts."""
@@ -282,7 +282,7 @@ def fig_inference_scaling(sweep: Sweep, spec: ScalingSpec = ScalingSpec()) -> pl
     f = scaling_frame(sweep, spec)
     if f.empty:
         raise FigureSkipped(f"no cached scaling samples ({spec.filename}) in any run; generate them with "
-                            "`experiments/make_figures.py --scaling-arms ...` or selfcorrect.scaling_samples.sample_revisions")
+                            "`experiments/make_figures.py --scaling-arms ...` or selfcorrect.evaluation.scaling_samples.sample_revisions")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=DPI)
     labels = sorted(f["label"].unique(), key=label_sort_key)
     for i, label in enumerate(labels):

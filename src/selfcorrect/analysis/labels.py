@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from itertools import zip_longest
 
-from selfcorrect import catalog
 from selfcorrect.tasks import error_model_classes
+from selfcorrect.training import catalog
 
-# Display order and names: the arm YAMLs' `order` and `display` (selfcorrect.catalog)
+# Display order and names: the arm YAMLs' `order` and `display` (selfcorrect.training.catalog)
 ARM_ORDER = tuple(catalog.arms())
 ARM_NAMES = {name: arm.display for name, arm in catalog.arms().items()}
 # the teacher dial's order: each task's teacher error models in its error model's own order

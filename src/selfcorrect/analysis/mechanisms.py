@@ -22,9 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from selfcorrect import catalog
 from selfcorrect.analysis.labels import display_name, label_arm
 from selfcorrect.analysis.stats import SeedComparison, seed_interval, seed_paired, seeds_needed
+from selfcorrect.paths import SHARED_BASE_DIR
+from selfcorrect.training import catalog
 
 RL, SFT = "score", "sft_self_plus"  # the matched pair: one learning rate (1e-4), one budget, both testbeds
 WRONG_ENTROPY = "behaviour/wrong_t1/entropy_bits"
@@ -379,7 +380,7 @@ def overlap_frame(sweep_dir) -> pd.DataFrame:
     `shared_base/` runs with seed 0's own), with a `kind` column."""
     from selfcorrect.analysis import sparsity
 
-    shared = f"{sparsity.SHARED_BASE_DIR}/"
+    shared = f"{SHARED_BASE_DIR}/"
     rows = [{**r, "kind": "between"} for r in sparsity.overlap_rows(sweep_dir, "between", labels=[RL, SFT])
             if not (r["run_a"].startswith(shared) or r["run_b"].startswith(shared))]  # one pair per reported seed and base
     rows += [{**r, "kind": "within"} for r in sparsity.overlap_rows(sweep_dir, "within", labels=[RL, SFT])]
@@ -393,7 +394,7 @@ def report(sweep, sweep_dir, testbed: str) -> str:
 
     overlaps = overlap_frame(sweep_dir)
     shares = pd.DataFrame(sparsity.unchanged_share_in_embeddings(sweep_dir))
-    shares = shares[~shares["run"].str.startswith(f"{sparsity.SHARED_BASE_DIR}/")] if not shares.empty else shares
+    shares = shares[~shares["run"].str.startswith(f"{SHARED_BASE_DIR}/")] if not shares.empty else shares
     rs = readings(sweep.runs, sweep.history, testbed, overlaps, shares)
     weights = sparsity.run_rows(sweep_dir)
     worst = max((r["saved_max_abs_diff"] for r in weights if r["saved_max_abs_diff"] is not None), default=None)

@@ -32,11 +32,12 @@ from omegaconf import OmegaConf
 
 from selfcorrect.analysis.labels import label_sort_key, run_label
 from selfcorrect.analysis.stats import Comparison, Estimate, estimate, paired_bootstrap
-from selfcorrect.correction_matrix import summarize_matrix
-from selfcorrect.mechanisms import self_conditioning as conditioning
-from selfcorrect.metrics import summarize
-from selfcorrect.probe import probe_metrics
-from selfcorrect.records import flat_keys, read_json, read_jsonl
+from selfcorrect.evaluation.correction_matrix import summarize_matrix
+from selfcorrect.evaluation.mechanisms import self_conditioning as conditioning
+from selfcorrect.evaluation.metrics import summarize
+from selfcorrect.evaluation.probe import probe_metrics
+from selfcorrect.paths import REPO
+from selfcorrect.runtime.records import flat_keys, read_json, read_jsonl
 from selfcorrect.tasks.base import error_kind
 
 # the fields of a run's `budget` block (metrics.json) that must agree across the trained arms of a sweep
@@ -154,7 +155,7 @@ def default_sweep() -> Path:
     the repository's outputs/sweeps), wherever the caller runs from (notebooks, CLI)."""
     if os.environ.get("SELFCORRECT_SWEEP"):
         return Path(os.environ["SELFCORRECT_SWEEP"])
-    out = os.environ.get("SELFCORRECT_OUTPUT_DIR") or str(Path(__file__).resolve().parents[3] / "outputs")
+    out = os.environ.get("SELFCORRECT_OUTPUT_DIR") or str(REPO / "outputs")
     return newest_sweep(Path(out) / "sweeps")
 
 

@@ -1,5 +1,5 @@
 """Update sparsity and overlap of updated sets over a sweep, from the saved weights
-(`selfcorrect.mechanisms.sparsity` has the definitions).
+(`selfcorrect.evaluation.mechanisms.sparsity` has the definitions).
 
 A trained run keeps its policy in <run>/policy (save_pretrained, safetensors); <run>/run.json
 names its base model ("base_model", a from_pretrained directory) and the base's hash
@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 
-from selfcorrect.mechanisms import sparsity as sp
-from selfcorrect.records import read_json
+from selfcorrect.evaluation.mechanisms import sparsity as sp
+from selfcorrect.paths import SHARED_BASE_DIR
+from selfcorrect.runtime.records import read_json
 
 OVERLAP_TOL = 1e-5
-SHARED_BASE_DIR = "shared_base"  # where `make sweep` puts the runs that share one base (selfcorrect.sweep)
 OVERLAP_COLUMNS = ("label_a", "label_b", "seed_a", "seed_b", "dtype", "tol", "updated_1", "updated_2",
                    "o12", "o12_chance", "o21", "o21_chance", "jaccard", "jaccard_chance", "joint", "joint_chance", "lift")
 
@@ -116,10 +116,10 @@ def _saved_disagreement(saved: dict, recomputed: dict) -> float | None:
 
 
 def base_sha256(base_model: Path) -> str:
-    """The run's own hash of a base model (`selfcorrect.run.weights_sha256`, via from_pretrained)."""
+    """The run's own hash of a base model (`selfcorrect.runtime.checkpoint.weights_sha256`, via from_pretrained)."""
     from transformers import AutoModelForCausalLM
 
-    from selfcorrect.run import weights_sha256
+    from selfcorrect.runtime.checkpoint import weights_sha256
 
     return weights_sha256(AutoModelForCausalLM.from_pretrained(str(base_model)))
 

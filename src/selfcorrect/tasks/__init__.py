@@ -32,10 +32,11 @@ TASKS: dict[str, TaskEntry] = {
                             "selfcorrect.tasks.arithmetic_errors:ArithmeticErrorModel"),
     "answer_first": TaskEntry("selfcorrect.tasks.answer_first:AnswerFirstTask",
                               "selfcorrect.tasks.answer_first_errors:AnswerFirstErrorModel"),
-    "humaneval": TaskEntry("selfcorrect.tasks.humaneval:HumanEvalTask"),
+    "humaneval": TaskEntry("selfcorrect.tasks.humaneval.task:HumanEvalTask"),
     "gsm8k": TaskEntry("selfcorrect.tasks.gsm8k_math:GSM8KTask"),
     "math": TaskEntry("selfcorrect.tasks.gsm8k_math:MATHTask"),
-    "word_math": TaskEntry("selfcorrect.tasks.word_math:WordMathTask", "selfcorrect.tasks.word_math:WordMathErrorModel"),
+    "word_math": TaskEntry("selfcorrect.tasks.word_math:WordMathTask",
+                           "selfcorrect.tasks.word_math_errors:WordMathErrorModel"),
     "reasoning_gym": TaskEntry("selfcorrect.tasks.reasoning_gym:ReasoningGymTask",
                                "selfcorrect.tasks.reasoning_gym_errors:ReasoningGymErrorModel"),
 }

@@ -70,7 +70,7 @@ class Task(Protocol):
     - `pretraining_sampler(pre) -> PretrainingSampler`: what draws the attempts of the tiny base
       model's pretraining corpus on this task from its corpus profile `pre` (`model.pretrain`);
     - `revision_behaviour(problem, y1, y2) -> str`: how the second attempt revised the first, one
-      label of the task's `revision_behaviours` (`selfcorrect.mechanisms.behaviours`: their shares
+      label of the task's `revision_behaviours` (`selfcorrect.evaluation.mechanisms.behaviours`: their shares
       and entropy, on wrong and on right first attempts; a task without it has no behaviour block);
     - `prefix_messages(problem) -> list[dict]`: chat messages put before the problem's user message
       (a system message, worked examples as user / assistant turns; `prompts.conversation`).

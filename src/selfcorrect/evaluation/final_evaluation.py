@@ -1,0 +1,142 @@
+"""The final evaluation of a run on the fixed test problems, in one place.
+
+`final_evaluation(ctx, policy, paper_policy)` measures the kept policy (the one checkpoint rule,
+`selfcorrect.training.selection`) with the whole protocol, in this order:
+
+1. the base model's greedy first attempts on the test problems (`base_first_attempts`, cached per
+   base model: the same for every arm of a seed), the offline set of the mismatch probe and the
+   `base` sites of the correction matrix;
+2. the policy's greedy two-turn episodes and every metric of `metrics.summarize`, with the
+   mismatch probe on the base's first attempts and on the sets the arm trained on
+   (`evaluate.evaluate_policy`);
+3. for SFT on teacher traces, the total-variation distance between the teacher's error kinds and
+   sites and the policy's own first-attempt errors;
+4. the correction matrix (`correction_matrix`): second attempts on controlled first attempts at the
+   base's error sites, the policy's own error sites and random sites;
+5. self-conditioning (`mechanisms.self_conditioning`): second attempts after k = 1, 2, 3 injected
+   errors, and revision over turns 2-4;
+6. the update's sparsity and effective rank (`mechanisms.sparsity`: kept policy − base, from the
+   weights; per tensor in sparsity.json);
+7. the paper's checkpoint (`paper_policy`, when the paper's rule kept another step): its test
+   episodes and the table metrics, as the secondary table's row.
+
+Nothing here writes files; `write_final` puts the records beside metrics.json (written last).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from selfcorrect.evaluation.correction_matrix import correction_matrix, matrix_line
+from selfcorrect.evaluation.evaluate import EvalResult, OfflineAttempts, evaluate_policy, write_eval
+from selfcorrect.evaluation.mechanisms import self_conditioning as conditioning
+from selfcorrect.evaluation.mechanisms import sparsity
+from selfcorrect.evaluation.metrics import total_variation
+from selfcorrect.models.policy import Policy, Sampling
+from selfcorrect.runtime import timing
+from selfcorrect.runtime.cache import cached_artifact
+from selfcorrect.runtime.records import read_json, write_json, write_jsonl
+from selfcorrect.tasks import make_error_model
+
+TABLE_FIELDS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "fix_rate", "break_rate")
+SECONDARY_FILE = "paper_checkpoint_generations.jsonl"
+
+
+@dataclass
+class FinalEvaluation:
+    result: EvalResult
+    matrix_records: list[dict] = field(default_factory=list)
+    self_conditioning_records: list[dict] = field(default_factory=list)
+    sparsity: dict | None = None  # `mechanisms.sparsity.update_sparsity` of the kept policy (per tensor: sparsity.json)
+    secondary_records: list[dict] = field(default_factory=list)
+
+
+def final_evaluation(ctx, policy: Policy, paper_policy: Policy | None, base_sha256: str) -> FinalEvaluation:
+    cfg, task = ctx.cfg, ctx.task
+    problems = task.problems(cfg.eval.split, cfg.eval.n_problems, seed=cfg.eval.problem_seed)
+    sampling = Sampling(cfg.eval.temperature, cfg.eval.max_new_tokens)
+    matrix_cfg = OmegaConf.select(cfg, "eval.correction_matrix", default=None)
+    use_matrix = matrix_cfg is not None and matrix_cfg.enabled
+    base_first = None
+    if cfg.eval.probe.source == "base" or use_matrix:
+        with timing.stage("base_first"):
+            base_first = base_first_attempts(ctx, base_sha256, problems, sampling)
+    offline = ([OfflineAttempts("base", problems, base_first)] if cfg.eval.probe.source == "base" else []) + list(ctx.offline)
+    with timing.stage("final_eval"):  # the probe's episodes inside are stage `probe`
+        result = evaluate_policy(policy, problems, sampling, seed=cfg.seed, offline=offline)
+    m = result.metrics
+    if ctx.extra_metrics:
+        m["arm"] = ctx.extra_metrics
+    if ctx.offline_error_hist is not None:
+        m["offline_error_tv"] = total_variation(ctx.offline_error_hist, m["errors_t1"])
+    out = FinalEvaluation(result)
+    own_first = [r["y1"] for r in result.records]
+    if use_matrix:  # second attempts on controlled first attempts
+        with timing.stage("matrix"):
+            summary, out.matrix_records = correction_matrix(policy, task, problems, base_first, sampling,
+                                                            seed=cfg.eval.problem_seed, n_problems=matrix_cfg.n_problems,
+                                                            own_first_attempts=own_first)
+        m["correction_matrix"] = summary
+        print(f"[correction matrix skipped] {summary['skipped']}" if "skipped" in summary else matrix_line(summary), flush=True)
+    if policy is not ctx.base:  # how sparse, and how low-rank, the kept update is (from the weights)
+        with timing.stage("sparsity"):
+            out.sparsity = sparsity.update_sparsity(ctx.base.model.state_dict(), policy.model.state_dict())
+        m.update(sparsity.summary(out.sparsity))
+    sc_cfg = OmegaConf.select(cfg, "eval.self_conditioning", default=None)
+    if sc_cfg is not None and sc_cfg.enabled:  # revisions after several injected errors, and over turns 2-4
+        with timing.stage("self_conditioning"):
+            summary, out.self_conditioning_records = conditioning.self_conditioning(
+                policy, task, problems, sampling, seed=cfg.eval.problem_seed, n_problems=sc_cfg.n_problems,
+                max_errors=sc_cfg.max_errors, turns=sc_cfg.turns)
+        m["self_conditioning"] = summary
+    errors = make_error_model(task)
+    if errors is not None:  # where the policy's own first attempts err
+        own_sites = errors.site_histogram(problems, own_first)
+        m["errors_t1_sites"] = own_sites
+        teacher_sites = ctx.extra_metrics.get("train_site_hist")
+        if teacher_sites:  # sft_teacher: TV between the teacher's error sites and the model's own
+            m["offline_site_tv"] = total_variation(teacher_sites, own_sites)
+    if paper_policy is not None:  # the paper's rule kept another checkpoint: the secondary table's row
+        with timing.stage("paper_eval"):
+            paper = evaluate_policy(paper_policy, problems, sampling, seed=cfg.seed)
+        out.secondary_records = paper.records
+        m["paper_checkpoint"] = {k: paper.metrics[k] for k in TABLE_FIELDS}
+    elif ctx.paper_choice is not None:  # the same checkpoint: the secondary row is the primary one
+        m["paper_checkpoint"] = {k: m[k] for k in TABLE_FIELDS}
+    return out
+
+
+def write_final(run_dir: Path, fe: FinalEvaluation) -> None:
+    """The records first, metrics.json last (its presence marks a complete run)."""
+    if fe.matrix_records:
+        write_jsonl(run_dir / "correction_matrix.jsonl", fe.matrix_records)
+    if fe.sparsity is not None:
+        write_json(run_dir / sparsity.FILE, fe.sparsity, indent=1)
+    if fe.self_conditioning_records:
+        write_jsonl(run_dir / conditioning.FILE, fe.self_conditioning_records)
+    if fe.secondary_records:
+        write_jsonl(run_dir / SECONDARY_FILE, fe.secondary_records)
+    write_eval(run_dir, fe.result)
+
+
+def base_first_attempts(ctx, base_sha256: str, problems, sampling: Sampling) -> list[str]:
+    """The base model's greedy first attempts on the test problems: the same for every arm of a
+    seed, so computed once and cached by the base weights' hash and everything that picks the
+    problems and decodes them."""
+    cfg = ctx.cfg
+    spec = {"version": 1, "base_weights_sha256": base_sha256, "task": OmegaConf.to_container(cfg.task, resolve=True),
+            "split": cfg.eval.split, "n_problems": len(problems), "problem_seed": cfg.eval.problem_seed,
+            "temperature": sampling.temperature, "max_new_tokens": sampling.max_new_tokens}
+
+    def build(out: Path) -> dict:
+        episodes = ctx.base.two_turn(problems, sampling, seed=cfg.eval.problem_seed, n_turns=1)
+        write_json(out / "first_attempts.json", {"ids": [p.id for p in problems], "y1": [ep.y1 for ep in episodes]})
+        return {"n": len(episodes)}
+
+    saved = read_json(cached_artifact(ctx.cache_dir, "base_first", spec, build) / "first_attempts.json")
+    if saved["ids"] != [p.id for p in problems]:
+        raise RuntimeError(f"cached base first attempts are for other problems than {cfg.eval.split!r} n={len(problems)}")
+    return saved["y1"]

@@ -1,0 +1,287 @@
+"""The offline arms (SCoRe §4): SFT on teacher correction traces, Pair-SFT on the model's own
+samples (D_SFT / D+_SFT) and multi-turn STaR (D_STaR / D+_STaR).
+
+All of them spend the shared budget (`conf/budget/`, `selfcorrect.training.budget`) that the RL arms
+spend too: `budget.episodes` two-turn episodes sampled from a model (traces written by the
+teacher) and `budget.gradient_steps` SFT steps of `budget.sequences_per_step` traces, with the
+same optimizer and schedule. Each registers fixed first attempts it trained on for the mismatch
+probe (`train_fixed` on train problems, `val_fixed` built the same way on val problems) and
+reports the error-kind histogram of its training first attempts (`ctx.offline_error_hist`).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import OmegaConf
+
+from selfcorrect.models.policy import Policy, Sampling
+from selfcorrect.runtime import timing
+from selfcorrect.training.offline.sft import sft_train
+from selfcorrect.training.offline.traces import (
+    anchor_traces,
+    cached_traces,
+    error_histogram,
+    error_model_for,
+    pair_sft_traces,
+    probe_set,
+    sample_episodes,
+    star_traces,
+    teacher_traces,
+)
+
+
+# --- shared plumbing -----------------------------------------------------------------------------
+def problems_per_round(ctx) -> int:
+    """Every offline arm samples (or has a teacher write) exactly `budget.episodes` episodes:
+    budget.episodes / (samples_per_problem × rounds) problems per round."""
+    arm, episodes = ctx.cfg.arm, int(ctx.cfg.budget.episodes)
+    for key in ("samples_per_problem", "rounds"):
+        if not isinstance(arm[key], int) or int(arm[key]) <= 0:
+            raise ValueError(f"arm.{key} must be a positive integer, got {arm[key]!r}")
+    per = int(arm.samples_per_problem) * int(arm.rounds)
+    if episodes % per:
+        raise ValueError(
+            f"arm {arm.name}: budget.episodes={episodes} is not divisible by samples_per_problem × rounds = "
+            f"{arm.samples_per_problem} × {arm.rounds}; every arm must spend exactly the shared episode budget"
+        )
+    return episodes // per
+
+
+def keep_last(ctx) -> None:
+    """SFT has no training reward: the paper's rule keeps the last step."""
+    ctx.paper_choice = {"rule": "last", "step": int(ctx.cfg.budget.gradient_steps)}
+
+
+def record_spent(ctx, episodes: int, fits: list[dict], measurement_samples: int = 0) -> None:
+    """What the arm spent: episodes sampled (or written), the SFT steps actually taken (`fits`: one
+    `sft_train` result per round) and their sequences per step, and model samples drawn outside
+    the episode budget (base_like's measurement of where the base errs)."""
+    from selfcorrect.training.budget import Budget
+
+    budget = Budget.from_cfg(ctx.cfg.budget)
+    steps = sum(f["steps"] for f in fits)
+    per_step = sum(f["sequences"] for f in fits) // max(steps, 1)
+    ctx.record_budget(budget.spent(episodes, steps, per_step, measurement_samples))
+
+
+def model_id(base_path) -> str:
+    """The cache hash of a cached base model (stable across checkouts), else its path or hub id."""
+    p = Path(base_path)
+    return p.parent.name if (p.parent / "artifact.json").exists() else str(base_path)
+
+
+# the module path the offline arms' training functions had before issue 31 moved them here: cache keys
+# name it, so trace datasets cached before the move keep their keys (tests/test_sft_arms.py pins it)
+KEYED_MODULE = "selfcorrect.arms.sft_arms"
+
+
+def keyed_train(train: str) -> str:
+    """An arm's `train` ("module:function") as trace cache keys name it: this module as KEYED_MODULE."""
+    module, _, function = train.partition(":")
+    return f"{KEYED_MODULE}:{function}" if module == __name__ else train
+
+
+def trace_spec(ctx, kind: str) -> dict:
+    """Everything a cached trace dataset depends on (the SFT settings do not enter)."""
+    arm = OmegaConf.to_container(ctx.cfg.arm, resolve=True)
+    arm.pop("sft", None)
+    arm.pop("data", None)  # a label (selfcorrect.training.catalog), not a setting: cache keys stay as they were
+    if "train" in arm:
+        arm["train"] = keyed_train(arm["train"])
+    return {
+        "kind": kind, "base": model_id(ctx.base_path), "seed": ctx.seed, "arm": arm, "episodes": int(ctx.cfg.budget.episodes),
+        "task": OmegaConf.to_container(ctx.cfg.task, resolve=True), "max_new_tokens": ctx.cfg.eval.max_new_tokens,
+    }
+
+
+def cache_dir(ctx) -> Path:
+    return ctx.cache_dir
+
+
+def data_sampling(ctx) -> Sampling:
+    return Sampling(float(ctx.cfg.arm.temperature), int(ctx.cfg.eval.max_new_tokens))
+
+
+def probe_problems(ctx):
+    return ctx.task.problems("val", int(ctx.cfg.arm.probe.val_problems), seed=ctx.seed)
+
+
+def rng_for(ctx, what: str) -> random.Random:
+    return random.Random(f"{ctx.cfg.arm.name}:{what}:{ctx.seed}")
+
+
+def register(ctx, probes: dict, traces: list[dict], facts: dict) -> None:
+    """Probe sets into `ctx.offline`, training first-attempt errors, budgets and sizes."""
+    ctx.offline.extend(probes[label] for label in ("train_fixed", "val_fixed"))
+    wrong = [t for t in traces if not t["correct1"]]
+    ctx.offline_error_hist = error_histogram(ctx.task, [t["problem"] for t in wrong], [t["y1"] for t in wrong])
+    ctx.extra_metrics.update(
+        n_traces=len(traces),
+        n_traces_i2c=len(wrong),
+        n_traces_c2c=len(traces) - len(wrong),
+        n_probe_train_fixed=len(probes["train_fixed"].attempts),
+        n_probe_val_fixed=len(probes["val_fixed"].attempts),
+        train_error_hist=ctx.offline_error_hist,
+        **{k: v for k, v in facts.items() if k not in ("datasets", "probes")},
+    )
+
+
+def probes_from(ctx, train: list[dict], val: list[dict]) -> dict:
+    n_train, n_val = int(ctx.cfg.arm.probe.n_train), int(ctx.cfg.arm.probe.n_val)
+    return {
+        "train_fixed": probe_set("train_fixed", train, n_train, rng_for(ctx, "probe_train")),
+        "val_fixed": probe_set("val_fixed", val, n_val, rng_for(ctx, "probe_val")),
+    }
+
+
+def anchors(ctx, samples: list[dict], n_traces: int) -> list[dict]:
+    """`arm.anchor` turn-1 examples per correction trace from the base's samples (0: none, the paper's arms)."""
+    ratio = float(ctx.cfg.arm.get("anchor", 0.0))
+    if ratio < 0:
+        raise ValueError(f"arm.anchor must be >= 0 (turn-1 examples per correction trace), got {ratio!r}")
+    return anchor_traces(samples, round(ratio * n_traces), rng_for(ctx, "anchor"))
+
+
+def with_anchors(ctx, datasets: dict) -> list[dict]:
+    """The SFT set: the correction traces, then the turn-1 anchors (the trainer shuffles)."""
+    anchor = datasets.get("anchor", [])
+    ctx.extra_metrics["n_anchor_t1"] = len(anchor)
+    return datasets["train"] + anchor
+
+
+def sample_stats(samples: list[dict]) -> dict:
+    n = len(samples)
+    return {
+        "acc_t1": sum(s["correct1"] for s in samples) / n,
+        "acc_t2": sum(s["correct2"] for s in samples) / n,
+        "i2c": sum((not s["correct1"]) and s["correct2"] for s in samples) / n,
+        "c2c": sum(s["correct1"] and s["correct2"] for s in samples) / n,
+        "n": n,
+    }
+
+
+# --- SFT on teacher traces -----------------------------------------------------------------------
+def train_sft_teacher(ctx) -> Policy:
+    """SFT on (x, teacher's wrong y1, revise, correct y2); `arm.error_model` dials how far the
+    teacher's errors are from the model's own."""
+    arm, task = ctx.cfg.arm, ctx.task
+    n_problems = problems_per_round(ctx)
+    errors = error_model_for(task)
+    if arm.error_model not in errors.teacher_models:
+        raise ValueError(f"unknown arm.error_model {arm.error_model!r}; expected one of {errors.teacher_models}")
+
+    def build():
+        facts, base_sites = {}, None
+        if arm.error_model == "base_like":  # measure where the base's own first attempts err
+            measure = task.problems("train", int(arm.base_like.n_problems), seed=ctx.seed + 1)
+            eps = ctx.base.two_turn(measure, Sampling(float(arm.base_like.temperature), int(ctx.cfg.eval.max_new_tokens)), seed=ctx.seed, n_turns=1)
+            y1 = [ep.y1 for ep in eps]
+            base_sites = errors.site_histogram(measure, y1)
+            facts.update(base_error_hist=error_histogram(task, measure, y1), base_site_hist=base_sites, measurement_samples=len(measure))
+        weights = errors.teacher_cells(arm.error_model, base_sites)
+        rng = rng_for(ctx, f"teacher_{arm.error_model}")
+        problems = task.problems("train", n_problems, seed=ctx.seed)
+        train = teacher_traces(errors, problems, weights, int(ctx.cfg.budget.episodes), rng)
+        val = teacher_traces(errors, probe_problems(ctx), weights, 2 * int(arm.probe.n_val), rng)
+        # the teacher's error sites, beside its error kinds (train_error_hist) and the trained model's own
+        facts.update(teacher_cells=weights, train_site_hist=errors.site_histogram([t["problem"] for t in train], [t["y1"] for t in train]))
+        return {"train": train}, probes_from(ctx, train, val), facts
+
+    t0 = time.time()
+    with timing.stage("sampling"):
+        datasets, probes, facts, path = cached_traces(cache_dir(ctx), trace_spec(ctx, "sft_teacher"), build)
+    register(ctx, probes, datasets["train"], {**facts, "data_s": round(time.time() - t0, 2), "measurement_samples": facts.get("measurement_samples", 0)})
+    policy, steps = ctx.new_policy(), int(ctx.cfg.budget.gradient_steps)
+    ctx.extra_metrics["sft"] = sft_train(ctx, policy, datasets["train"], steps, ctx.seed)
+    record_spent(ctx, len(datasets["train"]), [ctx.extra_metrics["sft"]], facts.get("measurement_samples", 0))  # a teacher trace per episode
+    keep_last(ctx)
+    return policy
+
+
+# --- Pair-SFT: D_SFT and D+_SFT ------------------------------------------------------------------
+def train_pair_sft(ctx) -> Policy:
+    """Sample two-turn traces from the base at `arm.temperature`, pair incorrect responses with
+    random correct ones of the same problem (D+: correct ones too), SFT once."""
+    arm, task = ctx.cfg.arm, ctx.task
+    n_problems = problems_per_round(ctx)
+    if int(arm.rounds) != 1:
+        raise ValueError(f"Pair-SFT builds its dataset once (arm.rounds must be 1), got {arm.rounds!r}")
+
+    def build():
+        k, sampling = int(arm.samples_per_problem), data_sampling(ctx)
+        problems = task.problems("train", n_problems, seed=ctx.seed)
+        samples = sample_episodes(ctx.base, problems, k, sampling, seed=ctx.seed)
+        rng = rng_for(ctx, "pairs")
+        train = pair_sft_traces(samples, rng, plus=bool(arm.plus), incorrect_from=str(arm.incorrect_from))
+        val_samples = sample_episodes(ctx.base, probe_problems(ctx), k, sampling, seed=ctx.seed + 1)
+        val = pair_sft_traces(val_samples, rng, plus=bool(arm.plus), incorrect_from=str(arm.incorrect_from))
+        facts = {"model_samples": len(samples), "samples": sample_stats(samples)}
+        return {"train": train, "anchor": anchors(ctx, samples, len(train))}, probes_from(ctx, train, val), facts
+
+    t0 = time.time()
+    with timing.stage("sampling"):
+        datasets, probes, facts, path = cached_traces(cache_dir(ctx), trace_spec(ctx, "pair_sft"), build)
+    register(ctx, probes, datasets["train"], {**facts, "data_s": round(time.time() - t0, 2)})
+    policy, steps = ctx.new_policy(), int(ctx.cfg.budget.gradient_steps)
+    ctx.extra_metrics["sft"] = sft_train(ctx, policy, with_anchors(ctx, datasets), steps, ctx.seed)
+    record_spent(ctx, facts["model_samples"], [ctx.extra_metrics["sft"]])
+    keep_last(ctx)
+    return policy
+
+
+# --- multi-turn STaR: D_STaR and D+_STaR ---------------------------------------------------------
+def train_star(ctx) -> Policy:
+    """`arm.rounds` rounds of: sample two-turn traces from the latest model, keep those that
+    revise incorrect → correct (D+: also correct → correct), and fine-tune on them, from the base
+    model every round (`arm.init: base`, ReST^EM as the paper has it) or from the latest model
+    (`continue`). The budget's episodes and gradient steps are split evenly over the rounds.
+    Round 1 samples the base, so its dataset (and the probe sets built from it) is cached; later
+    rounds depend on the trained model and are resampled every run."""
+    arm, task = ctx.cfg.arm, ctx.task
+    if arm.init not in ("base", "continue"):
+        raise ValueError(f"arm.init must be 'base' (ReST^EM, the paper's) or 'continue', got {arm.init!r}")
+    n_problems = problems_per_round(ctx)
+    rounds, k, sampling = int(arm.rounds), int(arm.samples_per_problem), data_sampling(ctx)
+    problems = task.problems("train", n_problems, seed=ctx.seed)
+
+    def build():
+        samples = sample_episodes(ctx.base, problems, k, sampling, seed=ctx.seed)
+        train = star_traces(samples, plus=bool(arm.plus))
+        val_samples = sample_episodes(ctx.base, probe_problems(ctx), k, sampling, seed=ctx.seed + 1)
+        val = star_traces(val_samples, plus=bool(arm.plus))
+        return ({"train": train, "anchor": anchors(ctx, samples, len(train))}, probes_from(ctx, train, val),
+                {"samples": sample_stats(samples)})
+
+    t0 = time.time()
+    with timing.stage("sampling"):
+        datasets, probes, facts, _ = cached_traces(cache_dir(ctx), trace_spec(ctx, "star_round1"), build)
+    register(ctx, probes, datasets["train"], {"data_s": round(time.time() - t0, 2)})
+    total = int(ctx.cfg.budget.gradient_steps)
+    steps = [total // rounds + (r < total % rounds) for r in range(rounds)]
+    policy, offset, per_round = ctx.new_policy(), 0, []
+    traces, stats = datasets["train"], facts["samples"]
+    anchor = datasets.get("anchor", [])  # turn-1 anchors (the *_anchor variants): the base's correct first attempts
+    for r in range(rounds):
+        if r > 0:
+            with timing.stage("sampling"):
+                samples = sample_episodes(policy, problems, k, sampling, seed=ctx.seed + 1000 * r)
+            traces, stats = star_traces(samples, plus=bool(arm.plus)), sample_stats(samples)
+            if not traces:
+                raise RuntimeError(f"STaR round {r + 1}: no trace of {len(samples)} samples passed the filter")
+            if arm.init == "base":
+                policy = ctx.new_policy()
+        n_anchor = round(float(arm.get("anchor", 0.0)) * len(traces))
+        mixed = traces + [anchor[i % len(anchor)] for i in range(n_anchor)] if anchor else traces
+        fit = sft_train(ctx, policy, mixed, steps[r], ctx.seed + r, offset=offset, at_start=(r == 0))
+        per_round.append({"n_traces": len(traces), "n_c2c": sum(t["correct1"] for t in traces), "n_anchor_t1": len(mixed) - len(traces),
+                          "samples": stats, **fit})
+        offset += steps[r]
+    ctx.extra_metrics.update(model_samples=rounds * len(problems) * k, rounds=per_round, init=str(arm.init),
+                             epochs_per_round=[r["epochs"] for r in per_round])
+    record_spent(ctx, rounds * len(problems) * k, per_round)
+    keep_last(ctx)
+    return policy
