@@ -48,13 +48,12 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from selfcorrect.models.policy import FINISHES, Completion, stop_prefix  # noqa: E402  (the one type both engines return)
+from selfcorrect.models.policy import Completion, stop_prefix  # noqa: E402  (the one type both engines return)
 
 
 def request_seed(seed: int, index: int) -> int:
