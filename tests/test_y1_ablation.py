@@ -80,3 +80,26 @@ def test_the_one_policy_runs_every_condition_with_an_empty_first_attempt_too():
     # the own condition's second attempts, regenerated from its first attempts, are the evaluation's
     again = policy.two_turn(problems, Sampling(0.0, 8), seed=0, first_attempts=[e.y1 for e in episodes])
     assert [e.y2 for e in again] == [e.y2 for e in episodes]
+
+
+def test_the_table_reads_which_arms_read_y1_over_seeds():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from selfcorrect.analysis.y1_ablation import y1_ablation_markdown, y1_ablation_table
+
+    def run(label, seed, t1, own, swapped):
+        return {"label": label, "seed": seed, "y1_ablation/own/shown_right": t1, "y1_ablation/own/acc_t2": own,
+                "y1_ablation/swapped/acc_t2": swapped, "y1_ablation/none/acc_t2": swapped}
+
+    rows = [run("score", s, 0.5, 0.6 + 0.01 * s, 0.5) for s in range(3)]            # gains only with its own y1
+    rows += [run("star_plus", s, 0.5, 0.6 + 0.01 * s, 0.6 + 0.01 * s) for s in range(3)]  # gains whatever it is shown
+    rows += [run("base", s, 0.5, 0.5 + 0.01 * (s - 1), 0.5) for s in range(3)]       # no gain either way
+    sweep = SimpleNamespace(runs=pd.DataFrame(rows), labels=["base", "star_plus", "score"])
+    table = y1_ablation_table(sweep).set_index("label")
+    assert table.loc["score", "reading"] == "reads y1" and table.loc["star_plus", "reading"] == "second solver"
+    assert table.loc["base", "reading"] == "not separated"
+    assert abs(table.loc["score", "drop"] - 0.11) < 1e-12 and table.loc["score", "seeds"] == 3
+    assert "| reads y1 |" in y1_ablation_markdown(table.reset_index())
+    assert y1_ablation_table(SimpleNamespace(runs=pd.DataFrame([{"label": "base", "seed": 0}]), labels=["base"])).empty

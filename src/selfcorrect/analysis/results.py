@@ -32,6 +32,7 @@ from omegaconf import OmegaConf
 
 from selfcorrect.analysis.labels import label_sort_key, run_label
 from selfcorrect.analysis.stats import Comparison, Estimate, estimate, paired_bootstrap
+from selfcorrect.evaluation import y1_ablation as ablation
 from selfcorrect.evaluation.correction_matrix import summarize_matrix
 from selfcorrect.evaluation.mechanisms import self_conditioning as conditioning
 from selfcorrect.evaluation.metrics import summarize
@@ -204,20 +205,22 @@ def load_run(run_dir: str | Path) -> Run:
     matrix = read_jsonl(run_dir / MATRIX_FILE) if (run_dir / MATRIX_FILE).exists() else None
     paper = read_jsonl(run_dir / PAPER_FILE) if (run_dir / PAPER_FILE).exists() else None
     chains = read_jsonl(run_dir / conditioning.FILE) if (run_dir / conditioning.FILE).exists() else None
+    swaps = read_jsonl(run_dir / ablation.FILE) if (run_dir / ablation.FILE).exists() else None
     return Run(run_dir.name, run_dir, config, read_json(run_dir / "run.json"), saved,
-               recompute_metrics(records, probes, saved, matrix, paper, chains), records, probes, history)
+               recompute_metrics(records, probes, saved, matrix, paper, chains, swaps), records, probes, history)
 
 
 def recompute_metrics(records: list[dict], probes: dict[str, list[dict]], saved: dict,
                       matrix: list[dict] | None = None, paper: list[dict] | None = None,
-                      self_conditioning: list[dict] | None = None) -> dict:
+                      self_conditioning: list[dict] | None = None, y1_ablation: list[dict] | None = None) -> dict:
     """metrics.json as the evaluator would write it, from the saved records: the metrics from
     generations, each probe from its records (`probe.probe_metrics`; they hold the policy's own
     episode on each problem), the correction matrix from its records and the paper's checkpoint
     from its test episodes. What cannot be recomputed from files (arm extras, the TV distance to
     the arm's training errors, the own episodes of an old-format probe on other problems) is taken
     from `saved`. `paper_checkpoint` is filled in from the run's own metrics when the paper's rule
-    kept the same checkpoint as the one rule (so the secondary table has every run)."""
+    kept the same checkpoint as the one rule (so the secondary table has every run). The first-attempt
+    ablation, when the run has one, from its records too."""
     out = summarize(records)
     by_id = {r["id"]: r for r in records}
     for label, rows in probes.items():
@@ -232,6 +235,8 @@ def recompute_metrics(records: list[dict], probes: dict[str, list[dict]], saved:
         out["correction_matrix"] = summarize_matrix(matrix)
     if self_conditioning is not None:
         out["self_conditioning"] = conditioning.summarize_self_conditioning(self_conditioning)
+    if y1_ablation is not None:
+        out["y1_ablation"] = ablation.summarize_y1_ablation(y1_ablation)
     if paper is not None:  # the paper's checkpoint, evaluated on the same test problems
         m = summarize(paper)
         out["paper_checkpoint"] = {k: m[k] for k in PAPER_FIELDS}

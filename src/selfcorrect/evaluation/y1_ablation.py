@@ -80,7 +80,8 @@ def _record(task: Task, problem: Problem, condition: str, y1: str, y2: str, sour
 
 
 def summarize_y1_ablation(records: Sequence[dict]) -> dict:
-    """Per condition present: n, acc_t2, fix_rate / n_wrong1, break_rate / n_right1; and drop_swapped."""
+    """Per condition present: n, acc_t2, shown_right (the share of shown y1 right on p: Acc@t1 for `own`),
+    fix_rate / n_wrong1, break_rate / n_right1; and drop_swapped."""
     out: dict = {}
     for condition in CONDITIONS:
         rows = [r for r in records if r["condition"] == condition]
@@ -89,6 +90,7 @@ def summarize_y1_ablation(records: Sequence[dict]) -> dict:
         wrong = [r["correct2"] for r in rows if not r["correct1"]]
         right = [not r["correct2"] for r in rows if r["correct1"]]
         out[condition] = {"n": len(rows), "acc_t2": sum(r["correct2"] for r in rows) / len(rows),
+                          "shown_right": sum(r["correct1"] for r in rows) / len(rows),
                           "fix_rate": _rate(wrong), "n_wrong1": len(wrong), "break_rate": _rate(right), "n_right1": len(right)}
     if "own" in out and "swapped" in out:
         out["drop_swapped"] = out["own"]["acc_t2"] - out["swapped"]["acc_t2"]
