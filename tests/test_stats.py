@@ -179,3 +179,17 @@ def test_identical_per_seed_differences_have_no_t_test():
     for d in ([0.006] * 3, [0.0] * 3):  # a constant 0.006 has a float s.d. of ~1e-18, not 0
         assert np.isnan(t_test_p(d)) and np.isnan(tost_p(d, 0.03))
     assert 0 < t_test_p([0.006, 0.004, 0.008]) < 1 and 0 < tost_p([0.006, 0.004, 0.008], 0.03) < 1
+
+
+def test_the_rules_simulated_power_matches_its_size_and_the_reviews_figures():
+    from selfcorrect.analysis.stats import seeds_needed_rule, sign_flip_floor, sign_flip_holm_power
+
+    first, last = sign_flip_holm_power(0.0, 10, family=8, n_sim=20_000)
+    assert first <= 0.05 / 8 + 0.002 and abs(last - 0.05) < 0.008  # the test's size under the null
+    first, last = sign_flip_holm_power(1.0, 10, family=8, n_sim=20_000)
+    assert 0.33 < first < 0.39 and 0.76 < last < 0.82  # issue 33: ~36 % at α/8, ~79 % at α (1 s.d., 10 seeds)
+    assert sign_flip_floor(10) == 2 / 1024 and sign_flip_floor(10) * 8 < 0.05 <= sign_flip_floor(8) * 8
+    assert sign_flip_holm_power(5.0, 8, family=8)[0] == 0.0  # 8 seeds cannot reach α/8 whatever the data
+    needed = seeds_needed_rule(1.0, family=8)
+    assert needed is not None and needed > 10 and sign_flip_holm_power(1.0, needed, 8)[0] >= 0.8
+    assert seeds_needed_rule(0.0, family=8) is None

@@ -49,6 +49,9 @@ def test_the_primary_table_is_seed_level_and_holm_adjusted(sweep):
     paper = verdicts.primary_table(sweep, "arithmetic", metric_prefix="paper_checkpoint/", partial=True)
     assert len(paper) == len(t)  # the base is its own paper checkpoint
     assert "**" in verdicts.markdown(t, str)
+    # 2 seeds: the sign-flip floor is 0.5, so the rule can never reject at Holm's first step
+    assert (t["sign_flip_floor"] == 0.5).all() and (t["rule_power_first"].dropna() == 0).all()
+    assert "Sign-flip floor: with 2 seeds no p can be below 2/2^2 = 0.5000" in verdicts.markdown(t, str)
 
 
 def test_interpolation_along_checkpoints_stays_inside_their_range():

@@ -256,6 +256,48 @@ def seeds_needed(diff: float, sd: float, alpha: float = 0.05, power: float = 0.8
     return None
 
 
+def sign_flip_floor(n: int) -> float:
+    """The smallest two-sided p the exact sign-flip test can give over n seeds (all seeds agree in sign): 2 / 2^n."""
+    return 2.0 / 2**n
+
+
+def sign_flip_holm_power(effect: float, n: int, family: int, alpha: float = 0.05, n_sim: int = 4000,
+                         seed: int = 0) -> tuple[float, float]:
+    """The power of the rule the primary tables use, by simulation: the exact two-sided sign-flip test over
+    `n` normal per-seed differences with mean `effect` (in units of their s.d.), Holm over `family`
+    comparisons. Holm tests a comparison at α/family when it comes first and at α when every other
+    comparison was rejected before it, so its power lies between the two returned values (first step,
+    last step); with n seeds no level below `sign_flip_floor(n)` can be reached at all."""
+    if n < 2 or family < 1:
+        raise ValueError(f"need n >= 2 seeds and a family of >= 1 comparisons, got n={n}, family={family}")
+    rng = np.random.default_rng(seed)
+    d = rng.normal(effect, 1.0, size=(n_sim, n))
+    if n <= 14:
+        signs = np.array(list(itertools.product((1.0, -1.0), repeat=n)))
+    else:
+        signs = rng.choice((1.0, -1.0), size=(4096, n))
+    observed = np.abs(d.mean(axis=1))
+    p = np.empty(n_sim)
+    for i in range(0, n_sim, 500):  # chunks bound the 2^n x chunk matrix
+        means = np.abs(signs @ d[i:i + 500].T / n)
+        p[i:i + 500] = (means >= observed[i:i + 500] - 1e-12 * np.maximum(1.0, np.abs(d[i:i + 500]).max(axis=1))).mean(axis=0)
+    return float((p <= alpha / family).mean()), float((p <= alpha).mean())
+
+
+def seeds_needed_rule(effect: float, family: int, alpha: float = 0.05, power: float = 0.8, most: int = 30,
+                      n_sim: int = 2000) -> int | None:
+    """The fewest seeds at which the sign-flip + Holm rule detects a true difference of `effect` s.d. with
+    probability `power` even at Holm's first step (α/family), by `sign_flip_holm_power`; None beyond `most`."""
+    if not effect:
+        return None
+    for n in range(2, most + 1):
+        if sign_flip_floor(n) * family >= alpha:
+            continue  # unreachable at the first step whatever the data
+        if sign_flip_holm_power(abs(effect), n, family, alpha, n_sim)[0] >= power:
+            return n
+    return None
+
+
 def mean_se(x) -> tuple[float, float]:
     """Sample mean and its standard error (ddof=1); the s.e. is nan for fewer than 2 values."""
     x = _finite_1d(x)

@@ -23,7 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from selfcorrect.analysis.stats import SeedComparison, detectable_difference, holm, seed_paired, seeds_needed
+from selfcorrect.analysis.stats import (SeedComparison, detectable_difference, holm, seed_paired, seeds_needed, seeds_needed_rule,
+                                       sign_flip_floor, sign_flip_holm_power)
 
 ALPHA = 0.05
 TEACHER = "sft_teacher[error_model=random_digit]"  # the teacher arm's default error model
@@ -111,6 +112,12 @@ def primary_table(sweep, testbed: str, comparisons: Sequence[tuple[str, str, str
     adjusted = holm(ps)
     for r in rows:
         r["p_holm"] = adjusted[r["comparison"]]
+        # the rule actually used (sign-flip + Holm over this family), simulated at the observed effect in s.d. units
+        effect = abs(r["diff"]) / r["sd"] if r["sd"] > 0 else math.nan
+        ok = math.isfinite(effect) and r["n_seeds"] >= 2
+        r["rule_power_first"], r["rule_power_last"] = sign_flip_holm_power(effect, r["n_seeds"], len(rows), n_sim=2000) if ok else (math.nan, math.nan)
+        r["seeds_needed_rule"] = seeds_needed_rule(effect, len(rows)) if ok else None
+        r["sign_flip_floor"] = sign_flip_floor(r["n_seeds"])
         r["verdict"] = verdict(r["diff"], r["p_holm"], r["prediction"]) if r["prediction"] is not None else "no prediction"
     return pd.DataFrame(rows)
 
@@ -135,14 +142,25 @@ def markdown(table: pd.DataFrame, names) -> str:
         return "—" if n is None or (isinstance(n, float) and math.isnan(n)) else str(int(n))
 
     sign = {1: "SCoRe higher", -1: "SCoRe lower", 0: "no difference", None: "—"}
-    lines = ["| SCoRe − B | Δ diff (pts) | 95% t interval | p (sign-flip) | p Holm | per seed | detectable at n (pts) ¹ | seeds for this diff ² | predicted | verdict |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    def power(r) -> str:
+        first, last = r.get("rule_power_first", math.nan), r.get("rule_power_last", math.nan)
+        return "—" if not math.isfinite(first) else f"{100 * first:.0f}-{100 * last:.0f} % ({needed(r.get('seeds_needed_rule'))})"
+
+    lines = ["| SCoRe − B | Δ diff (pts) | 95% t interval | p (sign-flip) | p Holm | per seed | detectable at n (pts) ¹ | seeds for this diff ² | power of the rule (seeds for 80 %) ³ | predicted | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
         per = ", ".join(f"{100 * d:+.1f}" for d in r["per_seed"])
         lines.append(f"| {names(r['b'])} | {100 * r['diff']:+.1f} | [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}] | {r['p_value']:.3f} | "
-                     f"{r['p_holm']:.3f} | {per} | {100 * r['detectable']:.1f} | {needed(r.get('seeds_needed'))} | {sign.get(r['prediction'])} | **{r['verdict']}** |")
+                     f"{r['p_holm']:.3f} | {per} | {100 * r['detectable']:.1f} | {needed(r.get('seeds_needed'))} | {power(r)} | {sign.get(r['prediction'])} | **{r['verdict']}** |")
     lines += ["", "¹ the difference (points) that a paired t-test over this many seeds detects with 80 % power at the "
               "comparison's own seed-level s.d. (5 %, two-sided, before the Holm adjustment).",
               "² the fewest seeds at which a true difference of the observed size is detected with 80 % power at that s.d. "
-              "(same test; > 1000: —)."]
+              "(same test; > 1000: —).",
+              "³ the rule actually used, simulated: the exact sign-flip test, Holm over the family, at a true difference of the "
+              "observed size in units of the comparison's seed-level s.d.; Holm's first step (α/family) to its last (α), and the "
+              "seeds the first step needs for 80 % (> 30: —)."]
+    if len(table):
+        n, m = int(table["n_seeds"].max()), len(table)
+        lines.append(f"Sign-flip floor: with {n} seeds no p can be below 2/2^{n} = {sign_flip_floor(n):.4f}, i.e. "
+                     f"{m * sign_flip_floor(n):.4f} after Holm's × {m}: a Holm p at that value means every seed agreed in sign.")
     return "\n".join(lines)
