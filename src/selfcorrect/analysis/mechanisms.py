@@ -29,6 +29,7 @@ from selfcorrect.training import catalog
 
 RL, SFT = "score", "sft_self_plus"  # the matched pair: one learning rate (1e-4), one budget, both testbeds
 WRONG_ENTROPY = "behaviour/wrong_t1/entropy_bits"
+WRONG_ENTROPY_MM = "behaviour/wrong_t1/entropy_mm_bits"  # bias-corrected (Miller–Madow): B1's companion check
 TEACHER_DEFAULT = "sft_teacher"  # the dial's default teacher (random_digit) runs under the arm's own label
 
 
@@ -233,6 +234,9 @@ def readings(runs: pd.DataFrame, history: pd.DataFrame, testbed: str, overlaps: 
     for lab in trained_labels(runs):
         out.append(compare_reading(runs, "B1", f"entropy on wrong y1: base − {display_name(lab)}", testbed, "base", lab,
                                    WRONG_ENTROPY, +1, "> 0 (collapse)"))
+        if WRONG_ENTROPY_MM in runs:  # not registered: the same reading with the entropy's small-n bias removed
+            out.append(compare_reading(runs, "B1 (Miller–Madow, check)", f"bias-corrected entropy on wrong y1: base − "
+                                       f"{display_name(lab)}", testbed, "base", lab, WRONG_ENTROPY_MM, +1, "> 0 (collapse)"))
     out.append(compare_reading(runs, "B2", "entropy on wrong y1: SCoRe − Pair-SFT D+", testbed, RL, SFT, WRONG_ENTROPY,
                                -1 if af else None, "< 0" if af else "no difference", None if af else 0.25))
     curves = behaviour_over_training(history)

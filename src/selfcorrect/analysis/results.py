@@ -67,6 +67,7 @@ REQUIRED_FILES = ("run.json", "config.yaml", "generations.jsonl", "metrics.json"
 PAPER_FILE = "paper_checkpoint_generations.jsonl"  # optional: the paper's checkpoint, when the one rule kept another
 MATRIX_FILE = "correction_matrix.jsonl"  # optional: runs whose task has an error model
 TOLERANCE = 1e-9
+ADDED_LATER = ("/entropy_mm_bits",)  # metrics the evaluator gained after some saved sweeps were run (2026-12-07)
 PAPER_FIELDS = ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "fix_rate", "break_rate")
 
 
@@ -249,11 +250,14 @@ def recompute_metrics(records: list[dict], probes: dict[str, list[dict]], saved:
 
 
 def metric_disagreements(saved: dict, recomputed: dict) -> list[tuple[str, object, object]]:
-    """(key, saved, recomputed) for every recomputed metric that metrics.json reports differently."""
+    """(key, saved, recomputed) for every recomputed metric that metrics.json reports differently (a metric
+    added to the evaluator later, `ADDED_LATER`, is not one that an older run's metrics.json lacks)."""
     a, b = _flat(saved), _flat(recomputed)
     out = []
     for k, v in b.items():
         s = a.get(k, "<missing>")
+        if s == "<missing>" and k.endswith(ADDED_LATER):
+            continue
         if not _same(s, v):
             out.append((k, s, v))
     return out

@@ -6,7 +6,12 @@ whose first attempt was right:
 
   share[b]      = #(records labelled b) / n                      for every label b the task declares
   entropy_bits  = − Σ_b share[b] · log2 share[b]                 (0: one behaviour only)
+  entropy_mm_bits = entropy_bits + (K − 1) / (2 n ln 2)          Miller–Madow: K labels seen, n records
   dominant      = the label with the largest share (ties: the first in label order), and its share
+
+The plug-in entropy is biased low by about (K − 1) / (2 n ln 2) bits (~0.2 bits at n = 20 with 7
+labels), so comparing strata of very different n (a base with ~400 wrong first attempts, an arm
+with ~20) reads the bias as collapse; the Miller–Madow value removes that first-order term.
 
 Collapse is the entropy falling (the dominant share rising) over training; history.jsonl holds
 the summary at every validation point, because `metrics.summarize` (which the evaluator runs at
@@ -45,10 +50,16 @@ def stratum_summary(labels_seen: Sequence[str], order: Sequence[str]) -> dict:
     counts = Counter(labels_seen)
     share = {b: (counts[b] / n if n else None) for b in order}
     if not n:
-        return {"n": 0, "share": share, "entropy_bits": None, "dominant": None, "dominant_share": None}
+        return {"n": 0, "share": share, "entropy_bits": None, "entropy_mm_bits": None, "dominant": None, "dominant_share": None}
     dominant = max(order, key=lambda b: (counts[b], -order.index(b)))
-    return {"n": n, "share": share, "entropy_bits": entropy_bits(counts[b] / n for b in order),
+    h = entropy_bits(counts[b] / n for b in order)
+    return {"n": n, "share": share, "entropy_bits": h, "entropy_mm_bits": h + miller_madow_bits(len(counts), n),
             "dominant": dominant, "dominant_share": counts[dominant] / n}
+
+
+def miller_madow_bits(k_seen: int, n: int) -> float:
+    """The Miller–Madow correction of a plug-in entropy in bits: (K − 1) / (2 n ln 2)."""
+    return (k_seen - 1) / (2 * n * math.log(2))
 
 
 def entropy_bits(shares) -> float:
