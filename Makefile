@@ -14,7 +14,7 @@ endif
 export GLIBC_TUNABLES := glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296
 export WANDB_SILENT := true
 
-.PHONY: install test sweep sweep-real tune figures bench bench-real clean
+.PHONY: install test sweep sweep-real controls tune figures bench bench-real clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,19 @@ SEEDS  ?= 10                     # seeds per arm (the `seeds` Hydra knob); SEEDS
 # JOBS workers each; progress + ETA every minute (also in <dir>/progress.log), wall time per testbed at the end
 sweep: install
 	$(BIN)/python -m selfcorrect.sweeps.sweep --dir $(SWEEP_DIR) --seeds $(SEEDS) --jobs $(JOBS) $(if $(ALLOW_MIXED),--allow-mixed-commits)
+
+# what the testbeds build in (issue 33, item 2; conf/experiment/controls_*.yaml): answer-first's read_prob dial
+# (0, 0.03, 0.1, 0.3), the arithmetic base whose second attempt has its first's bug profile, and the offline arms at
+# 4x and 16x the episodes; CONTROL_SEEDS seeds, each dial point its own directory (<dir>-<point>); resumable
+ifndef CONTROLS_DIR
+CONTROLS_DIR := outputs/sweeps/$(shell date +%Y-%m-%d_%H-%M-%S)-controls
+endif
+CONTROL_SEEDS ?= 5
+controls: install      # one dial point at a time (JOBS workers), not all side by side
+	for tb in $$($(BIN)/python -c "from selfcorrect.sweeps.sweep import CONTROL_TESTBEDS as C; print(*(t.name for t in C))"); do \
+	  $(BIN)/python -m selfcorrect.sweeps.sweep --testbeds $$tb --dir $(CONTROLS_DIR) --seeds $(CONTROL_SEEDS) --jobs $(JOBS) \
+	    $(if $(ALLOW_MIXED),--allow-mixed-commits) || exit 1; \
+	done
 
 # every trained arm × lr_grid × tune_seeds on both testbeds (validation only), then each arm's lr
 # (conf/tuned_lr/<testbed>.yaml, read by `make sweep`; table in experiments/tuning/<testbed>.md)

@@ -137,3 +137,29 @@ def test_code_is_named_by_commit_and_dirty_flag():
     assert code_key({"commit": "a" * 40, "dirty": False}) == "a" * 40
     assert code_key({"commit": "a" * 40, "dirty": True}) == "a" * 40 + " (dirty)"
     assert code_key({"commit": None, "dirty": None}) == code_key({}) == "unrecorded"  # no git checkout: resumable
+
+
+def test_control_testbeds_name_each_dial_point_and_set_it_in_the_base(tmp_path):
+    """make controls: each dial point a testbed with its own directory; its override reaches the runs' config
+    (the base model's pretraining, hence its cache key) and names them as Hydra does."""
+    from conftest import compose_config
+    from selfcorrect.sweeps.sweep import CONTROL_TESTBEDS
+
+    names = [tb.name for tb in CONTROL_TESTBEDS]
+    assert len(set(names)) == len(names) == len({tb.suffix for tb in CONTROL_TESTBEDS}) == 9
+    read0 = next(tb for tb in CONTROL_TESTBEDS if tb.name == "read_prob_0.0")
+    d = tmp_path / "read0"
+    cmd = [sys.executable, "-m", "selfcorrect", "-m", "experiment=controls_answer_first", "seeds=1", *read0.overrides,
+           "threads=0", "tracking.mode=disabled", f"hydra.sweep.dir={d}"]
+    res = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HYDRA_FULL_ERROR": "1"}, timeout=300)
+    assert res.returncode != 0 and "threads must be a positive integer" in res.stderr
+    plan = planned_runs("controls_answer_first", ["seeds=1", *read0.overrides])
+    assert sorted(p.name for p in d.iterdir() if p.is_dir()) == sorted(plan) and len(plan) == 5
+    assert all("read_prob=0.0" in name for name in plan)
+    cfg = compose_config(["experiment=controls_answer_first", *read0.overrides])
+    assert cfg.model.pretrain.turn2.read_prob == 0.0 and cfg.model.pretrain.turn1.read_prob == 0.0
+    same = compose_config(["experiment=controls_arithmetic_same_turn2"])
+    assert same.model.pretrain.turn2_rules == same.model.pretrain.turn1_rules
+    assert compose_config(["experiment=embedded_sweep"]).model.pretrain.turn2_rules != same.model.pretrain.turn2_rules
+    scaled = next(tb for tb in CONTROL_TESTBEDS if tb.name == "offline_data_16x_answer_first")
+    assert set(planned_runs("controls_offline_data_answer_first", ["seeds=1", *scaled.overrides]).values()) == {"sft_self_plus", "star_plus"}

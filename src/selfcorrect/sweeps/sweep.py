@@ -66,6 +66,18 @@ REAL_TESTBEDS = (
     Testbed("smollm2", "", ("smollm2_reasoning_gym_base", "smollm2_reasoning_gym"), (), isolated=True,
             overrides=("threads=2",)),  # one job: vLLM and the trainer share both cores
 )
+# `make controls` (issue 33, item 2; conf/experiment/controls_*.yaml): what the testbeds build in, each dial point a
+# testbed of its own (its own directory, so an arm's label means one dial point), never part of `make sweep`
+READ_PROBS = ("0.0", "0.03", "0.1", "0.3")  # answer-first's turn2.read_prob; 0.1 is the testbed's own value
+DATA_SCALES = (4, 16)                        # the offline arms' episodes x the matched 3,072 (1x: the main controls runs)
+CONTROL_TESTBEDS = (
+    *(Testbed(f"read_prob_{v}", f"-read_prob_{v}", ("controls_answer_first",), (), overrides=(f"model.pretrain.turn2.read_prob={v}",))
+      for v in READ_PROBS),
+    Testbed("arithmetic_same_turn2", "-arithmetic_same_turn2", ("controls_arithmetic_same_turn2",), ()),
+    *(Testbed(f"offline_data_{k}x_{tb}", f"-offline_data_{k}x_{tb}", (f"controls_offline_data_{tb}",), (),
+              overrides=(f"budget.episodes={3072 * k}",))
+      for tb in ("arithmetic", "answer_first") for k in DATA_SCALES),
+)
 MODES = ("sweep", "tune")
 
 
@@ -193,7 +205,9 @@ class Sweep:
         self.base_dir, self.testbeds, self.seeds, self.jobs, self.every = base_dir, list(testbeds), seeds, jobs, every
         self.python, self.extra, self.mode, self.allow_mixed = python, list(extra), mode, allow_mixed
         self.overrides = [f"seeds={seeds}", *self.extra]
-        self.plans = {tb.name: {f"{sub}{r}": a for e, sub in self.experiments(tb) for r, a in planned_runs(e, self.overrides).items()}
+        # a multirun testbed's own overrides (a control's dial point) name its runs; an isolated one's are run settings
+        self.plans = {tb.name: {f"{sub}{r}": a for e, sub in self.experiments(tb)
+                                for r, a in planned_runs(e, self.overrides if tb.isolated else [*self.overrides, *tb.overrides]).items()}
                       for tb in self.testbeds}
         self.t0 = time.time()
         self.already: dict[str, set[str]] = {}
@@ -216,6 +230,8 @@ class Sweep:
         d = self.dir(tb)
         if tb in REAL_TESTBEDS:
             return [("summary", "summary.out", [self.python, str(ROOT / "experiments/summarize_real.py"), str(d)])]
+        if tb in CONTROL_TESTBEDS:  # a dial point is not a sweep with a primary family: its write-up reads all points
+            return []
         if self.mode == "tune":
             return [("tuning table", "tune.out", [self.python, "-m", "selfcorrect.sweeps.tune", str(d), "--testbed", tb.name])]
         return [("summary", "summary.out", [self.python, str(ROOT / "experiments/summarize_sweep.py"), str(d)]),
@@ -231,7 +247,7 @@ class Sweep:
                                                    f"hydra.run.dir='{d / sub / name}'"])
                      for e, sub in self.experiments(tb) for name, (_, job) in planned_jobs(e, self.overrides).items()]
         else:
-            steps = [(f"runs {e}", "sweep.log", [self.python, "-m", "selfcorrect", "-m", f"experiment={e}", *self.overrides,
+            steps = [(f"runs {e}", "sweep.log", [self.python, "-m", "selfcorrect", "-m", f"experiment={e}", *self.overrides, *tb.overrides,
                                                 f"hydra.sweep.dir={d / sub}", "hydra/launcher=joblib", f"hydra.launcher.n_jobs={self.jobs}"])
                      for e, sub in self.experiments(tb)]
         steps += self.analysis(tb)
@@ -344,7 +360,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=2, help="joblib workers per testbed (one CPU thread each)")
     ap.add_argument("--every", type=float, default=60.0, help="seconds between progress lines")
     ap.add_argument("--testbeds", default=",".join(tb.name for tb in TESTBEDS),
-                    help=f"comma-separated testbeds (default: the embedded ones; {', '.join(tb.name for tb in REAL_TESTBEDS)}: make sweep-real)")
+                    help=f"comma-separated testbeds (default: the embedded ones; {', '.join(tb.name for tb in REAL_TESTBEDS)}: make sweep-real; "
+                         f"{', '.join(tb.name for tb in CONTROL_TESTBEDS)}: make controls)")
     ap.add_argument("--mode", choices=MODES, default="sweep", help="sweep: the experiment sweeps; tune: `make tune`")
     ap.add_argument("--allow-mixed-commits", action="store_true",
                     help="resume a sweep whose complete runs come from another commit (the summary lists the commits)")
@@ -353,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.seeds < 1 or args.jobs < 1 or args.every <= 0:
         raise SystemExit(f"--seeds and --jobs must be >= 1 and --every > 0, got {args.seeds}, {args.jobs}, {args.every}")
     names = [n.strip() for n in args.testbeds.split(",") if n.strip()]
-    known = {tb.name: tb for tb in (*TESTBEDS, *REAL_TESTBEDS)}
+    known = {tb.name: tb for tb in (*TESTBEDS, *REAL_TESTBEDS, *CONTROL_TESTBEDS)}
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise SystemExit(f"unknown testbed(s) {unknown or names}; known: {sorted(known)}")
