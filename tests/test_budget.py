@@ -37,14 +37,10 @@ def planned_spend(cfg) -> dict:
         rl = RLConfig.from_cfg(cfg.arm, cfg.budget)
         steps = len(rl.stages_by_step())
         return budget.spent(steps * rl.prompts_per_step * rl.samples_per_prompt, steps, rl.prompts_per_step * rl.samples_per_prompt)
-    from selfcorrect.training.offline.arms import problems_per_round
+    from selfcorrect.training.offline.config import OfflineConfig
 
-    class Ctx:  # problems_per_round reads only the config
-        pass
-
-    ctx = Ctx()
-    ctx.cfg = cfg
-    episodes = problems_per_round(ctx) * int(cfg.arm.samples_per_problem) * int(cfg.arm.rounds)
+    offline = OfflineConfig.from_cfg(OmegaConf.to_container(cfg.arm, resolve=True), budget)
+    episodes = offline.problems_per_round * offline.samples_per_problem * offline.rounds
     return budget.spent(episodes, budget.gradient_steps, budget.sequences_per_step)
 
 

@@ -214,7 +214,7 @@ def test_short_score_run_through_grpo_trainer_matches_the_reference(tmp_path, mi
     from selfcorrect.training.rl.grpo_run import train_grpo
 
     ctx = make_ctx(tmp_path, "grpo")
-    rl = RLConfig.from_cfg(ctx.cfg.arm, ctx.cfg.budget)
+    rl = ctx.spec.arm.rl
     # compare the final weights of both; micro_batch 4: each step's 8 episodes in two accumulated halves
     rl = dataclasses.replace(rl, checkpoint="last", micro_batch=micro_batch)
     p_new = train_grpo(ctx, rl)

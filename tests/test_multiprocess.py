@@ -159,12 +159,12 @@ def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(runs):
 def test_only_rl_arms_split_over_processes(monkeypatch):
     from conftest import compose_config
 
-    from selfcorrect.run import validate
+    from selfcorrect.config import parse
 
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(RuntimeError, match="'base' runs in one process"):
-        validate(compose_config([*TINY_OVERRIDES, "arm=base"]))
-    validate(compose_config([*TINY_OVERRIDES, "arm=score"]))
+        parse(compose_config([*TINY_OVERRIDES, "arm=base"]))
+    parse(compose_config([*TINY_OVERRIDES, "arm=score"]))
 
 
 def test_accelerate_configs_and_the_vllm_switch(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -18,7 +19,9 @@ from selfcorrect.runtime.tracking import Tracker
 from selfcorrect.tasks.arithmetic import ArithmeticTask
 from selfcorrect.tasks.base import Verdict
 from selfcorrect.training import catalog
-from selfcorrect.training.arms import ArmContext, get_arm
+from selfcorrect.config import parse
+from selfcorrect.training.arms import ArmContext, ArmSpec, get_arm
+from selfcorrect.training.budget import Budget
 from selfcorrect.training.rl.config import RLConfig
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")
@@ -120,12 +123,20 @@ def make_ctx(tmp_path: Path, run_name: str, tracker_cls=Tracker, **arm_overrides
            "schedule": [{"stage": "I", "share": 0.5}, {"stage": "II", "share": 0.5}], **arm_overrides}
     budget = {**OmegaConf.to_container(arm_cfg("score").budget), "episodes": 32, "gradient_steps": 4,
               "sequences_per_step": 8, "lr": 1e-2, **budget_overrides}
-    cfg = OmegaConf.create({"seed": 0, "arm": arm, "budget": budget, "model": {"dtype": "float32"},
-                            "eval": {"n_monitor": 8, "max_new_tokens": 12, "problem_seed": 1}})
+    spec = run_spec(arm, budget, eval={"n_monitor": 8, "max_new_tokens": 12, "problem_seed": 1, "probe_every": 1})
     run_dir = tmp_path / run_name
     run_dir.mkdir(exist_ok=True)
-    tracker = tracker_cls(OmegaConf.create({"mode": "disabled"}), run_dir, {}, name=run_name, group="t", tags=[])
-    return ArmContext(cfg, task, Policy.load(base_path, task), base_path, run_dir, tracker)
+    tracker = tracker_cls({"mode": "disabled"}, run_dir, {}, name=run_name, group="t", tags=[])
+    return ArmContext(spec, task, Policy.load(base_path, task), base_path, run_dir, tracker)
+
+
+def run_spec(arm: dict, budget: dict, seed: int = 0, **blocks):
+    """The specs of a composed run (`config.parse`) with the arm, budget and `eval` fields replaced, as a
+    training function receives them; the model block is the one `Policy.load` defaults to."""
+    spec = parse(arm_cfg(arm["name"]))
+    b = Budget.from_cfg(budget)
+    return dataclasses.replace(spec, seed=seed, budget=b, arm=ArmSpec.from_cfg(arm, "rl", b), model={"dtype": "float32"},
+                               eval=dataclasses.replace(spec.eval, **blocks.get("eval", {})))
 
 
 def history(ctx) -> list[dict]:

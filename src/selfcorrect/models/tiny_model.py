@@ -22,32 +22,33 @@ import json
 import math
 import random
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from transformers import GPT2Config, GPT2LMHeadModel
 
 from selfcorrect.models.char_tokenizer import build_char_tokenizer, encode_padded
 from selfcorrect.models.prompts import conversation
 from selfcorrect.runtime.cache import artifact_facts, cached_artifact
+from selfcorrect.runtime.records import plain
 from selfcorrect.tasks.base import Task
 
 BUILD_VERSION = 3  # bump when the corpus or training code changes what a spec builds (3: wider test split)
 ALPHABET = "0123456789+=> "
 
 
-def base_model_spec(model_cfg: DictConfig, task: Task) -> dict:
+def base_model_spec(model_cfg: Mapping, task: Task) -> dict:
     """Everything that determines the built weights."""
     return {
         "version": BUILD_VERSION,
         "task": task.build_spec(),
-        "architecture": OmegaConf.to_container(model_cfg.architecture, resolve=True),
-        "pretrain": OmegaConf.to_container(model_cfg.pretrain, resolve=True),
+        "architecture": plain(model_cfg["architecture"]),
+        "pretrain": plain(model_cfg["pretrain"]),
     }
 
 
-def build_base_model(model_cfg: DictConfig, task: Task, cache_dir: str | Path) -> Path:
+def build_base_model(model_cfg: Mapping, task: Task, cache_dir: str | Path) -> Path:
     """Path of the cached base model (an HF model + tokenizer directory), built if missing."""
     if task.pretraining_sampler is None:  # `Task`'s optional capability
         raise ValueError(f"model kind 'tiny' is pretrained from scratch on an embedded task (arithmetic, answer_first); "

@@ -12,9 +12,19 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def plain(value):
+    """`value` as plain dicts, lists and scalars, recursively (any mapping or sequence, e.g. a block of the
+    composed config, whose interpolations resolve as it is read): what cache keys and JSON records hash."""
+    if isinstance(value, Mapping):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [plain(v) for v in value]
+    return value
 
 
 @contextmanager

@@ -27,13 +27,14 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
 from selfcorrect.runtime.checkpoint import latest
-from selfcorrect.runtime.records import read_json
+from selfcorrect.runtime.records import plain, read_json
 
 # top-level config keys that say where and how fast a run goes (or which runs a sweep holds), not what it computes
 RUNTIME_KEYS = ("paths", "threads", "tracking", "seeds", "sweep_arms", "lr_grid", "tune_seeds")
@@ -50,8 +51,9 @@ class Prepared:
     resumable: bool        # an incomplete run restarting from its checkpoints
 
 
-def prepare(run_dir: Path, cfg: DictConfig) -> Prepared:
-    """Classify `run_dir` and, for an incomplete run, clear its partial outputs (see module doc)."""
+def prepare(run_dir: Path, cfg: Mapping) -> Prepared:
+    """Classify `run_dir` and, for an incomplete run, clear its partial outputs (see module doc);
+    `cfg` is the run's resolved configuration (`RunSpec.resolved`)."""
     run_dir = Path(run_dir)
     status_path = run_dir / "run.json"
     if not status_path.exists():
@@ -80,26 +82,26 @@ def prepare(run_dir: Path, cfg: DictConfig) -> Prepared:
     return Prepared("incomplete", status, None, resumable)
 
 
-def start_status(cfg: DictConfig, prepared: Prepared) -> dict:
+def start_status(cfg: Mapping, prepared: Prepared) -> dict:
     """run.json for a run that is starting: counts the launches into this directory and keeps
     a short record of how each earlier one ended."""
     previous = prepared.status
     earlier = [*previous.get("earlier", []), _ended(previous)] if previous else []
     return {
-        "status": "running", "arm": cfg.arm.name, "seed": cfg.seed,
+        "status": "running", "arm": cfg["arm"]["name"], "seed": cfg["seed"],
         "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "starts": len(earlier) + 1,
         "resumed": prepared.resumable, "host": socket.gethostname(), "pid": os.getpid(),
         **({"earlier": earlier} if earlier else {}),
     }
 
 
-def config_diff(saved: Path, cfg: DictConfig) -> list[str]:
+def config_diff(saved: Path, cfg: Mapping) -> list[str]:
     """'key: saved → now' for every leaf that differs, outside RUNTIME_KEYS ([] when equal;
     a missing saved config counts as a difference)."""
     if not saved.exists():
         return [f"{saved.name} missing"]
     old = _leaves(OmegaConf.to_container(OmegaConf.load(saved)))  # saved resolved already
-    new = _leaves(OmegaConf.to_container(cfg, resolve=True))
+    new = _leaves(plain(cfg))
     keys = sorted(k for k in old.keys() | new.keys() if k.split(".")[0] not in RUNTIME_KEYS and old.get(k, _ABSENT) != new.get(k, _ABSENT))
     return [f"{k}: {old.get(k, '<absent>')!r} → {new.get(k, '<absent>')!r}" for k in keys]
 

@@ -11,25 +11,23 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from omegaconf import DictConfig
-
 from selfcorrect.runtime.records import append_jsonl, scalars
 
 WANDB_MODES = ("offline", "online", "disabled")
 
 
 class Tracker:
-    def __init__(self, cfg: DictConfig, run_dir: Path, config: dict, name: str, group: str, tags: Sequence[str]):
-        if cfg.mode not in WANDB_MODES:
-            raise ValueError(f"tracking.mode must be one of {WANDB_MODES}, got {cfg.mode!r}")
+    def __init__(self, cfg: Mapping, run_dir: Path, config: dict, name: str, group: str, tags: Sequence[str]):
+        if cfg["mode"] not in WANDB_MODES:
+            raise ValueError(f"tracking.mode must be one of {WANDB_MODES}, got {cfg['mode']!r}")
         self.history = Path(run_dir) / "history.jsonl"
         self.run = None
-        if cfg.mode != "disabled":
+        if cfg["mode"] != "disabled":
             os.environ.setdefault("WANDB_SILENT", "true")
             import wandb
 
             self.run = wandb.init(
-                project=cfg.project, entity=cfg.get("entity"), mode=cfg.mode, dir=str(run_dir),
+                project=cfg["project"], entity=cfg.get("entity"), mode=cfg["mode"], dir=str(run_dir),
                 config=config, name=name, group=group, tags=list(tags), reinit="create_new",
             )
 

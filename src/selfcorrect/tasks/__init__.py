@@ -10,10 +10,10 @@ it. `TASKS` is the one place that names the tasks and pairs each with its error 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from omegaconf import DictConfig, OmegaConf
-
+from selfcorrect.runtime.records import plain
 from selfcorrect.tasks.base import Problem, SiteErrorModel, Task, Verdict
 
 
@@ -53,10 +53,12 @@ def _load(target: str):
     return getattr(importlib.import_module(module), attr)
 
 
-def make_task(cfg: DictConfig) -> Task:
-    """Build the task named by `cfg.name` from the rest of its config."""
-    factory = _load(_entry(cfg.name).task)
-    kwargs = {k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if k != "name"}
+def make_task(spec: Mapping) -> Task:
+    """Build the task named by `spec["name"]` from the rest of its settings (the run's `task` block,
+    a plain dict made once by `selfcorrect.config.parse`)."""
+    spec = plain(spec)
+    factory = _load(_entry(spec["name"]).task)
+    kwargs = {k: v for k, v in spec.items() if k != "name"}
     return factory(**kwargs)
 
 

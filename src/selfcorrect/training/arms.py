@@ -17,19 +17,40 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import DictConfig
-
 from selfcorrect.evaluation.evaluate import OfflineAttempts, evaluate_policy
 from selfcorrect.models.policy import Policy, Sampling
 from selfcorrect.runtime import timing
 from selfcorrect.runtime.tracking import Tracker
 from selfcorrect.tasks.base import Task
 from selfcorrect.training import catalog
+from selfcorrect.training.budget import Budget
+from selfcorrect.training.offline.config import OfflineConfig
+from selfcorrect.training.rl.config import RLConfig
 from selfcorrect.training.selection import Candidates
+
+
+@dataclass(frozen=True)
+class ArmSpec:
+    """The `arm` block: what `catalog` reads (name, family, training function), the resolved settings
+    (trace cache keys and RL resume fingerprints hash them) and its family's typed settings."""
+    name: str
+    family: str                     # none | offline | rl
+    train: str                      # "module:function"
+    settings: dict                  # the arm block as plain values
+    offline: OfflineConfig | None = None
+    rl: RLConfig | None = None
+
+    @classmethod
+    def from_cfg(cls, arm: dict, family: str, budget: Budget) -> "ArmSpec":
+        """The arm's settings, its family's checked against the shared budget."""
+        return cls(name=arm["name"], family=family, train=arm["train"], settings=arm,
+                   offline=OfflineConfig.from_cfg(arm, budget) if family == "offline" else None,
+                   rl=RLConfig.from_cfg(arm, budget) if family == "rl" else None)
+
 
 @dataclass
 class ArmContext:
-    cfg: DictConfig
+    spec: "RunSpec"  # noqa: F821 (selfcorrect.config.RunSpec: the run's parsed specs)
     task: Task
     base: Policy  # frozen: the reference policy for KL terms and the source of offline attempts
     base_path: str | Path
@@ -49,7 +70,7 @@ class ArmContext:
 
     @property
     def seed(self) -> int:
-        return int(self.cfg.seed)
+        return self.spec.seed
 
     @property
     def candidates(self) -> Candidates:
@@ -60,18 +81,18 @@ class ArmContext:
         """A fresh, trainable copy of the base policy (with a fresh LoRA adapter when `model.lora` is on)."""
         from selfcorrect.models.loading import open_policy
 
-        return open_policy(self.base_path, self.task, self.cfg.model, adapter_seed=self.seed)
+        return open_policy(self.base_path, self.task, self.spec.model, adapter_seed=self.seed)
 
     def evaluate(self, policy: Policy, step: int, split: str = "val", offline: list[OfflineAttempts] | None = None) -> dict:
         """Greedy two-turn metrics on `eval.n_monitor` held-out problems, plus the mismatch probe
         on `offline` (default: every set in `ctx.offline`), logged under `split/`. On validation
         at a step > 0 the policy becomes a candidate checkpoint (`selection.Candidates`)."""
         with timing.stage("monitoring"):
-            problems = self.task.problems(split, self.cfg.eval.n_monitor, seed=self.cfg.eval.problem_seed)
-            sampling = Sampling(0.0, self.cfg.eval.max_new_tokens)
+            ev = self.spec.eval
+            problems = self.task.problems(split, ev.n_monitor, seed=ev.problem_seed)
+            sampling = Sampling(0.0, ev.max_new_tokens)
             if offline is None:  # the probe's own sets every `eval.probe_every` steps (and at the start and end)
-                every = int(self.cfg.eval.get("probe_every", self.cfg.eval.get("monitor_every", 1)))
-                due = step % every == 0 or step == int(self.cfg.budget.gradient_steps)
+                due = step % ev.probe_every == 0 or step == self.spec.budget.gradient_steps
                 offline = self.offline if due else []
             metrics = evaluate_policy(policy, problems, sampling, seed=self.seed, offline=offline).metrics
             self.tracker.log(metrics, step=step, prefix=f"{split}/")

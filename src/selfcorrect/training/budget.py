@@ -12,11 +12,13 @@ under `budget`, so a sweep can be checked for equality (`results.budget_mismatch
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from transformers import get_scheduler
+
+from selfcorrect.runtime.records import plain
 
 OPTIMIZERS = ("adamw",)
 SCHEDULES = ("constant", "constant_with_warmup", "linear", "cosine")
@@ -54,8 +56,9 @@ class Budget:
             raise ValueError(f"budget.max_grad_norm must be > 0 and weight_decay >= 0, got {self.max_grad_norm!r}, {self.weight_decay!r}")
 
     @classmethod
-    def from_cfg(cls, cfg: DictConfig | dict) -> "Budget":
-        b = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    def from_cfg(cls, cfg: Mapping) -> "Budget":
+        """The `budget` block (any mapping), every key checked: unknown and missing keys are refused."""
+        b = plain(cfg)
         known = set(cls.__dataclass_fields__)
         if set(b) - known:
             raise ValueError(f"unknown budget keys {sorted(set(b) - known)}; known: {sorted(known)}")

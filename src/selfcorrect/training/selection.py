@@ -92,7 +92,7 @@ def choose(ctx, paper_policy):
     if best is None:  # nothing was trained (the base arm)
         return paper_policy, None, {"rule": "none"}
     if paper is None:
-        raise RuntimeError(f"arm {ctx.cfg.arm.name!r} trained without naming its own kept checkpoint (ctx.paper_choice)")
+        raise RuntimeError(f"arm {ctx.spec.arm.name!r} trained without naming its own kept checkpoint (ctx.paper_choice)")
     info = {"rule": RULE, "step": best["step"], **{k: best[k] for k in best if k.startswith("val_")},
             "candidates": [r["step"] for r in candidates.records()],
             "paper": {**paper, **_val_at(candidates, paper["step"])}, "same_as_paper": best["step"] == paper["step"]}

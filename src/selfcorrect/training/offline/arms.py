@@ -15,9 +15,6 @@ import random
 import time
 from pathlib import Path
 
-import hydra
-from omegaconf import OmegaConf
-
 from selfcorrect.models.policy import Policy, Sampling
 from selfcorrect.runtime import timing
 from selfcorrect.training.offline.sft import sft_train
@@ -35,34 +32,16 @@ from selfcorrect.training.offline.traces import (
 
 
 # --- shared plumbing -----------------------------------------------------------------------------
-def problems_per_round(ctx) -> int:
-    """Every offline arm samples (or has a teacher write) exactly `budget.episodes` episodes:
-    budget.episodes / (samples_per_problem × rounds) problems per round."""
-    arm, episodes = ctx.cfg.arm, int(ctx.cfg.budget.episodes)
-    for key in ("samples_per_problem", "rounds"):
-        if not isinstance(arm[key], int) or int(arm[key]) <= 0:
-            raise ValueError(f"arm.{key} must be a positive integer, got {arm[key]!r}")
-    per = int(arm.samples_per_problem) * int(arm.rounds)
-    if episodes % per:
-        raise ValueError(
-            f"arm {arm.name}: budget.episodes={episodes} is not divisible by samples_per_problem × rounds = "
-            f"{arm.samples_per_problem} × {arm.rounds}; every arm must spend exactly the shared episode budget"
-        )
-    return episodes // per
-
-
 def keep_last(ctx) -> None:
     """SFT has no training reward: the paper's rule keeps the last step."""
-    ctx.paper_choice = {"rule": "last", "step": int(ctx.cfg.budget.gradient_steps)}
+    ctx.paper_choice = {"rule": "last", "step": ctx.spec.budget.gradient_steps}
 
 
 def record_spent(ctx, episodes: int, fits: list[dict], measurement_samples: int = 0) -> None:
     """What the arm spent: episodes sampled (or written), the SFT steps actually taken (`fits`: one
     `sft_train` result per round) and their sequences per step, and model samples drawn outside
     the episode budget (base_like's measurement of where the base errs)."""
-    from selfcorrect.training.budget import Budget
-
-    budget = Budget.from_cfg(ctx.cfg.budget)
+    budget = ctx.spec.budget
     steps = sum(f["steps"] for f in fits)
     per_step = sum(f["sequences"] for f in fits) // max(steps, 1)
     ctx.record_budget(budget.spent(episodes, steps, per_step, measurement_samples))
@@ -87,14 +66,14 @@ def keyed_train(train: str) -> str:
 
 def trace_spec(ctx, kind: str) -> dict:
     """Everything a cached trace dataset depends on (the SFT settings do not enter)."""
-    arm = OmegaConf.to_container(ctx.cfg.arm, resolve=True)
+    arm = dict(ctx.spec.arm.settings)
     arm.pop("sft", None)
     arm.pop("data", None)  # a label (selfcorrect.training.catalog), not a setting: cache keys stay as they were
     if "train" in arm:
         arm["train"] = keyed_train(arm["train"])
     return {
-        "kind": kind, "base": model_id(ctx.base_path), "seed": ctx.seed, "arm": arm, "episodes": int(ctx.cfg.budget.episodes),
-        "task": OmegaConf.to_container(ctx.cfg.task, resolve=True), "max_new_tokens": ctx.cfg.eval.max_new_tokens,
+        "kind": kind, "base": model_id(ctx.base_path), "seed": ctx.seed, "arm": arm, "episodes": ctx.spec.budget.episodes,
+        "task": ctx.spec.task, "max_new_tokens": ctx.spec.eval.max_new_tokens,
     }
 
 
@@ -103,15 +82,15 @@ def cache_dir(ctx) -> Path:
 
 
 def data_sampling(ctx) -> Sampling:
-    return Sampling(float(ctx.cfg.arm.temperature), int(ctx.cfg.eval.max_new_tokens))
+    return Sampling(ctx.spec.arm.offline.temperature, ctx.spec.eval.max_new_tokens)
 
 
 def probe_problems(ctx):
-    return ctx.task.problems("val", int(ctx.cfg.arm.probe.val_problems), seed=ctx.seed)
+    return ctx.task.problems("val", ctx.spec.arm.offline.probe.val_problems, seed=ctx.seed)
 
 
 def rng_for(ctx, what: str) -> random.Random:
-    return random.Random(f"{ctx.cfg.arm.name}:{what}:{ctx.seed}")
+    return random.Random(f"{ctx.spec.arm.name}:{what}:{ctx.seed}")
 
 
 def register(ctx, probes: dict, traces: list[dict], facts: dict) -> None:
@@ -131,7 +110,7 @@ def register(ctx, probes: dict, traces: list[dict], facts: dict) -> None:
 
 
 def probes_from(ctx, train: list[dict], val: list[dict]) -> dict:
-    n_train, n_val = int(ctx.cfg.arm.probe.n_train), int(ctx.cfg.arm.probe.n_val)
+    n_train, n_val = ctx.spec.arm.offline.probe.n_train, ctx.spec.arm.offline.probe.n_val
     return {
         "train_fixed": probe_set("train_fixed", train, n_train, rng_for(ctx, "probe_train")),
         "val_fixed": probe_set("val_fixed", val, n_val, rng_for(ctx, "probe_val")),
@@ -140,10 +119,7 @@ def probes_from(ctx, train: list[dict], val: list[dict]) -> dict:
 
 def anchors(ctx, samples: list[dict], n_traces: int) -> list[dict]:
     """`arm.anchor` turn-1 examples per correction trace from the base's samples (0: none, the paper's arms)."""
-    ratio = float(ctx.cfg.arm.get("anchor", 0.0))
-    if ratio < 0:
-        raise ValueError(f"arm.anchor must be >= 0 (turn-1 examples per correction trace), got {ratio!r}")
-    return anchor_traces(samples, round(ratio * n_traces), rng_for(ctx, "anchor"))
+    return anchor_traces(samples, round(ctx.spec.arm.offline.anchor * n_traces), rng_for(ctx, "anchor"))
 
 
 def with_anchors(ctx, datasets: dict) -> list[dict]:
@@ -168,8 +144,8 @@ def sample_stats(samples: list[dict]) -> dict:
 def train_sft_teacher(ctx) -> Policy:
     """SFT on (x, teacher's wrong y1, revise, correct y2); `arm.error_model` dials how far the
     teacher's errors are from the model's own."""
-    arm, task = ctx.cfg.arm, ctx.task
-    n_problems = problems_per_round(ctx)
+    arm, task = ctx.spec.arm.offline, ctx.task
+    n_problems = arm.problems_per_round
     errors = error_model_for(task)
     if arm.error_model not in errors.teacher_models:
         raise ValueError(f"unknown arm.error_model {arm.error_model!r}; expected one of {errors.teacher_models}")
@@ -177,16 +153,16 @@ def train_sft_teacher(ctx) -> Policy:
     def build():
         facts, base_sites = {}, None
         if arm.error_model == "base_like":  # measure where the base's own first attempts err
-            measure = task.problems("train", int(arm.base_like.n_problems), seed=ctx.seed + 1)
-            eps = ctx.base.two_turn(measure, Sampling(float(arm.base_like.temperature), int(ctx.cfg.eval.max_new_tokens)), seed=ctx.seed, n_turns=1)
+            measure = task.problems("train", arm.base_like.n_problems, seed=ctx.seed + 1)
+            eps = ctx.base.two_turn(measure, Sampling(arm.base_like.temperature, ctx.spec.eval.max_new_tokens), seed=ctx.seed, n_turns=1)
             y1 = [ep.y1 for ep in eps]
             base_sites = errors.site_histogram(measure, y1)
             facts.update(base_error_hist=error_histogram(task, measure, y1), base_site_hist=base_sites, measurement_samples=len(measure))
         weights = errors.teacher_cells(arm.error_model, base_sites)
         rng = rng_for(ctx, f"teacher_{arm.error_model}")
         problems = task.problems("train", n_problems, seed=ctx.seed)
-        train = teacher_traces(errors, problems, weights, int(ctx.cfg.budget.episodes), rng)
-        val = teacher_traces(errors, probe_problems(ctx), weights, 2 * int(arm.probe.n_val), rng)
+        train = teacher_traces(errors, problems, weights, ctx.spec.budget.episodes, rng)
+        val = teacher_traces(errors, probe_problems(ctx), weights, 2 * arm.probe.n_val, rng)
         # the teacher's error sites, beside its error kinds (train_error_hist) and the trained model's own
         facts.update(teacher_cells=weights, train_site_hist=errors.site_histogram([t["problem"] for t in train], [t["y1"] for t in train]))
         return {"train": train}, probes_from(ctx, train, val), facts
@@ -195,7 +171,7 @@ def train_sft_teacher(ctx) -> Policy:
     with timing.stage("sampling"):
         datasets, probes, facts, path = cached_traces(cache_dir(ctx), trace_spec(ctx, "sft_teacher"), build)
     register(ctx, probes, datasets["train"], {**facts, "data_s": round(time.time() - t0, 2), "measurement_samples": facts.get("measurement_samples", 0)})
-    policy, steps = ctx.new_policy(), int(ctx.cfg.budget.gradient_steps)
+    policy, steps = ctx.new_policy(), ctx.spec.budget.gradient_steps
     ctx.extra_metrics["sft"] = sft_train(ctx, policy, datasets["train"], steps, ctx.seed)
     record_spent(ctx, len(datasets["train"]), [ctx.extra_metrics["sft"]], facts.get("measurement_samples", 0))  # a teacher trace per episode
     keep_last(ctx)
@@ -206,19 +182,19 @@ def train_sft_teacher(ctx) -> Policy:
 def train_pair_sft(ctx) -> Policy:
     """Sample two-turn traces from the base at `arm.temperature`, pair incorrect responses with
     random correct ones of the same problem (D+: correct ones too), SFT once."""
-    arm, task = ctx.cfg.arm, ctx.task
-    n_problems = problems_per_round(ctx)
-    if int(arm.rounds) != 1:
+    arm, task = ctx.spec.arm.offline, ctx.task
+    n_problems = arm.problems_per_round
+    if arm.rounds != 1:
         raise ValueError(f"Pair-SFT builds its dataset once (arm.rounds must be 1), got {arm.rounds!r}")
 
     def build():
-        k, sampling = int(arm.samples_per_problem), data_sampling(ctx)
+        k, sampling = arm.samples_per_problem, data_sampling(ctx)
         problems = task.problems("train", n_problems, seed=ctx.seed)
         samples = sample_episodes(ctx.base, problems, k, sampling, seed=ctx.seed)
         rng = rng_for(ctx, "pairs")
-        train = pair_sft_traces(samples, rng, plus=bool(arm.plus), incorrect_from=str(arm.incorrect_from))
+        train = pair_sft_traces(samples, rng, plus=arm.plus, incorrect_from=arm.incorrect_from)
         val_samples = sample_episodes(ctx.base, probe_problems(ctx), k, sampling, seed=ctx.seed + 1)
-        val = pair_sft_traces(val_samples, rng, plus=bool(arm.plus), incorrect_from=str(arm.incorrect_from))
+        val = pair_sft_traces(val_samples, rng, plus=arm.plus, incorrect_from=arm.incorrect_from)
         facts = {"model_samples": len(samples), "samples": sample_stats(samples)}
         return {"train": train, "anchor": anchors(ctx, samples, len(train))}, probes_from(ctx, train, val), facts
 
@@ -226,7 +202,7 @@ def train_pair_sft(ctx) -> Policy:
     with timing.stage("sampling"):
         datasets, probes, facts, path = cached_traces(cache_dir(ctx), trace_spec(ctx, "pair_sft"), build)
     register(ctx, probes, datasets["train"], {**facts, "data_s": round(time.time() - t0, 2)})
-    policy, steps = ctx.new_policy(), int(ctx.cfg.budget.gradient_steps)
+    policy, steps = ctx.new_policy(), ctx.spec.budget.gradient_steps
     ctx.extra_metrics["sft"] = sft_train(ctx, policy, with_anchors(ctx, datasets), steps, ctx.seed)
     record_spent(ctx, facts["model_samples"], [ctx.extra_metrics["sft"]])
     keep_last(ctx)
@@ -241,18 +217,16 @@ def train_star(ctx) -> Policy:
     (`continue`). The budget's episodes and gradient steps are split evenly over the rounds.
     Round 1 samples the base, so its dataset (and the probe sets built from it) is cached; later
     rounds depend on the trained model and are resampled every run."""
-    arm, task = ctx.cfg.arm, ctx.task
-    if arm.init not in ("base", "continue"):
-        raise ValueError(f"arm.init must be 'base' (ReST^EM, the paper's) or 'continue', got {arm.init!r}")
-    n_problems = problems_per_round(ctx)
-    rounds, k, sampling = int(arm.rounds), int(arm.samples_per_problem), data_sampling(ctx)
+    arm, task = ctx.spec.arm.offline, ctx.task
+    n_problems = arm.problems_per_round
+    rounds, k, sampling = arm.rounds, arm.samples_per_problem, data_sampling(ctx)
     problems = task.problems("train", n_problems, seed=ctx.seed)
 
     def build():
         samples = sample_episodes(ctx.base, problems, k, sampling, seed=ctx.seed)
-        train = star_traces(samples, plus=bool(arm.plus))
+        train = star_traces(samples, plus=arm.plus)
         val_samples = sample_episodes(ctx.base, probe_problems(ctx), k, sampling, seed=ctx.seed + 1)
-        val = star_traces(val_samples, plus=bool(arm.plus))
+        val = star_traces(val_samples, plus=arm.plus)
         return ({"train": train, "anchor": anchors(ctx, samples, len(train))}, probes_from(ctx, train, val),
                 {"samples": sample_stats(samples)})
 
@@ -260,7 +234,7 @@ def train_star(ctx) -> Policy:
     with timing.stage("sampling"):
         datasets, probes, facts, _ = cached_traces(cache_dir(ctx), trace_spec(ctx, "star_round1"), build)
     register(ctx, probes, datasets["train"], {"data_s": round(time.time() - t0, 2)})
-    total = int(ctx.cfg.budget.gradient_steps)
+    total = ctx.spec.budget.gradient_steps
     steps = [total // rounds + (r < total % rounds) for r in range(rounds)]
     policy, offset, per_round = ctx.new_policy(), 0, []
     traces, stats = datasets["train"], facts["samples"]
@@ -269,18 +243,18 @@ def train_star(ctx) -> Policy:
         if r > 0:
             with timing.stage("sampling"):
                 samples = sample_episodes(policy, problems, k, sampling, seed=ctx.seed + 1000 * r)
-            traces, stats = star_traces(samples, plus=bool(arm.plus)), sample_stats(samples)
+            traces, stats = star_traces(samples, plus=arm.plus), sample_stats(samples)
             if not traces:
                 raise RuntimeError(f"STaR round {r + 1}: no trace of {len(samples)} samples passed the filter")
             if arm.init == "base":
                 policy = ctx.new_policy()
-        n_anchor = round(float(arm.get("anchor", 0.0)) * len(traces))
+        n_anchor = round(arm.anchor * len(traces))
         mixed = traces + [anchor[i % len(anchor)] for i in range(n_anchor)] if anchor else traces
         fit = sft_train(ctx, policy, mixed, steps[r], ctx.seed + r, offset=offset, at_start=(r == 0))
         per_round.append({"n_traces": len(traces), "n_c2c": sum(t["correct1"] for t in traces), "n_anchor_t1": len(mixed) - len(traces),
                           "samples": stats, **fit})
         offset += steps[r]
-    ctx.extra_metrics.update(model_samples=rounds * len(problems) * k, rounds=per_round, init=str(arm.init),
+    ctx.extra_metrics.update(model_samples=rounds * len(problems) * k, rounds=per_round, init=arm.init,
                              epochs_per_round=[r["epochs"] for r in per_round])
     record_spent(ctx, rounds * len(problems) * k, per_round)
     keep_last(ctx)

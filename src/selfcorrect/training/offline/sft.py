@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import datasets
 import torch
@@ -25,6 +25,7 @@ from trl import SFTConfig, SFTTrainer
 from selfcorrect.models.policy import Policy
 from selfcorrect.models.prompts import conversation
 from selfcorrect.training.budget import Budget
+from selfcorrect.training.offline.config import SFTSettings
 
 
 def sft_examples(policy: Policy, traces: Sequence[dict]) -> Dataset:
@@ -76,7 +77,7 @@ class EvaluateEvery(TrainerCallback):
             self.ctx.tracker.log({"loss": logs["loss"], "lr": logs.get("learning_rate")}, step=self.offset + state.global_step, prefix="train/")
 
 
-def sft_config(budget: Budget, sft_cfg, steps: int, seed: int, output_dir, device: torch.device | str = "cpu", bf16: bool = False) -> SFTConfig:
+def sft_config(budget: Budget, sft_cfg: SFTSettings | Mapping, steps: int, seed: int, output_dir, device: torch.device | str = "cpu", bf16: bool = False) -> SFTConfig:
     """TRL settings: the budget's optimizer, schedule and batch size, prompt-completion loss only,
     on the policy's device, bf16 autocast over fp32 master weights where the policy computes in bf16
     (`model.compute_dtype`; TRL's bf16 default is off here), no checkpoints, no reporting. `sft_cfg.micro_batch`:
@@ -84,8 +85,10 @@ def sft_config(budget: Budget, sft_cfg, steps: int, seed: int, output_dir, devic
     tokens, so the update is the same)."""
     if steps <= 0:
         raise ValueError(f"SFT needs a positive number of steps, got {steps!r}")
+    if not isinstance(sft_cfg, SFTSettings):
+        sft_cfg = SFTSettings.from_dict(sft_cfg)
     batch = budget.trainer_args(steps)
-    micro = sft_cfg.get("micro_batch") if hasattr(sft_cfg, "get") else None
+    micro = sft_cfg.micro_batch
     if micro:  # a step's sequences forwarded `micro` at a time, their gradients accumulated: the same update, less memory
         if not isinstance(micro, int) or micro <= 0 or budget.sequences_per_step % micro:
             raise ValueError(f"arm.sft.micro_batch={micro!r} must be a positive divisor of budget.sequences_per_step="
@@ -94,7 +97,7 @@ def sft_config(budget: Budget, sft_cfg, steps: int, seed: int, output_dir, devic
     return SFTConfig(
         output_dir=str(output_dir),
         **batch,
-        logging_steps=int(sft_cfg.logging_steps),
+        logging_steps=sft_cfg.logging_steps,
         seed=int(seed),
         data_seed=int(seed),
         completion_only_loss=True,
@@ -129,7 +132,7 @@ def sft_train(ctx, policy: Policy, traces: Sequence[dict], steps: int, seed: int
     """Train `policy` in place for `steps` gradient steps of the budget's batch size on `traces`
     (the arm's `sft` block sets logging and evaluation); returns facts for the run."""
     out = ctx.run_dir / "sft_trainer"
-    sft_cfg, budget = ctx.cfg.arm.sft, Budget.from_cfg(ctx.cfg.budget)
+    sft_cfg, budget = ctx.spec.arm.offline.sft, ctx.spec.budget
     if not traces:
         raise ValueError("no training traces: the filter kept none of the sampled episodes")
     n_unique = len(traces)
@@ -137,7 +140,7 @@ def sft_train(ctx, policy: Policy, traces: Sequence[dict], steps: int, seed: int
         traces = list(traces) * -(-budget.sequences_per_step // n_unique)  # it (more epochs over the same traces)
     if at_start and offset == 0:
         ctx.restore_snapshots(0)
-    callback = EvaluateEvery(ctx, policy, int(sft_cfg.eval_every), offset, at_start, last=int(ctx.cfg.budget.gradient_steps))
+    callback = EvaluateEvery(ctx, policy, sft_cfg.eval_every, offset, at_start, last=budget.gradient_steps)
     t0 = time.time()
     args = sft_config(budget, sft_cfg, steps, seed, out, policy.model.device, policy.compute_dtype == "bfloat16")
     trainer = make_trainer(policy, traces, args, [callback])

@@ -17,10 +17,9 @@ top-level `budget` block that the offline arms read too.
 from __future__ import annotations
 
 from selfcorrect.models.policy import Policy
-from selfcorrect.training.rl.config import RLConfig
 
 
 def train(ctx) -> Policy:
     from selfcorrect.training.rl.grpo_run import train_grpo  # imports TRL: only when an RL arm runs
 
-    return train_grpo(ctx, RLConfig.from_cfg(ctx.cfg.arm, ctx.cfg.budget))
+    return train_grpo(ctx, ctx.spec.arm.rl)

@@ -4,10 +4,10 @@ weights, kept checkpoint and cadence, read from `conf/arm/<name>.yaml` with the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-from omegaconf import DictConfig, OmegaConf
-
+from selfcorrect.runtime.records import plain
 from selfcorrect.training.budget import Budget, split_steps
 from selfcorrect.training.rl.losses import LossConfig
 from selfcorrect.training.rl.rewards import STAGE_NAMES
@@ -49,11 +49,11 @@ class RLConfig:
     micro_batch: int | None = None
 
     @classmethod
-    def from_cfg(cls, arm: DictConfig, budget: DictConfig | Budget) -> "RLConfig":
+    def from_cfg(cls, arm: Mapping, budget: Mapping | Budget) -> "RLConfig":
         """The arm's settings with the shared budget: the schedule's `share`s split
         budget.gradient_steps (over all iterations), and prompts per step =
         budget.sequences_per_step / samples_per_prompt."""
-        a = OmegaConf.to_container(arm, resolve=True)
+        a = plain(arm)
         budget = budget if isinstance(budget, Budget) else Budget.from_cfg(budget)
 
         def num(key: str, lo: float = 0.0, integer: bool = False, strict: bool = False):

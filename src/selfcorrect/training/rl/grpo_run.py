@@ -28,7 +28,6 @@ import copy
 import tempfile
 import time
 
-from omegaconf import OmegaConf
 from transformers import PrinterCallback, TrainerCallback
 
 from selfcorrect.models.policy import Policy, Sampling
@@ -95,7 +94,7 @@ class _StepLog(TrainerCallback):
 
 def fingerprint(ctx, rl: RLConfig) -> dict:
     """What a checkpoint must have been written under to be resumed from."""
-    return {"arm": OmegaConf.to_container(ctx.cfg.arm, resolve=True), "budget": rl.budget.spent(0, 0, 0),
+    return {"arm": ctx.spec.arm.settings, "budget": rl.budget.spent(0, 0, 0),
             "seed": ctx.seed, "base": str(ctx.base_path)}
 
 
@@ -153,7 +152,7 @@ def train_grpo(ctx, rl: RLConfig) -> Policy:
             counts.update(state["budget"])
             select.update(state["select"])
             if main:
-                print(f"[rl] resuming {ctx.cfg.arm.name} from {last} (step {start}/{total})", flush=True)
+                print(f"[rl] resuming {ctx.spec.arm.name} from {last} (step {start}/{total})", flush=True)
         if main:
             # a run killed before its first checkpoint starts over: forget what it logged
             checkpoint.trim_history(ctx.tracker.history, start if last is not None else -1)
