@@ -13,11 +13,13 @@
    sites and the policy's own first-attempt errors;
 4. the correction matrix (`correction_matrix`): second attempts on controlled first attempts at the
    base's error sites, the policy's own error sites and random sites;
-5. self-conditioning (`mechanisms.self_conditioning`): second attempts after k = 1, 2, 3 injected
+5. the first-attempt ablation (`y1_ablation`): turn 2 shown another problem's, the base's or no first
+   attempt, against the policy's own (does y2 read y1?);
+6. self-conditioning (`mechanisms.self_conditioning`): second attempts after k = 1, 2, 3 injected
    errors, and revision over turns 2-4;
-6. the update's sparsity and effective rank (`mechanisms.sparsity`: kept policy − base, from the
+7. the update's sparsity and effective rank (`mechanisms.sparsity`: kept policy − base, from the
    weights; per tensor in sparsity.json);
-7. the paper's checkpoint (`paper_policy`, when the paper's rule kept another step): its test
+8. the paper's checkpoint (`paper_policy`, when the paper's rule kept another step): its test
    episodes and the table metrics, as the secondary table's row.
 
 Nothing here writes files; `write_final` puts the records beside metrics.json (written last).
@@ -33,6 +35,8 @@ from selfcorrect.evaluation.evaluate import EvalResult, OfflineAttempts, evaluat
 from selfcorrect.evaluation.mechanisms import self_conditioning as conditioning
 from selfcorrect.evaluation.mechanisms import sparsity
 from selfcorrect.evaluation.metrics import total_variation
+from selfcorrect.evaluation.y1_ablation import FILE as ABLATION_FILE
+from selfcorrect.evaluation.y1_ablation import ablation_line, y1_ablation
 from selfcorrect.models.policy import Policy, Sampling
 from selfcorrect.runtime import timing
 from selfcorrect.runtime.cache import cached_artifact
@@ -48,6 +52,7 @@ class FinalEvaluation:
     result: EvalResult
     matrix_records: list[dict] = field(default_factory=list)
     self_conditioning_records: list[dict] = field(default_factory=list)
+    y1_ablation_records: list[dict] = field(default_factory=list)
     sparsity: dict | None = None  # `mechanisms.sparsity.update_sparsity` of the kept policy (per tensor: sparsity.json)
     secondary_records: list[dict] = field(default_factory=list)
 
@@ -56,10 +61,11 @@ def final_evaluation(ctx, policy: Policy, paper_policy: Policy | None, base_sha2
     ev, seed, task = ctx.spec.eval, ctx.spec.seed, ctx.task
     problems = task.problems(ev.split, ev.n_problems, seed=ev.problem_seed)
     sampling = Sampling(ev.temperature, ev.max_new_tokens)
-    matrix = ev.correction_matrix
+    matrix, ablation = ev.correction_matrix, ev.y1_ablation
     use_matrix = matrix is not None and matrix.enabled
+    use_ablation = ablation is not None and ablation.enabled and len(problems) >= 2
     base_first = None
-    if ev.probe_source == "base" or use_matrix:
+    if ev.probe_source == "base" or use_matrix or use_ablation:
         with timing.stage("base_first"):
             base_first = base_first_attempts(ctx, base_sha256, problems, sampling)
     offline = ([OfflineAttempts("base", problems, base_first)] if ev.probe_source == "base" else []) + list(ctx.offline)
@@ -79,6 +85,12 @@ def final_evaluation(ctx, policy: Policy, paper_policy: Policy | None, base_sha2
                                                             own_first_attempts=own_first)
         m["correction_matrix"] = summary
         print(f"[correction matrix skipped] {summary['skipped']}" if "skipped" in summary else matrix_line(summary), flush=True)
+    if use_ablation:  # does y2 read y1: turn 2 shown another problem's, the base's or no first attempt
+        with timing.stage("y1_ablation"):
+            summary, out.y1_ablation_records = y1_ablation(policy, task, problems, own_first, [r["y2"] for r in result.records],
+                                                           base_first, sampling, seed=ev.problem_seed, n_problems=ablation.n_problems)
+        m["y1_ablation"] = summary
+        print(ablation_line(summary), flush=True)
     if policy is not ctx.base:  # how sparse, and how low-rank, the kept update is (from the weights)
         with timing.stage("sparsity"):
             out.sparsity = sparsity.update_sparsity(ctx.base.model.state_dict(), policy.model.state_dict())
@@ -115,6 +127,8 @@ def write_final(run_dir: Path, fe: FinalEvaluation) -> None:
         write_json(run_dir / sparsity.FILE, fe.sparsity, indent=1)
     if fe.self_conditioning_records:
         write_jsonl(run_dir / conditioning.FILE, fe.self_conditioning_records)
+    if fe.y1_ablation_records:
+        write_jsonl(run_dir / ABLATION_FILE, fe.y1_ablation_records)
     if fe.secondary_records:
         write_jsonl(run_dir / SECONDARY_FILE, fe.secondary_records)
     write_eval(run_dir, fe.result)

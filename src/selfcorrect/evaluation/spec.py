@@ -1,6 +1,7 @@
 """The evaluation settings of a run (`conf/eval/`), typed and checked once (`EvalSpec.from_dict`, called by
 `selfcorrect.config.parse`): the test problems, the monitoring cadence on validation problems, greedy
-decoding, the mismatch probe's offline source and the correction-matrix and self-conditioning blocks.
+decoding, the mismatch probe's offline source and the correction-matrix, first-attempt-ablation and
+self-conditioning blocks.
 A bad value fails before any work, naming the key and the value."""
 
 from __future__ import annotations
@@ -21,6 +22,13 @@ def positive_int(key: str, v) -> int:
 @dataclass(frozen=True)
 class MatrixSpec:
     """`eval.correction_matrix`: second attempts on controlled first attempts (the first `n_problems`)."""
+    enabled: bool
+    n_problems: int
+
+
+@dataclass(frozen=True)
+class Y1AblationSpec:
+    """`eval.y1_ablation`: turn 2 shown the own, a swapped, the base's or no first attempt (the first `n_problems`)."""
     enabled: bool
     n_problems: int
 
@@ -48,6 +56,7 @@ class EvalSpec:
     probe_source: str        # offline first attempts of the final probe: base | none
     correction_matrix: MatrixSpec | None = None
     self_conditioning: SelfConditioningSpec | None = None
+    y1_ablation: Y1AblationSpec | None = None
 
     @classmethod
     def from_dict(cls, e: Mapping) -> "EvalSpec":
@@ -57,7 +66,9 @@ class EvalSpec:
         source = (e.get("probe") or {}).get("source")
         if source not in PROBE_SOURCES:
             raise ValueError(f"eval.probe.source must be 'base' or 'none', got {source!r}")
-        matrix, sc = e.get("correction_matrix"), e.get("self_conditioning")
+        matrix, sc, ablation = e.get("correction_matrix"), e.get("self_conditioning"), e.get("y1_ablation")
+        if ablation is not None:
+            positive_int("eval.y1_ablation.n_problems", ablation.get("n_problems"))
         return cls(
             split=e["split"], n_problems=e["n_problems"], problem_seed=e["problem_seed"], n_monitor=e["n_monitor"],
             monitor_every=e.get("monitor_every"), probe_every=int(e.get("probe_every", e.get("monitor_every", 1))),
@@ -66,4 +77,5 @@ class EvalSpec:
             correction_matrix=MatrixSpec(bool(matrix["enabled"]), matrix["n_problems"]) if matrix is not None else None,
             self_conditioning=SelfConditioningSpec(bool(sc["enabled"]), sc["n_problems"], sc["max_errors"], sc["turns"])
             if sc is not None else None,
+            y1_ablation=Y1AblationSpec(bool(ablation["enabled"]), ablation["n_problems"]) if ablation is not None else None,
         )

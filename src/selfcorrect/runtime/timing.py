@@ -13,7 +13,8 @@ rollouts), `updates` (gradient steps and the trainer around them), `monitoring` 
 evaluations during training), `checkpoints` (RL resume states and kept weights),
 `final_eval` (the test episodes), `confidence` (the policy's log-probability of its test first
 attempts, for calibration), `probe` (the mismatch probe's episodes), `base_first` (the
-base model's first attempts for probe and matrix), `matrix` (the correction matrix),
+base model's first attempts for probe and matrix), `matrix` (the correction matrix), `y1_ablation` (turn 2 on
+another problem's, the base's or no first attempt),
 `self_conditioning` (second attempts on several injected errors, and turns 2-4), `sparsity` (the
 update's sparsity and effective rank from the weights),
 `paper_eval` (the test episodes of the checkpoint the paper's rule keeps, when it is another
@@ -31,7 +32,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 STAGES = ("base", "tracker", "sampling", "updates", "monitoring", "checkpoints", "final_eval", "confidence", "probe",
-          "base_first", "matrix", "self_conditioning", "sparsity", "paper_eval", "write", "other")
+          "base_first", "matrix", "y1_ablation", "self_conditioning", "sparsity", "paper_eval", "write", "other")
 
 _active: "StageClock | None" = None
 
