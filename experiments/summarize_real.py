@@ -28,6 +28,7 @@ import numpy as np
 from selfcorrect.analysis.labels import display_name
 from selfcorrect.analysis.results import load_sweep
 from selfcorrect.analysis.stats import degenerate, holm, problem_paired, seed_interval, t_quantile, t_test_p, tost_p
+from selfcorrect.analysis.stats import holm_levels as stats_holm_levels
 
 # --- fixed by the pre-registration (docs/preregistration/2026-12-07_real_model_experiment.md) -----------------
 PREREGISTRATION = ("docs/preregistration/2026-12-07_real_model_experiment.md (+ its amendment 1: identical per-seed "
@@ -92,17 +93,10 @@ def missing_runs(sweep) -> list[str]:
 
 
 def holm_levels(rows: list[dict]) -> None:
-    """Each comparison's interval level: α/(m − step) in Holm's step-down order by raw p (undefined p last, as p = 1),
-    held at the first non-rejecting step's level from there on, ties sharing one level (amendment 1, item 3)."""
-    order = sorted(rows, key=lambda r: 1.0 if math.isnan(r["p"]) else r["p"])
-    m, stopped = len(rows), None
-    for step, r in enumerate(order):
-        p = 1.0 if math.isnan(r["p"]) else r["p"]
-        tied = next((o["level"] for o in order[:step] if (1.0 if math.isnan(o["p"]) else o["p"]) == p), None)
-        level = stopped or tied or ALPHA / (m - step)
-        if stopped is None and p >= level:
-            stopped = level
-        r["level"] = level
+    """Each comparison's interval level (`stats.holm_levels` over the rows' raw p; amendment 1, item 3)."""
+    levels = stats_holm_levels({i: r["p"] for i, r in enumerate(rows)}, ALPHA)
+    for i, r in enumerate(rows):
+        r["level"] = levels[i]
 
 
 def primary(sweep) -> tuple[str, list[dict]]:

@@ -193,3 +193,12 @@ def test_the_rules_simulated_power_matches_its_size_and_the_reviews_figures():
     needed = seeds_needed_rule(1.0, family=8)
     assert needed is not None and needed > 10 and sign_flip_holm_power(1.0, needed, 8)[0] >= 0.8
     assert seeds_needed_rule(0.0, family=8) is None
+
+
+def test_holm_levels_step_down_and_hold_at_the_first_non_rejection():
+    from selfcorrect.analysis.stats import holm_levels
+
+    levels = holm_levels({"a": 0.001, "b": 0.02, "c": 0.03, "d": float("nan")})
+    # a at 0.05/4 (rejects); b at 0.05/3 (0.02 >= 0.0167: stops); c and d held at b's level
+    assert levels == {"a": 0.05 / 4, "b": 0.05 / 3, "c": 0.05 / 3, "d": 0.05 / 3}
+    assert holm_levels({"a": 0.01, "b": 0.01}) == {"a": 0.025, "b": 0.025}  # ties share one level

@@ -207,6 +207,26 @@ def holm(p_values: Mapping[str, float]) -> dict[str, float]:
     return out
 
 
+def holm_levels(p_values: Mapping[str, float], alpha: float = 0.05) -> dict[str, float]:
+    """The level at which Holm's step-down procedure tests each comparison, for intervals consistent with its
+    verdicts: α/(m − step) in the order of the raw p (an undefined p last, as p = 1), held at the first
+    non-rejecting step's level from there on, tied p sharing one level."""
+    def p_of(k: str) -> float:
+        p = p_values[k]
+        return 1.0 if isinstance(p, float) and math.isnan(p) else p
+
+    order = sorted(p_values, key=p_of)
+    m, stopped, out = len(order), None, {}
+    for step, k in enumerate(order):
+        p = p_of(k)
+        tied = next((out[o] for o in order[:step] if p_of(o) == p), None)
+        level = stopped or tied or alpha / (m - step)
+        if stopped is None and p >= level:
+            stopped = level
+        out[k] = level
+    return out
+
+
 def detectable_difference(sd: float, n: int, alpha: float = 0.05, power: float = 0.8) -> float:
     """The true mean difference a two-sided paired t-test over `n` seeds detects with probability
     `power` at level `alpha`, when the per-seed differences have standard deviation `sd`

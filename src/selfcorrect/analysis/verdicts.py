@@ -23,8 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from selfcorrect.analysis.stats import (SeedComparison, detectable_difference, holm, seed_paired, seeds_needed, seeds_needed_rule,
-                                       sign_flip_floor, sign_flip_holm_power)
+from selfcorrect.analysis.stats import (SeedComparison, detectable_difference, holm, holm_levels, seed_paired, seeds_needed,
+                                       seeds_needed_rule, sign_flip_floor, sign_flip_holm_power, t_quantile)
 
 ALPHA = 0.05
 TEACHER = "sft_teacher[error_model=random_digit]"  # the teacher arm's default error model
@@ -109,9 +109,13 @@ def primary_table(sweep, testbed: str, comparisons: Sequence[tuple[str, str, str
                      "detectable": detectable_difference(sd, c.n) if sd > 0 and c.n >= 2 else math.nan,
                      "seeds_needed": seeds_needed(c.diff, sd),
                      "prediction": predictions.get(b)})
-    adjusted = holm(ps)
+    adjusted, levels = holm(ps), holm_levels(ps)
     for r in rows:
         r["p_holm"] = adjusted[r["comparison"]]
+        # the t interval at the level Holm tests this comparison at (its verdict's level), beside the unadjusted 95 % one
+        r["holm_level"] = levels[r["comparison"]]
+        half = t_quantile(1 - r["holm_level"] / 2, r["n_seeds"] - 1) * r["se"] if r["n_seeds"] >= 2 else math.nan
+        r["lo_holm"], r["hi_holm"] = r["diff"] - half, r["diff"] + half
         # the rule actually used (sign-flip + Holm over this family), simulated at the observed effect in s.d. units
         effect = abs(r["diff"]) / r["sd"] if r["sd"] > 0 else math.nan
         ok = math.isfinite(effect) and r["n_seeds"] >= 2
@@ -146,11 +150,15 @@ def markdown(table: pd.DataFrame, names) -> str:
         first, last = r.get("rule_power_first", math.nan), r.get("rule_power_last", math.nan)
         return "—" if not math.isfinite(first) else f"{100 * first:.0f}-{100 * last:.0f} % ({needed(r.get('seeds_needed_rule'))})"
 
-    lines = ["| SCoRe − B | Δ diff (pts) | 95% t interval | p (sign-flip) | p Holm | per seed | detectable at n (pts) ¹ | seeds for this diff ² | power of the rule (seeds for 80 %) ³ | predicted | verdict |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    def at_level(r) -> str:
+        lo, hi = r.get("lo_holm", math.nan), r.get("hi_holm", math.nan)
+        return "—" if not math.isfinite(lo) else f"[{100 * lo:+.1f}, {100 * hi:+.1f}] ({100 * (1 - r['holm_level']):.2f} %)"
+
+    lines = ["| SCoRe − B | Δ diff (pts) | 95% t interval (unadjusted) | t interval at its Holm level ⁴ | p (sign-flip) | p Holm | per seed | detectable at n (pts) ¹ | seeds for this diff ² | power of the rule (seeds for 80 %) ³ | predicted | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
         per = ", ".join(f"{100 * d:+.1f}" for d in r["per_seed"])
-        lines.append(f"| {names(r['b'])} | {100 * r['diff']:+.1f} | [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}] | {r['p_value']:.3f} | "
+        lines.append(f"| {names(r['b'])} | {100 * r['diff']:+.1f} | [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}] | {at_level(r)} | {r['p_value']:.3f} | "
                      f"{r['p_holm']:.3f} | {per} | {100 * r['detectable']:.1f} | {needed(r.get('seeds_needed'))} | {power(r)} | {sign.get(r['prediction'])} | **{r['verdict']}** |")
     lines += ["", "¹ the difference (points) that a paired t-test over this many seeds detects with 80 % power at the "
               "comparison's own seed-level s.d. (5 %, two-sided, before the Holm adjustment).",
@@ -158,7 +166,10 @@ def markdown(table: pd.DataFrame, names) -> str:
               "(same test; > 1000: —).",
               "³ the rule actually used, simulated: the exact sign-flip test, Holm over the family, at a true difference of the "
               "observed size in units of the comparison's seed-level s.d.; Holm's first step (α/family) to its last (α), and the "
-              "seeds the first step needs for 80 % (> 30: —)."]
+              "seeds the first step needs for 80 % (> 30: —).",
+              "⁴ the t interval at the level Holm's step-down procedure tests the comparison at (α/(m − step) by raw p, held at "
+              "the first non-rejecting step's level): the interval to read beside the verdict (the verdict's test is the "
+              "sign-flip one, so the two can disagree near the boundary)."]
     if len(table):
         n, m = int(table["n_seeds"].max()), len(table)
         lines.append(f"Sign-flip floor: with {n} seeds no p can be below 2/2^{n} = {sign_flip_floor(n):.4f}, i.e. "
