@@ -200,3 +200,10 @@ def test_miller_madow_removes_most_of_the_small_sample_bias():
     truth = math.log2(7)
     bias_plug, bias_mm = sum(plug) / 400 - truth, sum(mm) / 400 - truth
     assert bias_plug < -0.15 and abs(bias_mm) < abs(bias_plug) / 3  # the review's ~0.2-bit bias at n = 20
+
+
+def test_o1_by_objective_leaves_single_turn_rl_out_of_the_on_policy_group():
+    runs = pd.DataFrame([{"label": lab, "seed": s, "fix_rate": v} for s in range(3)
+                         for lab, v in (("score", 0.4), ("rl_single_turn", 0.0), ("sft_self_plus", 0.1))])
+    assert mech.source_series(runs, "own_online", "fix_rate").tolist() == [0.2] * 3  # data source: both RL arms
+    assert mech.source_series(runs, "own_online", "fix_rate", exclude=mech.SINGLE_TURN_OBJECTIVE).tolist() == [0.4] * 3
