@@ -24,6 +24,17 @@ def test_verdicts_follow_the_written_rule(diff, p, prediction, expected):
     assert verdicts.verdict(diff, p, prediction) == expected
 
 
+def test_no_difference_is_equivalence_only_with_a_margin_fixed_in_advance_and_a_passing_tost():
+    from selfcorrect.analysis.stats import tost_p
+
+    close = [0.004, -0.003, 0.002, 0.001, -0.002, 0.003, 0.0, -0.001, 0.002, 0.001]  # 10 seeds near 0
+    assert verdicts.verdict(0.0007, 0.6, 0, tost=tost_p(close, 0.02), margin=0.02) == "equivalent within ±2 points"
+    assert verdicts.verdict(0.0007, 0.6, 0, tost=tost_p(close, 0.001), margin=0.001) == "no difference detected"
+    assert verdicts.verdict(0.0007, 0.6, 0) == "no difference detected"  # no margin: never equivalence
+    assert verdicts.verdict(0.05, 0.01, 0, tost=0.001, margin=0.1) == "does not hold (a difference)"
+    assert verdicts.EQUIVALENCE_MARGINS == {}  # the 10-seed sweep's pre-registration fixed no margin
+
+
 def test_every_primary_comparison_has_a_prediction_on_both_testbeds():
     for testbed in ("arithmetic", "answer_first"):
         assert set(verdicts.PREDICTIONS[testbed]) == {b for _, b, _ in verdicts.PRIMARY}

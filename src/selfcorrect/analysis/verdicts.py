@@ -12,7 +12,11 @@ is exploratory: reported with its seed-level interval and unadjusted p, never a 
 - "not decided": adjusted p ≥ 0.05 for a predicted difference (too little power: see the
   detectable difference);
 - "no difference detected": adjusted p ≥ 0.05 for a prediction of no difference (not a proof of
-  equality: the interval says how large a difference remains possible).
+  equality: the interval says how large a difference remains possible);
+- "equivalent within ±m": a prediction of no difference whose two one-sided t-tests (TOST, n − 1 df) reject a
+  difference of at least the margin m at level 0.05 (and no difference detected): only where a margin was fixed
+  before the sweep (`EQUIVALENCE_MARGINS`, from a pre-registration; none is set for the 10-seed sweep, whose
+  pre-registration fixed none, so its verdicts stay "no difference detected").
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from selfcorrect.analysis.stats import (SeedComparison, detectable_difference, holm, holm_levels, seed_paired, seeds_needed,
-                                       seeds_needed_rule, sign_flip_floor, sign_flip_holm_power, t_quantile)
+                                       seeds_needed_rule, sign_flip_floor, sign_flip_holm_power, t_quantile, tost_p)
 
 ALPHA = 0.05
 TEACHER = "sft_teacher[error_model=random_digit]"  # the teacher arm's default error model
@@ -68,10 +72,21 @@ def compare(sweep, a: str, b: str, metric: str, metric_b: str | None = None) -> 
     return seed_paired(va.loc[seeds].to_numpy(), vb.loc[seeds].to_numpy(), seeds=seeds)
 
 
-def verdict(diff: float, p_adjusted: float, prediction: int, alpha: float = ALPHA) -> str:
+# equivalence margins (Δ, as a fraction) of the "no difference" predictions, per testbed, fixed by a pre-registration
+# before the sweep they judge; empty: no TOST verdict (the 10-seed sweep's pre-registration fixed none)
+EQUIVALENCE_MARGINS: dict[str, float] = {}
+
+
+def verdict(diff: float, p_adjusted: float, prediction: int, alpha: float = ALPHA, tost: float | None = None,
+            margin: float | None = None) -> str:
+    """The verdict of one comparison; `tost` is the TOST p at `margin` for a prediction of no difference."""
     significant = p_adjusted < alpha
     if prediction == 0:
-        return "does not hold (a difference)" if significant else "no difference detected"
+        if significant:
+            return "does not hold (a difference)"
+        if tost is not None and margin is not None and tost < alpha:
+            return f"equivalent within ±{100 * margin:g} points"
+        return "no difference detected"
     if significant:
         return "holds" if np.sign(diff) == prediction else "does not hold (the opposite)"
     return "not decided"
@@ -122,7 +137,10 @@ def primary_table(sweep, testbed: str, comparisons: Sequence[tuple[str, str, str
         r["rule_power_first"], r["rule_power_last"] = sign_flip_holm_power(effect, r["n_seeds"], len(rows), n_sim=2000) if ok else (math.nan, math.nan)
         r["seeds_needed_rule"] = seeds_needed_rule(effect, len(rows)) if ok else None
         r["sign_flip_floor"] = sign_flip_floor(r["n_seeds"])
-        r["verdict"] = verdict(r["diff"], r["p_holm"], r["prediction"]) if r["prediction"] is not None else "no prediction"
+        margin = EQUIVALENCE_MARGINS.get(testbed) if r["prediction"] == 0 else None
+        r["tost_p"] = tost_p(r["per_seed"], margin) if margin else math.nan
+        r["verdict"] = (verdict(r["diff"], r["p_holm"], r["prediction"], tost=r["tost_p"], margin=margin)
+                        if r["prediction"] is not None else "no prediction")
     return pd.DataFrame(rows)
 
 
