@@ -217,7 +217,7 @@ def test_short_score_run_through_grpo_trainer_matches_the_reference(tmp_path, mi
     rl = ctx.spec.arm.rl
     # compare the final weights of both; micro_batch 4: each step's 8 episodes in two accumulated halves
     rl = dataclasses.replace(rl, checkpoint="last", micro_batch=micro_batch)
-    p_new = train_grpo(ctx, rl)
+    p_new = train_grpo(ctx, rl).policy
     p_ref, ref_rows = reference_run(make_ctx(tmp_path, "reference"), rl, sampler=two_turn_tokens)
 
     new_rows = [r for r in history(ctx) if "train/reward_t1" in r]

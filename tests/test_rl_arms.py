@@ -20,7 +20,7 @@ from selfcorrect.tasks.arithmetic import ArithmeticTask
 from selfcorrect.tasks.base import Verdict
 from selfcorrect.training import catalog
 from selfcorrect.config import parse
-from selfcorrect.training.arms import ArmContext, ArmSpec, get_arm
+from selfcorrect.training.arms import ArmContext, ArmSpec, get_arm, make_context
 from selfcorrect.training.budget import Budget
 from selfcorrect.training.rl.config import RLConfig
 
@@ -127,7 +127,7 @@ def make_ctx(tmp_path: Path, run_name: str, tracker_cls=Tracker, **arm_overrides
     run_dir = tmp_path / run_name
     run_dir.mkdir(exist_ok=True)
     tracker = tracker_cls({"mode": "disabled"}, run_dir, {}, name=run_name, group="t", tags=[])
-    return ArmContext(spec, task, Policy.load(base_path, task), base_path, run_dir, tracker)
+    return make_context(spec, task, Policy.load(base_path, task), base_path, run_dir, tracker)
 
 
 def run_spec(arm: dict, budget: dict, seed: int = 0, **blocks):
@@ -146,14 +146,14 @@ def history(ctx) -> list[dict]:
 # --- (4) a few-step run ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def whole_run(tmp_path_factory):
-    """An uninterrupted 4-step SCoRe run (2 Stage I + 2 Stage II steps), shared by two tests."""
+    """An uninterrupted 4-step SCoRe run (2 Stage I + 2 Stage II steps), shared by two tests: (dir, context, result)."""
     tmp = tmp_path_factory.mktemp("rl")
     ctx = make_ctx(tmp, "whole")
     return tmp, ctx, get_arm("score")(ctx)
 
 
 def test_few_step_run_logs_checkpoints_and_counts_its_budget(whole_run):
-    _, ctx, policy = whole_run
+    _, ctx, result = whole_run
     rows = history(ctx)
     train = [r for r in rows if "train/reward_t1" in r]
     assert [r["step"] for r in train] == [1, 2, 3, 4]
@@ -162,11 +162,12 @@ def test_few_step_run_logs_checkpoints_and_counts_its_budget(whole_run):
         assert all(f"train/{key}" in r for r in train), key
     assert [r["step"] for r in rows if "val/acc_t1" in r] == [0, 2, 4]
     assert sorted(p.name for p in (ctx.run_dir / "checkpoints").glob("step_*.pt")) == ["step_0000002.pt", "step_0000004.pt"]
-    assert ctx.extra_metrics["gradient_steps"] == 4 and ctx.extra_metrics["episodes"] == 4 * 8
-    assert ctx.budget_spent["episodes"] == 32 and ctx.budget_spent["gradient_steps"] == 4
-    assert ctx.budget_spent["sequences_per_step"] == 8 and ctx.budget_spent["lr"] == 1e-2
-    assert ctx.extra_metrics["attempts_sampled"] == 4 * 16
-    changed = any(not torch.equal(p, q) for p, q in zip(policy.model.parameters(), ctx.base.model.parameters()))
+    assert result.extra_metrics["gradient_steps"] == 4 and result.extra_metrics["episodes"] == 4 * 8
+    assert result.budget_spent["episodes"] == 32 and result.budget_spent["gradient_steps"] == 4
+    assert result.budget_spent["sequences_per_step"] == 8 and result.budget_spent["lr"] == 1e-2
+    assert result.extra_metrics["attempts_sampled"] == 4 * 16
+    assert result.offline == () and result.offline_error_hist is None  # an RL arm trains on no fixed first attempts
+    changed = any(not torch.equal(p, q) for p, q in zip(result.policy.model.parameters(), ctx.base.model.parameters()))
     assert changed, "four policy-gradient steps left the weights unchanged"
     assert train[0]["train/kl_t1"] == pytest.approx(0.0, abs=1e-6)  # step 1 samples from the base itself
     assert train[-1]["train/kl_t1"] > 0
@@ -198,21 +199,22 @@ class KilledAtStep3(Tracker):
 
 
 def test_resume_from_checkpoint_equals_uninterrupted_run(whole_run):
-    tmp_path, whole, p_whole = whole_run
+    tmp_path, whole, r_whole = whole_run
     killed = make_ctx(tmp_path, "killed", tracker_cls=KilledAtStep3)
     with pytest.raises(Killed):
         get_arm("score")(killed)
     assert checkpoint.latest(killed.run_dir / "checkpoints").name == "step_0000002.pt"
     relaunched = make_ctx(tmp_path, "killed")  # same run dir, fresh process state
-    p_resumed = get_arm("score")(relaunched)
+    r_resumed = get_arm("score")(relaunched)
 
-    for (name, a), b in zip(p_whole.model.state_dict().items(), p_resumed.model.state_dict().values()):
+    for (name, a), b in zip(r_whole.policy.model.state_dict().items(), r_resumed.policy.model.state_dict().values()):
         assert torch.equal(a, b), name
     def untimed(rows):  # times and throughputs are wall-clock measurements, everything else must match
         return [{k: v for k, v in r.items() if "tokens_per_s" not in k and not k.endswith("_s")} for r in rows]
 
     assert untimed(history(whole)) == untimed(history(relaunched))
-    assert whole.extra_metrics["gradient_steps"] == relaunched.extra_metrics["gradient_steps"] == 4
+    assert untimed([r_whole.extra_metrics]) == untimed([r_resumed.extra_metrics]) and r_whole.extra_metrics["gradient_steps"] == 4
+    assert r_whole.budget_spent == r_resumed.budget_spent and r_whole.paper_choice == r_resumed.paper_choice
 
 
 def test_resume_refuses_a_checkpoint_of_another_config(tmp_path):
@@ -249,21 +251,21 @@ def test_naive_arm_never_trains_or_regularises_the_first_attempt(tmp_path, monke
 
 def test_kept_checkpoint_is_the_best_training_reward_or_the_last(tmp_path):
     best = make_ctx(tmp_path, "best", schedule=[{"stage": "II", "share": 1.0}])
-    p_best = get_arm("score")(best)
+    r_best = get_arm("score")(best)
     rewards = {r["step"]: r["train/train_reward"] for r in history(best) if "train/train_reward" in r}
-    kept = best.extra_metrics["checkpoint"]
+    kept = r_best.extra_metrics["checkpoint"]
     assert kept["selection"] == "best_train_reward" and kept["candidates"] == [3, 4]  # select_every = 1, last half
     last_half = {s: r for s, r in rewards.items() if s >= 3}
     assert kept["step"] == max(s for s in last_half if last_half[s] == max(last_half.values()))  # ties: the later step
     assert [p.name for p in (best.run_dir / "checkpoints").glob("best_train_reward_*.pt")] == [f"best_train_reward_{kept['step']:07d}.pt"]
     saved = torch.load(best.run_dir / "checkpoints" / f"best_train_reward_{kept['step']:07d}.pt")
-    assert all(torch.equal(saved[k], v) for k, v in p_best.model.state_dict().items())
+    assert all(torch.equal(saved[k], v) for k, v in r_best.policy.model.state_dict().items())
 
     last = make_ctx(tmp_path, "last", schedule=[{"stage": "II", "share": 1.0}], checkpoint="last")
-    p_last = get_arm("score")(last)
-    assert last.extra_metrics["checkpoint"]["step"] == 4
+    r_last = get_arm("score")(last)
+    assert r_last.extra_metrics["checkpoint"]["step"] == 4 and r_last.paper_choice == {"rule": "last", "step": 4}
     final = checkpoint.latest(last.run_dir / "checkpoints")
-    assert all(torch.equal(torch.load(final, weights_only=False)["model"][k], v) for k, v in p_last.model.state_dict().items())
+    assert all(torch.equal(torch.load(final, weights_only=False)["model"][k], v) for k, v in r_last.policy.model.state_dict().items())
 
 
 def test_the_one_checkpoint_rule_keeps_the_best_validation_acc_t2(whole_run):
@@ -272,17 +274,17 @@ def test_the_one_checkpoint_rule_keeps_the_best_validation_acc_t2(whole_run):
     (best training reward) is named beside it, and the kept weights are the candidate's."""
     from selfcorrect.training import selection
 
-    _, ctx, policy = whole_run
+    _, ctx, result = whole_run
     val = {r["step"]: r["val/acc_t2"] for r in history(ctx) if "val/acc_t2" in r}
-    records = ctx.candidates.records()
+    records = result.candidates.records()
     assert [r["step"] for r in records] == [s for s in val if s > 0] == [2, 4]
     assert all(r["val_acc_t2"] == val[r["step"]] for r in records)
-    assert ctx.paper_choice == {"rule": "best_train_reward", "step": ctx.extra_metrics["checkpoint"]["step"]}
-    kept, paper, info = selection.choose(ctx, policy)
+    assert result.paper_choice == {"rule": "best_train_reward", "step": result.extra_metrics["checkpoint"]["step"]}
+    kept, paper, info = selection.choose(result.candidates, result.policy, result.paper_choice, ctx.new_policy)
     best = max(records, key=lambda r: (r["val_acc_t2"], r["step"]))
     assert info["rule"] == "val_acc_t2" and info["step"] == best["step"] and info["candidates"] == [2, 4]
-    assert info["same_as_paper"] == (best["step"] == ctx.paper_choice["step"]) and (paper is None) == info["same_as_paper"]
-    saved = torch.load(ctx.candidates.weights(best["step"]), weights_only=True)
+    assert info["same_as_paper"] == (best["step"] == result.paper_choice["step"]) and (paper is None) == info["same_as_paper"]
+    saved = torch.load(result.candidates.weights(best["step"]), weights_only=True)
     assert all(torch.equal(saved[k], v) for k, v in kept.model.state_dict().items())
-    ctx.restore_snapshots(2)  # a resume at step 2 forgets the later candidate
-    assert [r["step"] for r in ctx.candidates.records()] == [2] and not ctx.candidates.weights(4).exists()
+    result.candidates.forget_after(2)  # a resume at step 2 forgets the later candidate
+    assert [r["step"] for r in result.candidates.records()] == [2] and not result.candidates.weights(4).exists()

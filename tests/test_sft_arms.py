@@ -159,18 +159,22 @@ def test_unequal_sample_budget_is_a_clear_error(tiny_cache, tmp_path):
 
 def test_star_rounds_restart_from_the_base_or_continue(tiny_cache, tmp_path, monkeypatch):
     """ReST^EM (the paper's STaR): each round fine-tunes a fresh copy of the base; `continue` does not."""
-    from selfcorrect.training.arms import ArmContext
+    from selfcorrect.training import arms
     from selfcorrect.training.offline import arms as sft_arms
 
     monkeypatch.setattr(sft_arms, "sample_episodes", scripted_samples)
     made = []
-    original = ArmContext.new_policy
+    factory = arms.policy_factory
 
-    def counting(self):
-        made.append(1)
-        return original(self)
+    def counting_factory(*args, **kwargs):  # the policy factory the run passes in, counting its calls
+        new_policy = factory(*args, **kwargs)
 
-    monkeypatch.setattr(ArmContext, "new_policy", counting)
+        def counting():
+            made.append(1)
+            return new_policy()
+        return counting
+
+    monkeypatch.setattr(arms, "policy_factory", counting_factory)
     from selfcorrect.run import run
 
     for init, policies in (("base", 3), ("continue", 1)):

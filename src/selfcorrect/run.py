@@ -41,7 +41,7 @@ from selfcorrect.runtime.records import write_json
 from selfcorrect.runtime.tracking import Tracker
 from selfcorrect.tasks import make_task
 from selfcorrect.training import selection
-from selfcorrect.training.arms import ArmContext, get_arm
+from selfcorrect.training.arms import get_arm, make_context
 
 _UNIQUE = f"{os.getpid()}{uuid.uuid4().hex[:4]}"
 # cached, so that Hydra copies the resolved value into every job of a sweep, including jobs that
@@ -97,16 +97,17 @@ def _run_main(spec: RunSpec, cfg: DictConfig, run_dir: Path, group: str, prepare
             distributed.barrier()  # the base is built and cached: the other processes load it
             # code: commit, dirty flag, library versions (a resumed run's earlier starts keep theirs: resume._ended)
             status.update(machine=machine_info(), code=provenance(), base_weights_sha256=checkpoint.weights_sha256(base.model))
-        ctx = ArmContext(spec, task, base, base_path, run_dir, tracker, cache_dir=cache_dir)
+        ctx = make_context(spec, task, base, base_path, run_dir, tracker)
         t_train = time.time()
         with timing.stage("updates"):  # sampling, monitoring and checkpoints inside are stages of their own
-            paper_policy = get_arm(spec.arm.name)(ctx)
+            result = get_arm(spec.arm.name)(ctx)
         status["train_s"] = round(time.time() - t_train, 1)
-        policy, paper_other, choice = selection.choose(ctx, paper_policy)
+        policy, paper_other, choice = selection.choose(result.candidates, result.policy, result.paper_choice, ctx.new_policy)
+        # what the arm spent of the shared budget (the base spends nothing)
+        spent = result.budget_spent or spec.budget.spent(0, 0, 0)
         policy, paper_other = policy.merged(), paper_other and paper_other.merged()  # LoRA folded in (lora.py)
         if not spec.eval.test:  # a tuning run: training and the checkpoint choice on validation only
-            metrics = {"checkpoint": choice, "budget": ctx.budget_spent or spec.budget.spent(0, 0, 0),
-                       **({"arm": ctx.extra_metrics} if ctx.extra_metrics else {})}
+            metrics = {"checkpoint": choice, "budget": spent, **({"arm": result.extra_metrics} if result.extra_metrics else {})}
             ctx.candidates.prune()
             with timing.stage("write"):
                 tracker.summary(metrics)
@@ -121,13 +122,12 @@ def _run_main(spec: RunSpec, cfg: DictConfig, run_dir: Path, group: str, prepare
             with timing.stage("write"):
                 policy.save(run_dir / "policy")
         t_eval = time.time()
-        fe = final_evaluation(ctx, policy, paper_other, status["base_weights_sha256"])
+        fe = final_evaluation(spec, task, base, result, policy, paper_other, status["base_weights_sha256"])
         status["eval_s"] = round(time.time() - t_eval, 1)
         ctx.candidates.prune()
         metrics = fe.result.metrics
         metrics["checkpoint"] = choice
-        # what the arm spent of the shared budget (the base spends nothing)
-        metrics["budget"] = ctx.budget_spent or spec.budget.spent(0, 0, 0)
+        metrics["budget"] = spent
         with timing.stage("write"):
             tracker.log(metrics, prefix=f"{spec.eval.split}/")
             tracker.summary(metrics)
@@ -162,8 +162,7 @@ def _run_worker(spec: RunSpec, run_dir: Path) -> dict:
     base = load_base_policy(spec.model, task, spec.cache_dir)
     quiet = Tracker({"mode": "disabled"}, run_dir, {}, name="", group="", tags=[])
     quiet.log = lambda *args, **kwargs: None  # history.jsonl is the main process's
-    get_arm(spec.arm.name)(ArmContext(spec, task, base, base_model_path(spec.model, task, spec.cache_dir), run_dir, quiet,
-                                      cache_dir=spec.cache_dir))
+    get_arm(spec.arm.name)(make_context(spec, task, base, base_model_path(spec.model, task, spec.cache_dir), run_dir, quiet))
     return {}
 
 

@@ -3,7 +3,7 @@
 **Δ against Acc@t1 over every checkpoint.** Δ is bounded by 1 − Acc@t1, so an arm whose first
 attempt is close to the base's has more room than one whose first attempt is near the ceiling.
 Every arm is evaluated on the same validation problems at steps 0 (the base), 12, 24, ... (the
-monitoring, `ArmContext.evaluate`); `checkpoint_points` reads those points from the history.
+monitoring, `training.arms.validation_evaluator`); `checkpoint_points` reads those points from the history.
 `at_acc_t1` interpolates a seed's Δ (or fix rate) linearly between the two trained checkpoints
 whose validation Acc@t1 bracket a target, only inside the range they cover (never extrapolated);
 `matched_comparison` compares two arms per seed at the seed's base Acc@t1 (its step-0 value:

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from selfcorrect.models.lora import lora_settings, with_adapter
@@ -52,6 +52,12 @@ def open_policy(path: str | Path, task: Task, cfg: Mapping, adapter_seed: int | 
     if adapter_seed is not None and settings is not None:
         policy.model = with_adapter(policy.model, settings, adapter_seed)
     return policy
+
+
+def policy_factory(path: str | Path, task: Task, cfg: Mapping, adapter_seed: int) -> Callable[[], Policy]:
+    """The policy factory a training function is handed: each call opens a fresh, trainable copy of
+    the policy at `path` (`open_policy` with `adapter_seed`: a fresh LoRA adapter when `model.lora` is on)."""
+    return lambda: open_policy(path, task, cfg, adapter_seed=adapter_seed)
 
 
 def check_precision(cfg: Mapping, trained: bool) -> None:

@@ -1,6 +1,6 @@
 """LoRA through `peft`, one adapter configuration for every trained arm (`model.lora`).
 
-With `model.lora.enabled`, every trainable policy (`ArmContext.new_policy`) is the base model with
+With `model.lora.enabled`, every trainable policy (`loading.policy_factory`) is the base model with
 the same fresh LoRA adapter (`peft.get_peft_model`, seeded by the run's seed), so both families
 train the same parameters; the reference policy of the RL arms is the base itself (the adapter's
 B matrices start at zero, so the adapter-free model is exactly π_ref). A kept policy is merged

@@ -1,16 +1,16 @@
 """Which checkpoint of a trained arm is evaluated: one rule for every arm, the paper's beside it.
 
 **Candidates** are the policies at the monitoring steps s > 0 (`eval.monitor_every`: 12, 24, ...,
-and the last step), the same steps for every arm of both families. At each one
-`ArmContext.evaluate` measures the policy on the validation problems and hands it here: its
-weights go to `checkpoints/candidates/step_XXXXXXX.pt` and its validation metrics to
-`checkpoints/candidates.json`.
+and the last step), the same steps for every arm of both families. At each one the validation
+evaluator (`training.arms.validation_evaluator`) measures the policy on the validation problems
+and hands it here: its weights go to `checkpoints/candidates/step_XXXXXXX.pt` and its validation
+metrics to `checkpoints/candidates.json`.
 
 **Primary rule** (`val_acc_t2`): the candidate with the highest validation Acc@t2, ties to the
 later step. **Secondary, the paper's rules**, reported in a table of their own: RL arms the highest
 training reward (`best_train_reward`, among `RLConfig.selection_steps()`), offline arms the last
 step (SFT has no training reward). The arm's training function returns the policy its paper rule
-keeps and names its step (`ArmContext.paper_choice`); the run evaluates the primary choice with
+keeps and names its step (`ArmResult.paper_choice`); the run evaluates the primary choice with
 the full protocol and, when it is another step, the paper's choice on the test problems too.
 
 A run resumed at step s forgets the candidates after s (they are measured again, identically).
@@ -83,22 +83,22 @@ class Candidates:
         write_json(self.index, rows, indent=1)
 
 
-def choose(ctx, paper_policy):
+def choose(candidates: Candidates | None, paper_policy, paper_choice: dict | None, new_policy):
     """(kept policy, the paper's policy when it is another checkpoint else None, metrics.json
-    `checkpoint` block) for a trained run; the base arm (no candidates) keeps the base."""
-    candidates = ctx.candidates
-    best = candidates.best()
-    paper = ctx.paper_choice
+    `checkpoint` block) for a trained run, from its result (`ArmResult`: `candidates`, the policy
+    its own rule kept and that rule's `paper_choice`); another candidate is loaded into a fresh
+    copy of the base from `new_policy` (the policy factory). The base arm (no candidates) keeps the base."""
+    best = candidates.best() if candidates is not None else None
     if best is None:  # nothing was trained (the base arm)
         return paper_policy, None, {"rule": "none"}
-    if paper is None:
-        raise RuntimeError(f"arm {ctx.spec.arm.name!r} trained without naming its own kept checkpoint (ctx.paper_choice)")
+    if paper_choice is None:
+        raise RuntimeError("a trained arm returned no kept checkpoint of its own rule (ArmResult.paper_choice)")
     info = {"rule": RULE, "step": best["step"], **{k: best[k] for k in best if k.startswith("val_")},
             "candidates": [r["step"] for r in candidates.records()],
-            "paper": {**paper, **_val_at(candidates, paper["step"])}, "same_as_paper": best["step"] == paper["step"]}
-    if best["step"] == paper["step"]:
+            "paper": {**paper_choice, **_val_at(candidates, paper_choice["step"])}, "same_as_paper": best["step"] == paper_choice["step"]}
+    if best["step"] == paper_choice["step"]:
         return paper_policy, None, info
-    kept = ctx.new_policy()
+    kept = new_policy()
     candidates.load(best["step"], kept.model)
     kept.model.eval()
     return kept, paper_policy, info

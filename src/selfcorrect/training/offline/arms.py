@@ -6,7 +6,8 @@ spend too: `budget.episodes` two-turn episodes sampled from a model (traces writ
 teacher) and `budget.gradient_steps` SFT steps of `budget.sequences_per_step` traces, with the
 same optimizer and schedule. Each registers fixed first attempts it trained on for the mismatch
 probe (`train_fixed` on train problems, `val_fixed` built the same way on val problems) and
-reports the error-kind histogram of its training first attempts (`ctx.offline_error_hist`).
+reports the error-kind histogram of its training first attempts, both in its `ArmResult`
+(`offline_result`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from selfcorrect.models.policy import Policy, Sampling
 from selfcorrect.runtime import timing
+from selfcorrect.training.arms import ArmResult
 from selfcorrect.training.offline.sft import sft_train
 from selfcorrect.training.offline.traces import (
     anchor_traces,
@@ -32,19 +34,38 @@ from selfcorrect.training.offline.traces import (
 
 
 # --- shared plumbing -----------------------------------------------------------------------------
-def keep_last(ctx) -> None:
-    """SFT has no training reward: the paper's rule keeps the last step."""
-    ctx.paper_choice = {"rule": "last", "step": ctx.spec.budget.gradient_steps}
+def offline_result(ctx, policy: Policy, probes: dict, traces: list[dict], facts: dict, spent: dict, **metrics) -> ArmResult:
+    """An offline arm's result: the last step's policy (SFT has no training reward: the paper's rule
+    keeps the last step), what it spent, its probe sets, the error kinds of the first attempts it
+    trained on (`traces`), and its sizes, dataset `facts` and `metrics` under `arm/`."""
+    wrong = [t for t in traces if not t["correct1"]]
+    hist = error_histogram(ctx.task, [t["problem"] for t in wrong], [t["y1"] for t in wrong])
+    extra = dict(
+        n_traces=len(traces),
+        n_traces_i2c=len(wrong),
+        n_traces_c2c=len(traces) - len(wrong),
+        n_probe_train_fixed=len(probes["train_fixed"].attempts),
+        n_probe_val_fixed=len(probes["val_fixed"].attempts),
+        train_error_hist=hist,
+        **{k: v for k, v in facts.items() if k not in ("datasets", "probes")},
+    )
+    return ArmResult(policy, paper_choice={"rule": "last", "step": ctx.spec.budget.gradient_steps}, budget_spent=spent,
+                     offline=trained_probes(probes), offline_error_hist=hist, extra_metrics={**extra, **metrics},
+                     candidates=ctx.candidates)
 
 
-def record_spent(ctx, episodes: int, fits: list[dict], measurement_samples: int = 0) -> None:
+def trained_probes(probes: dict) -> tuple:
+    """The probe sets of the first attempts an arm trained on, in the order the probe measures them."""
+    return tuple(probes[label] for label in ("train_fixed", "val_fixed"))
+
+
+def spent(ctx, episodes: int, fits: list[dict], measurement_samples: int = 0) -> dict:
     """What the arm spent: episodes sampled (or written), the SFT steps actually taken (`fits`: one
     `sft_train` result per round) and their sequences per step, and model samples drawn outside
     the episode budget (base_like's measurement of where the base errs)."""
-    budget = ctx.spec.budget
     steps = sum(f["steps"] for f in fits)
     per_step = sum(f["sequences"] for f in fits) // max(steps, 1)
-    ctx.record_budget(budget.spent(episodes, steps, per_step, measurement_samples))
+    return ctx.spec.budget.spent(episodes, steps, per_step, measurement_samples)
 
 
 def model_id(base_path) -> str:
@@ -93,22 +114,6 @@ def rng_for(ctx, what: str) -> random.Random:
     return random.Random(f"{ctx.spec.arm.name}:{what}:{ctx.seed}")
 
 
-def register(ctx, probes: dict, traces: list[dict], facts: dict) -> None:
-    """Probe sets into `ctx.offline`, training first-attempt errors, budgets and sizes."""
-    ctx.offline.extend(probes[label] for label in ("train_fixed", "val_fixed"))
-    wrong = [t for t in traces if not t["correct1"]]
-    ctx.offline_error_hist = error_histogram(ctx.task, [t["problem"] for t in wrong], [t["y1"] for t in wrong])
-    ctx.extra_metrics.update(
-        n_traces=len(traces),
-        n_traces_i2c=len(wrong),
-        n_traces_c2c=len(traces) - len(wrong),
-        n_probe_train_fixed=len(probes["train_fixed"].attempts),
-        n_probe_val_fixed=len(probes["val_fixed"].attempts),
-        train_error_hist=ctx.offline_error_hist,
-        **{k: v for k, v in facts.items() if k not in ("datasets", "probes")},
-    )
-
-
 def probes_from(ctx, train: list[dict], val: list[dict]) -> dict:
     n_train, n_val = ctx.spec.arm.offline.probe.n_train, ctx.spec.arm.offline.probe.n_val
     return {
@@ -122,11 +127,9 @@ def anchors(ctx, samples: list[dict], n_traces: int) -> list[dict]:
     return anchor_traces(samples, round(ctx.spec.arm.offline.anchor * n_traces), rng_for(ctx, "anchor"))
 
 
-def with_anchors(ctx, datasets: dict) -> list[dict]:
+def with_anchors(datasets: dict) -> list[dict]:
     """The SFT set: the correction traces, then the turn-1 anchors (the trainer shuffles)."""
-    anchor = datasets.get("anchor", [])
-    ctx.extra_metrics["n_anchor_t1"] = len(anchor)
-    return datasets["train"] + anchor
+    return datasets["train"] + datasets.get("anchor", [])
 
 
 def sample_stats(samples: list[dict]) -> dict:
@@ -141,7 +144,7 @@ def sample_stats(samples: list[dict]) -> dict:
 
 
 # --- SFT on teacher traces -----------------------------------------------------------------------
-def train_sft_teacher(ctx) -> Policy:
+def train_sft_teacher(ctx) -> ArmResult:
     """SFT on (x, teacher's wrong y1, revise, correct y2); `arm.error_model` dials how far the
     teacher's errors are from the model's own."""
     arm, task = ctx.spec.arm.offline, ctx.task
@@ -170,16 +173,15 @@ def train_sft_teacher(ctx) -> Policy:
     t0 = time.time()
     with timing.stage("sampling"):
         datasets, probes, facts, path = cached_traces(cache_dir(ctx), trace_spec(ctx, "sft_teacher"), build)
-    register(ctx, probes, datasets["train"], {**facts, "data_s": round(time.time() - t0, 2), "measurement_samples": facts.get("measurement_samples", 0)})
+    data_s, measured = round(time.time() - t0, 2), facts.get("measurement_samples", 0)
     policy, steps = ctx.new_policy(), ctx.spec.budget.gradient_steps
-    ctx.extra_metrics["sft"] = sft_train(ctx, policy, datasets["train"], steps, ctx.seed)
-    record_spent(ctx, len(datasets["train"]), [ctx.extra_metrics["sft"]], facts.get("measurement_samples", 0))  # a teacher trace per episode
-    keep_last(ctx)
-    return policy
+    fit = sft_train(ctx, policy, datasets["train"], steps, ctx.seed, trained_probes(probes))
+    return offline_result(ctx, policy, probes, datasets["train"], {**facts, "data_s": data_s, "measurement_samples": measured},
+                          spent(ctx, len(datasets["train"]), [fit], measured), sft=fit)  # a teacher trace per episode
 
 
 # --- Pair-SFT: D_SFT and D+_SFT ------------------------------------------------------------------
-def train_pair_sft(ctx) -> Policy:
+def train_pair_sft(ctx) -> ArmResult:
     """Sample two-turn traces from the base at `arm.temperature`, pair incorrect responses with
     random correct ones of the same problem (D+: correct ones too), SFT once."""
     arm, task = ctx.spec.arm.offline, ctx.task
@@ -201,16 +203,15 @@ def train_pair_sft(ctx) -> Policy:
     t0 = time.time()
     with timing.stage("sampling"):
         datasets, probes, facts, path = cached_traces(cache_dir(ctx), trace_spec(ctx, "pair_sft"), build)
-    register(ctx, probes, datasets["train"], {**facts, "data_s": round(time.time() - t0, 2)})
+    data_s = round(time.time() - t0, 2)
     policy, steps = ctx.new_policy(), ctx.spec.budget.gradient_steps
-    ctx.extra_metrics["sft"] = sft_train(ctx, policy, with_anchors(ctx, datasets), steps, ctx.seed)
-    record_spent(ctx, facts["model_samples"], [ctx.extra_metrics["sft"]])
-    keep_last(ctx)
-    return policy
+    fit = sft_train(ctx, policy, with_anchors(datasets), steps, ctx.seed, trained_probes(probes))
+    return offline_result(ctx, policy, probes, datasets["train"], {**facts, "data_s": data_s},
+                          spent(ctx, facts["model_samples"], [fit]), n_anchor_t1=len(datasets.get("anchor", [])), sft=fit)
 
 
 # --- multi-turn STaR: D_STaR and D+_STaR ---------------------------------------------------------
-def train_star(ctx) -> Policy:
+def train_star(ctx) -> ArmResult:
     """`arm.rounds` rounds of: sample two-turn traces from the latest model, keep those that
     revise incorrect → correct (D+: also correct → correct), and fine-tune on them, from the base
     model every round (`arm.init: base`, ReST^EM as the paper has it) or from the latest model
@@ -233,7 +234,7 @@ def train_star(ctx) -> Policy:
     t0 = time.time()
     with timing.stage("sampling"):
         datasets, probes, facts, _ = cached_traces(cache_dir(ctx), trace_spec(ctx, "star_round1"), build)
-    register(ctx, probes, datasets["train"], {"data_s": round(time.time() - t0, 2)})
+    data_s = round(time.time() - t0, 2)
     total = ctx.spec.budget.gradient_steps
     steps = [total // rounds + (r < total % rounds) for r in range(rounds)]
     policy, offset, per_round = ctx.new_policy(), 0, []
@@ -250,12 +251,10 @@ def train_star(ctx) -> Policy:
                 policy = ctx.new_policy()
         n_anchor = round(arm.anchor * len(traces))
         mixed = traces + [anchor[i % len(anchor)] for i in range(n_anchor)] if anchor else traces
-        fit = sft_train(ctx, policy, mixed, steps[r], ctx.seed + r, offset=offset, at_start=(r == 0))
+        fit = sft_train(ctx, policy, mixed, steps[r], ctx.seed + r, trained_probes(probes), offset=offset, at_start=(r == 0))
         per_round.append({"n_traces": len(traces), "n_c2c": sum(t["correct1"] for t in traces), "n_anchor_t1": len(mixed) - len(traces),
                           "samples": stats, **fit})
         offset += steps[r]
-    ctx.extra_metrics.update(model_samples=rounds * len(problems) * k, rounds=per_round, init=arm.init,
-                             epochs_per_round=[r["epochs"] for r in per_round])
-    record_spent(ctx, rounds * len(problems) * k, per_round)
-    keep_last(ctx)
-    return policy
+    return offline_result(ctx, policy, probes, datasets["train"], {"data_s": data_s}, spent(ctx, rounds * len(problems) * k, per_round),
+                          model_samples=rounds * len(problems) * k, rounds=per_round, init=arm.init,
+                          epochs_per_round=[r["epochs"] for r in per_round])

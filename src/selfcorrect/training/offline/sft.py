@@ -4,9 +4,10 @@ Each trace becomes a conversational prompt-completion example: the prompt is the
 two-turn conversation (x, y1, revise instruction) from `prompts.conversation`, the completion
 the second attempt y2. TRL renders both through the tokenizer's chat template and trains only
 the completion tokens (y2 and the EOS that ends an assistant turn). A callback evaluates the
-policy every `eval_every` steps with the shared evaluator (`ctx.evaluate`), which also runs the
-mismatch probe on the arm's fixed offline first attempts. The optimizer, learning-rate schedule,
-batch size and step count come from the shared budget (`selfcorrect.training.budget`), as for the RL arms.
+policy every `eval_every` steps with the validation evaluator the run passes in (`ctx.evaluate`),
+which also runs the mismatch probe on the arm's fixed offline first attempts (`probes`). The
+optimizer, learning-rate schedule, batch size and step count come from the shared budget
+(`selfcorrect.training.budget`), as for the RL arms.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from datasets import Dataset
 from transformers import PrinterCallback, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
+from selfcorrect.evaluation.evaluate import OfflineAttempts
 from selfcorrect.models.policy import Policy
 from selfcorrect.models.prompts import conversation
 from selfcorrect.training.budget import Budget
@@ -43,14 +45,15 @@ def sft_examples(policy: Policy, traces: Sequence[dict]) -> Dataset:
 
 
 class EvaluateEvery(TrainerCallback):
-    """`ctx.evaluate(policy, step)` at the start and at every global step that is a multiple of
-    `every` or the arm's last step `last` (the candidate checkpoints every arm shares, counted over
-    all rounds: `offset` places this round's steps after earlier rounds'). Train losses go to the
-    tracker."""
+    """`evaluate(policy, step, probes)` (the validation evaluator) at the start and at every global
+    step that is a multiple of `every` or the arm's last step `last` (the candidate checkpoints every
+    arm shares, counted over all rounds: `offset` places this round's steps after earlier rounds').
+    Train losses go to `tracker`."""
 
-    def __init__(self, ctx, policy: Policy, every: int, offset: int = 0, at_start: bool = True, last: int | None = None):
-        self.ctx, self.policy, self.every, self.offset, self.at_start = ctx, policy, every, offset, at_start
-        self.last = last
+    def __init__(self, evaluate, tracker, policy: Policy, probes: Sequence[OfflineAttempts], every: int, offset: int = 0,
+                 at_start: bool = True, last: int | None = None):
+        self.evaluate, self.tracker, self.policy, self.probes = evaluate, tracker, policy, probes
+        self.every, self.offset, self.at_start, self.last = every, offset, at_start, last
         self.evaluated: list[int] = []
         self.eval_s = 0.0
 
@@ -58,7 +61,7 @@ class EvaluateEvery(TrainerCallback):
         if self.evaluated and self.evaluated[-1] == step:
             return
         t0 = time.time()
-        self.ctx.evaluate(self.policy, step=step)
+        self.evaluate(self.policy, step, self.probes)
         self.eval_s += time.time() - t0
         self.evaluated.append(step)
 
@@ -74,7 +77,7 @@ class EvaluateEvery(TrainerCallback):
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "loss" in logs:
-            self.ctx.tracker.log({"loss": logs["loss"], "lr": logs.get("learning_rate")}, step=self.offset + state.global_step, prefix="train/")
+            self.tracker.log({"loss": logs["loss"], "lr": logs.get("learning_rate")}, step=self.offset + state.global_step, prefix="train/")
 
 
 def sft_config(budget: Budget, sft_cfg: SFTSettings | Mapping, steps: int, seed: int, output_dir, device: torch.device | str = "cpu", bf16: bool = False) -> SFTConfig:
@@ -127,10 +130,12 @@ def make_trainer(policy: Policy, traces: Sequence[dict], args: SFTConfig, callba
     return trainer
 
 
-def sft_train(ctx, policy: Policy, traces: Sequence[dict], steps: int, seed: int,
+def sft_train(ctx, policy: Policy, traces: Sequence[dict], steps: int, seed: int, probes: Sequence[OfflineAttempts],
               offset: int = 0, at_start: bool = True) -> dict:
     """Train `policy` in place for `steps` gradient steps of the budget's batch size on `traces`
-    (the arm's `sft` block sets logging and evaluation); returns facts for the run."""
+    (the arm's `sft` block sets logging and evaluation; the validation evaluator probes `probes`,
+    the arm's fixed first attempts); returns facts for the run. Starting afresh (step 0), it forgets
+    candidate checkpoints an earlier launch measured."""
     out = ctx.run_dir / "sft_trainer"
     sft_cfg, budget = ctx.spec.arm.offline.sft, ctx.spec.budget
     if not traces:
@@ -139,8 +144,8 @@ def sft_train(ctx, policy: Policy, traces: Sequence[dict], steps: int, seed: int
     if n_unique < budget.sequences_per_step:  # a filtered set smaller than one batch is repeated to fill
         traces = list(traces) * -(-budget.sequences_per_step // n_unique)  # it (more epochs over the same traces)
     if at_start and offset == 0:
-        ctx.restore_snapshots(0)
-    callback = EvaluateEvery(ctx, policy, sft_cfg.eval_every, offset, at_start, last=budget.gradient_steps)
+        ctx.candidates.forget_after(0)
+    callback = EvaluateEvery(ctx.evaluate, ctx.tracker, policy, probes, sft_cfg.eval_every, offset, at_start, last=budget.gradient_steps)
     t0 = time.time()
     args = sft_config(budget, sft_cfg, steps, seed, out, policy.model.device, policy.compute_dtype == "bfloat16")
     trainer = make_trainer(policy, traces, args, [callback])

@@ -16,10 +16,10 @@ top-level `budget` block that the offline arms read too.
 
 from __future__ import annotations
 
-from selfcorrect.models.policy import Policy
+from selfcorrect.training.arms import ArmResult
 
 
-def train(ctx) -> Policy:
+def train(ctx) -> ArmResult:
     from selfcorrect.training.rl.grpo_run import train_grpo  # imports TRL: only when an RL arm runs
 
     return train_grpo(ctx, ctx.spec.arm.rl)
