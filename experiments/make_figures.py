@@ -20,6 +20,7 @@ import matplotlib
 matplotlib.use("Agg")
 
 from selfcorrect.analysis import diagnostics, figures, mechanisms, tables, verdicts  # noqa: E402
+from selfcorrect.analysis.y1_ablation import y1_ablation_markdown, y1_ablation_table  # noqa: E402
 from selfcorrect.analysis.labels import display_name, label_sort_key  # noqa: E402
 from selfcorrect.analysis.results import default_sweep, load_sweep
 from selfcorrect.evaluation.scaling_samples import ScalingSpec, sample_revisions  # noqa: E402
@@ -153,6 +154,9 @@ def main(argv=None) -> int:
     comp.to_csv(out / "comparisons.csv", index=False)
     (out / "comparisons.md").write_text(tables.comparisons_markdown(comp) + "\n")
     (out / "mechanisms.md").write_text(mechanisms.report(sweep, sweep_dir, testbed) + "\n")
+    ablation = y1_ablation_table(sweep)  # does y2 read y1 (runs evaluated with eval.y1_ablation; exploratory)
+    ablation.to_csv(out / "y1_ablation.csv", index=False)
+    (out / "y1_ablation.md").write_text(y1_ablation_markdown(ablation) + "\n")
     saved, skipped = figures.draw_all(sweep, out, table=table, spec=spec)
 
     print("\n## Main table\n")

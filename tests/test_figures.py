@@ -106,6 +106,8 @@ def test_make_figures_cli_draws_every_figure_and_prints_the_table(fixture_sweep,
     assert (tmp_path / "comparisons.csv").exists() and "[skipped" not in out
     # the fixture lacks some primary arms: the table says its Holm family is not the pre-registered one
     assert "**Not the pre-registered family**: no runs of" in (tmp_path / "primary.md").read_text()
+    # the fixture's runs carry no first-attempt ablation: the table says so rather than being absent
+    assert (tmp_path / "y1_ablation.md").read_text().startswith("(no run carries the first-attempt ablation)")
     for name in figures.FIGURES:  # the fixture has every arm each figure needs
         for ext in ("png", "pdf"):
             assert (tmp_path / f"{name}.{ext}").stat().st_size > 5000
