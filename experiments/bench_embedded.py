@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_util import testbed_wall_s
 from hydra import compose, initialize_config_dir
 
 from selfcorrect.models.loading import base_model_path, load_base_policy
@@ -132,11 +133,10 @@ def base_first_and_problems(policy: Policy, task, cfg) -> None:
 def sweep_overhead(sweep: Path, jobs: int) -> None:
     print(f"\n## 4. Sweep-level overhead ({sweep}, {jobs} workers per testbed)")
     for d in sorted({sweep, Path(f"{sweep}-answer_first")}):
-        wall_file = d / "wall_time.txt"
-        if not wall_file.exists():
+        wall = testbed_wall_s(d)
+        if wall is None:
             print(f"  {d}: no wall_time.txt")
             continue
-        wall = float(wall_file.read_text().split(":")[1].split()[0])
         runs = [json.loads(p.read_text()) for p in d.glob("*/run.json")]
         busy = sum(r.get("wall_s", 0.0) for r in runs) / jobs
         print(f"  {d.name}: wall {wall:.0f} s, runs {busy:.0f} s of worker time per worker ({len(runs)} runs) → "

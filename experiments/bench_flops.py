@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 import yaml
+from bench_util import testbed_wall_s
 
 from selfcorrect.runtime import flops
 from selfcorrect.runtime.timing import STAGES
@@ -72,8 +73,8 @@ def stage_rows(flop_split: dict, seconds: dict, ceiling: float) -> list[dict]:
     names = [s for s in STAGES if flop_split.get(s, 0) or seconds.get(s, 0) >= 0.05]
     rows = []
     for s in names + ["total"]:
-        f = flop_split.get(s, 0) if s != "total" else flop_split.get("total", 0)
-        t = seconds.get(s, 0.0) if s != "total" else seconds.get("wall", 0.0)
+        f = flop_split.get(s, 0)
+        t = seconds.get("wall" if s == "total" else s, 0.0)
         rate = f / t / 1e9 if t > 0 else 0.0
         rows.append({"stage": s, "gflop": round(f / 1e9, 2), "s": round(t, 2), "gflop_s": round(rate, 1),
                      "pct_ceiling": round(100 * rate / ceiling, 1)})
@@ -93,9 +94,7 @@ def sweep_total(sweep: Path, counts: dict[str, dict[str, dict]], cores: int, cei
     for testbed, directory in (("arithmetic", sweep), ("answer_first", Path(f"{sweep}-answer_first"))):
         if testbed not in counts or not directory.is_dir():
             continue
-        wall_file = directory / "wall_time.txt"
-        if wall_file.exists():
-            wall += float(wall_file.read_text().split(":")[1].split()[0])
+        wall += testbed_wall_s(directory) or 0.0
         build = counts[testbed]["none"]["stage_flops"].get("base", 0)
         for run_json in directory.glob("*/run.json"):
             status = json.loads(run_json.read_text())

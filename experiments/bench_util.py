@@ -9,6 +9,15 @@ import sys
 GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=4294967296:glibc.malloc.trim_threshold=4294967296"
 
 
+def testbed_wall_s(sweep_dir) -> float | None:
+    """A finished testbed's wall time in seconds, from the `wall_time.txt` that `make sweep` writes ("testbed <name>:
+    <s> s"); None when the testbed did not finish."""
+    from pathlib import Path
+
+    f = Path(sweep_dir) / "wall_time.txt"
+    return float(f.read_text().split(":")[1].split()[0]) if f.exists() else None
+
+
 def with_make_malloc() -> None:
     """Re-execute this script with the Makefile's GLIBC_TUNABLES (glibc reads them at start-up only), so a bench run
     by hand measures what a `make` target runs."""

@@ -30,6 +30,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from selfcorrect.evaluation.spec import positive_int
 from selfcorrect.tasks import make_error_model
 from selfcorrect.tasks.base import Problem, Task
 
@@ -68,8 +69,7 @@ def correction_matrix(policy, task: Task, problems: Sequence[Problem], base_firs
     first `n_problems` of `problems` (all of them when there are fewer); `seed` draws the random
     sites (pass the evaluation's problem seed so every run sees the same y1);
     `own_first_attempts` (the policy's own greedy first attempts on `problems`) adds the own sites."""
-    if not isinstance(n_problems, int) or isinstance(n_problems, bool) or n_problems <= 0:
-        raise ValueError(f"eval.correction_matrix.n_problems must be a positive integer, got {n_problems!r}")
+    positive_int("eval.correction_matrix.n_problems", n_problems)
     errors = make_error_model(task)
     if errors is None:
         return {"skipped": f"task {task.name!r} has no error model (`tasks.make_error_model`) to write controlled first attempts"}, []

@@ -26,6 +26,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from selfcorrect.evaluation.spec import positive_int
 from selfcorrect.tasks.base import Problem, Task
 
 CONDITIONS = ("own", "swapped", "base", "none")
@@ -51,8 +52,7 @@ def y1_ablation(policy, task: Task, problems: Sequence[Problem], own_first: Sequ
     `own_second` are the policy's greedy test episodes (in `problems`' order); `base_first` the base's
     first attempts (None: no `base` condition); `seed` picks the derangement (pass the evaluation's
     problem seed, so every arm and seed swaps the same pairs)."""
-    if not isinstance(n_problems, int) or isinstance(n_problems, bool) or n_problems <= 0:
-        raise ValueError(f"eval.y1_ablation.n_problems must be a positive integer, got {n_problems!r}")
+    positive_int("eval.y1_ablation.n_problems", n_problems)
     if len(own_first) != len(problems) or len(own_second) != len(problems) or (base_first is not None and len(base_first) != len(problems)):
         raise ValueError(f"{len(own_first)} own first, {len(own_second)} own second and "
                          f"{None if base_first is None else len(base_first)} base first attempts for {len(problems)} problems")

@@ -17,6 +17,7 @@ deterministic run without counting.
 
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -27,10 +28,9 @@ ENV = "SELFCORRECT_COUNT_FLOPS"
 _aten = torch.ops.aten
 
 
+@functools.cache
 def _registered() -> None:
-    """Register the CPU attention kernel's formulas once (idempotent)."""
-    if getattr(_registered, "done", False):
-        return
+    """Register the CPU attention kernel's formulas (once: the cache makes later calls no-ops)."""
     fwd = getattr(_aten, "_scaled_dot_product_flash_attention_for_cpu", None)
     bwd = getattr(_aten, "_scaled_dot_product_flash_attention_for_cpu_backward", None)
     if fwd is not None:
@@ -42,8 +42,6 @@ def _registered() -> None:
         @register_flop_formula(bwd, get_raw=True)
         def _cpu_sdpa_backward(grad_out, query, key, value, *args, **kwargs) -> int:
             return sdpa_backward_flop_count(grad_out.shape, query.shape, key.shape, value.shape)
-
-    _registered.done = True
 
 
 def counter() -> FlopCounterMode:
