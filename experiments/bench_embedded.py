@@ -11,8 +11,8 @@
    prompt building (one Jinja render and one tokenizer call per prompt, as before, against
    `Policy.prompts`), the pretraining corpus's tensorization (the tokenizer call, as before, against
    `char_tokenizer.encode_padded`), the base model's first attempts for probe and matrix (computed
-   per run, as before, against the per-seed cache) and the test-set size (5,000 problems before,
-   1,000 now).
+   per run, as before, against the per-seed cache), the test-set size (5,000 problems before,
+   1,000 now), and (issue 32) turn 2 decoded from turn 1's KV cache against re-encoding the conversation.
 3. A base-model build from scratch (the default recipe, one thread).
 4. With `--sweep`: the sweep-level overhead, per testbed: its wall time against the runs' own
    wall times divided by the workers (the rest is launcher start-up, the gap between multiruns,
@@ -84,6 +84,18 @@ def generation(policy: Policy, problems, args) -> None:
         after = timed(lambda: policy.two_turn(problems, s, seed=1))
         print(f"  two-turn generation, {len(problems)} problems, batch 256, {name}: generate {len(problems) / before:.0f} → "
               f"gpt2_decoding {len(problems) / after:.0f} samples/s ({before / after:.2f}x; identical tokens: {a == b})")
+
+    for name, s in (("greedy", Sampling(0.0, 32)), ("T=1", Sampling(1.0, 32))):  # issue 32, item 2
+        policy.continue_turns = True
+        a = [[t.completion_ids for t in ep.turns] for ep in policy.two_turn(problems, s, seed=1)]
+        after = timed(lambda: policy.two_turn(problems, s, seed=1))
+        policy.continue_turns = False
+        b = [[t.completion_ids for t in ep.turns] for ep in policy.two_turn(problems, s, seed=1)]
+        before = timed(lambda: policy.two_turn(problems, s, seed=1))
+        same = sum(x == y for x, y in zip(a, b))
+        print(f"  turn 2 from turn 1's KV cache (model.continue_turns), {len(problems)} problems, {name}: re-encoded "
+              f"{len(problems) / before:.0f} → continued {len(problems) / after:.0f} samples/s ({before / after:.2f}x; "
+              f"identical episodes: {same}/{len(a)}{'' if s.greedy else ', sampled: another draw order'})")
 
     task, tok = policy.task, policy.tokenizer
     hist = [[ep.y1] for ep in policy.two_turn(problems, Sampling(0.0, 32), n_turns=1)]

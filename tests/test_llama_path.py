@@ -23,7 +23,8 @@ from omegaconf import OmegaConf
 from selfcorrect.evaluation.scoring import score_all
 from selfcorrect.models.char_tokenizer import build_char_tokenizer
 from selfcorrect.models.loading import check_precision
-from selfcorrect.models.policy import Completion, Policy, Sampling, stop_prefix
+from selfcorrect.models.completion import Completion, stop_prefix
+from selfcorrect.models.policy import Policy, Sampling
 from selfcorrect.tasks.arithmetic import ArithmeticTask
 from selfcorrect.training.budget import Budget
 from selfcorrect.training.offline.sft import make_trainer, sft_config

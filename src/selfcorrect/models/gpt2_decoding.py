@@ -27,6 +27,7 @@ by `generate` itself (`Policy.generate` chooses).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -63,9 +64,10 @@ def supports(model: nn.Module, top_p: float) -> bool:
 
 @torch.no_grad()
 def decode(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, greedy: bool, temperature: float,
-           max_new_tokens: int, eos_ids: Sequence[int], pad_id: int) -> torch.Tensor:
+           max_new_tokens: int, eos_ids: Sequence[int], pad_id: int, keep_cache: bool = False):
     """Generated token ids [B, n] for one left-padded batch, n ≤ max_new_tokens (what
-    `model.generate(...)[:, T0:]` returns for the same inputs and global RNG state)."""
+    `model.generate(...)[:, T0:]` returns for the same inputs and global RNG state). With `keep_cache`,
+    `(tokens, KVCache)`: the batch's cache, for a later turn to continue from (`continue_decode`)."""
     tr = model.transformer
     batch, t0 = input_ids.shape
     heads, head_dim = model.config.n_head, model.config.n_embd // model.config.n_head
@@ -84,6 +86,88 @@ def decode(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tens
     logits = _forward(model, input_ids, positions, mask, caches, start=0)
     eos = torch.tensor(sorted(eos_ids), device=input_ids.device)
     unfinished = torch.ones(batch, dtype=torch.long, device=input_ids.device)
+    out, real = [], []  # real: the row had not stopped when the token was drawn (a pad otherwise)
+    prompt_valid = attention_mask.bool()
+    for step in range(max_new_tokens):
+        scores = logits[:, -1].to(copy=True, dtype=torch.float32)
+        if greedy:
+            tokens = torch.argmax(scores, dim=-1)
+        else:
+            if temperature != 1.0:
+                scores = scores / temperature
+            tokens = torch.multinomial(F.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+        tokens = tokens * unfinished + pad_id * (1 - unfinished)
+        out.append(tokens)
+        real.append(unfinished.bool())
+        unfinished = unfinished & ~torch.isin(tokens, eos)
+        if step == max_new_tokens - 1 or unfinished.max() == 0:
+            break
+        positions = positions[:, -1:] + 1
+        if padded:
+            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch, 1)], dim=-1)
+            mask = attention_mask.bool()[:, None, None, :]
+        logits = _forward(model, tokens[:, None], positions, mask, caches, start=t0 + step)
+    tokens = torch.stack(out, dim=1)
+    if not keep_cache:
+        return tokens
+    # the last drawn token was never fed: the cache holds the prompt and the real tokens before it
+    fed = torch.stack(real[:-1], dim=1) if len(real) > 1 else prompt_valid.new_zeros(batch, 0)
+    valid = torch.cat([prompt_valid, fed], dim=1)
+    return tokens, KVCache(caches, valid, used=valid.size(1))
+
+
+@dataclass
+class KVCache:
+    """One batch's KV cache across turns: per layer the key and value buffers [B, H, L, D], of which the first
+    `used` slots are written; `valid` [B, used] marks the slots that hold a row's real tokens (its prompts and
+    attempts: not the left padding, not the pads a stopped row was fed). A row's next position is its count
+    of real tokens (positions count real tokens from 0, as `generate`'s cumsum of the mask does)."""
+
+    layers: list[tuple[torch.Tensor, torch.Tensor]]
+    valid: torch.Tensor
+    used: int
+
+    def reserve(self, length: int) -> None:
+        """Room for `length` slots (the buffers grow once per turn, not per token)."""
+        have = self.layers[0][0].size(2)
+        if length > have:
+            grow = lambda b: torch.cat([b, b.new_empty(*b.shape[:2], length - have, b.size(3))], dim=2)  # noqa: E731
+            self.layers = [(grow(k), grow(v)) for k, v in self.layers]
+
+
+@torch.no_grad()
+def continue_decode(model: nn.Module, cache: KVCache, new_ids: Sequence[Sequence[int]], *, greedy: bool, temperature: float,
+                    max_new_tokens: int, eos_ids: Sequence[int], pad_id: int) -> torch.Tensor:
+    """The next attempt of every row of a cached batch: each row's `new_ids` (what the next prompt adds after
+    the tokens already in the cache: the rest of the last attempt, the revise instruction, the generation
+    prompt; at least one token) are encoded after its cached tokens, then decoded as `decode` does. Returns
+    the generated ids [B, n] and extends `cache` in place. The prompt is not re-encoded, so the logits equal
+    a fresh encoding's up to float rounding (the same keys, summed in another order), not bitwise."""
+    if len(new_ids) != cache.valid.size(0) or not all(len(x) for x in new_ids):
+        raise ValueError(f"continue_decode needs 1+ new tokens for each of the batch's {cache.valid.size(0)} rows")
+    tr = model.transformer
+    device = cache.valid.device
+    batch, width = cache.valid.size(0), max(len(x) for x in new_ids)
+    start, end = cache.used, cache.used + width
+    cache.reserve(end + max_new_tokens)
+    # the new tokens right-aligned in a block of `width` slots: every row's last new token sits in the last slot
+    block = torch.full((batch, width), pad_id, dtype=torch.long, device=device)
+    block_valid = torch.zeros(batch, width, dtype=torch.bool, device=device)
+    for i, x in enumerate(new_ids):
+        block[i, width - len(x):] = torch.tensor(list(x), dtype=torch.long)
+        block_valid[i, width - len(x):] = True
+    valid = torch.cat([cache.valid, block_valid], dim=1)
+    count = cache.valid.sum(1, keepdim=True)
+    positions = (count + block_valid.long().cumsum(1) - 1).masked_fill(~block_valid, 0)
+    causal = torch.ones(width, end, dtype=torch.bool, device=device).tril(diagonal=start)
+    # a pad query attends to the row's cached tokens (never to nothing: that would put NaN into the cache)
+    pad_query = torch.cat([cache.valid[:, None, :].expand(batch, width, start),
+                           torch.zeros(batch, width, width, dtype=torch.bool, device=device)], dim=2)
+    mask = torch.where(block_valid[:, :, None], valid[:, None, :] & causal[None], pad_query)[:, None]
+    logits = _forward(model, block, positions, mask, cache.layers, start=start)
+    eos = torch.tensor(sorted(eos_ids), device=device)
+    unfinished = torch.ones(batch, dtype=torch.long, device=device)
+    positions = positions[:, -1:]
     out = []
     for step in range(max_new_tokens):
         scores = logits[:, -1].to(copy=True, dtype=torch.float32)
@@ -95,14 +179,14 @@ def decode(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tens
             tokens = torch.multinomial(F.softmax(scores, dim=-1), num_samples=1).squeeze(1)
         tokens = tokens * unfinished + pad_id * (1 - unfinished)
         out.append(tokens)
+        real = unfinished.bool()
         unfinished = unfinished & ~torch.isin(tokens, eos)
         if step == max_new_tokens - 1 or unfinished.max() == 0:
             break
-        positions = positions[:, -1:] + 1
-        if padded:
-            attention_mask = torch.cat([attention_mask, attention_mask.new_ones(batch, 1)], dim=-1)
-            mask = attention_mask.bool()[:, None, None, :]
-        logits = _forward(model, tokens[:, None], positions, mask, caches, start=t0 + step)
+        valid = torch.cat([valid, real[:, None]], dim=1)
+        positions = positions + 1
+        logits = _forward(model, tokens[:, None], positions, valid[:, None, None, :], cache.layers, start=end + step)
+    cache.valid, cache.used = valid, valid.size(1)
     return torch.stack(out, dim=1)
 
 

@@ -40,13 +40,14 @@ def base_model_path(cfg: Mapping, task: Task, cache_dir: str | Path) -> str | Pa
 
 def open_policy(path: str | Path, task: Task, cfg: Mapping, adapter_seed: int | None = None) -> Policy:
     """`Policy.load` with the model group's batch size, dtype, device, decoder, generation engine
-    (`engine`: hf | vllm, with `vllm` options) and compute dtype (`compute_dtype`); with
+    (`engine`: hf | vllm, with `vllm` options), compute dtype (`compute_dtype`) and `continue_turns` (off
+    unless set: `+model.continue_turns=true`, later turns decoded from the KV cache); with
     `adapter_seed`, a policy to train: wrapped in a fresh LoRA adapter when `model.lora` is enabled."""
     options = cfg.get("vllm", None)
     policy = Policy.load(
         path, task, batch_size=cfg.get("batch_size", 256), dtype=cfg.get("dtype", "float32"), device=cfg.get("device", "auto"),
         decoder=cfg.get("decoder", "auto"), engine=cfg.get("engine", "hf"), compute_dtype=cfg.get("compute_dtype", "float32"),
-        engine_options=plain(options) if options is not None else None,
+        engine_options=plain(options) if options is not None else None, continue_turns=cfg.get("continue_turns", False),
     )
     settings = lora_settings(cfg.get("lora", None))
     if adapter_seed is not None and settings is not None:

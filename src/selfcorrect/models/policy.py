@@ -7,7 +7,7 @@ token (log-probs with a completion mask, for RL), and saves / loads itself.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, 
 
 from selfcorrect.models import gpt2_decoding
 from selfcorrect.models.char_tokenizer import CHAT_TEMPLATE, render_chat
+from selfcorrect.models.completion import Completion, stop_prefix
 from selfcorrect.models.prompts import conversation
 from selfcorrect.tasks.base import Problem, Task
 
@@ -44,18 +45,6 @@ class Sampling:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
-
-
-@dataclass
-class Completion:
-    """What a generation engine returns for one prompt: the kept tokens (up to and including an EOS
-    token; none of the tokens from where a task stop string starts), why the attempt ended, and
-    the sampler's log-prob of each kept token under softmax(logits / T) where the engine gives them
-    (vLLM; None for greedy decoding and for the transformers engine)."""
-
-    ids: list[int]
-    finish: str
-    logprobs: list[float] | None = None
 
 
 @dataclass
@@ -96,11 +85,13 @@ class Policy:
     started on first use from `source`, the model directory), into which this policy's current
     weights are synced before it generates; scoring (`token_logprobs`) and training always use
     `model`. `compute_dtype="bfloat16"` runs generation and scoring under bf16 autocast while the
-    weights stay as loaded (fp32 master weights for training; the trainers get bf16=True)."""
+    weights stay as loaded (fp32 master weights for training; the trainers get bf16=True).
+    `continue_turns=True` (`model.continue_turns`, off by default) decodes a later turn from the batch's KV
+    cache instead of re-encoding the conversation (`rollout`): greedy tokens equal up to float rounding."""
 
     def __init__(self, model: PreTrainedModel, tokenizer, task: Task, batch_size: int = 256, decoder: str = "auto",
                  engine: str = "hf", source: str | Path | None = None, compute_dtype: str = "float32",
-                 engine_options: dict | None = None):
+                 engine_options: dict | None = None, continue_turns: bool = False):
         if decoder not in DECODERS:
             raise ValueError(f"model.decoder must be one of {DECODERS}, got {decoder!r}")
         if engine not in ENGINES:
@@ -118,6 +109,7 @@ class Policy:
         self.decoder = decoder
         self.engine, self.source, self.compute_dtype = engine, source, compute_dtype
         self.engine_options = dict(engine_options or {})
+        self.continue_turns = bool(continue_turns)  # later turns decoded from the KV cache (`rollout`)
         self.stop = tuple(getattr(task, "stop", ()) or ())  # the task's stop strings: where an attempt ends
         self._encoded: dict[str, list[int]] = {}  # `encode`'s memory of short, recurring texts
         self.eos_ids = _stop_ids(model, tokenizer)
@@ -244,11 +236,85 @@ class Policy:
             y1_ids = self.tokenizer(list(first_attempts), add_special_tokens=False).input_ids if problems else []
             for ep, prompt, ids, y1 in zip(episodes, firsts, y1_ids, first_attempts):
                 ep.turns.append(Turn(prompt, ids, y1))
+        elif n_turns > 1 and self.continues(sampling):
+            return self.rollout(problems, sampling, seed, n_turns, lambda p, turns: self.prompt_ids(p, [x.text for x in turns]))
         for t in range(len(episodes[0].turns) if episodes else n_turns, n_turns):
             turns = self.attempt(problems, [[x.text for x in ep.turns] for ep in episodes], sampling, seed + 7919 * t)
             for ep, turn in zip(episodes, turns):
                 ep.turns.append(turn)
         return episodes
+
+    def continues(self, sampling: Sampling) -> bool:
+        """Whether `rollout` continues later turns from the KV cache: `continue_turns` is on and the batch
+        decoder is `gpt2_decoding` (transformers engine, GPT-2, top_p = 1, no stop strings)."""
+        return (self.continue_turns and self.engine == "hf" and self.decoder == "auto" and not self.stop
+                and gpt2_decoding.supports(self.model, sampling.top_p))
+
+    @torch.no_grad()
+    def rollout(self, problems: Sequence[Problem], sampling: Sampling, seed: int, n_turns: int,
+                next_prompt: Callable[[Problem, list[Turn]], list[int]]) -> list[Episode]:
+        """`n_turns` attempts per problem, each later turn decoded from its batch's KV cache (`continues` must
+        hold): turn 1 as `attempt` decodes it (same batches, same tokens when greedy), then for every row the
+        tokens that `next_prompt(problem, turns so far)` adds after what the cache holds are encoded and the
+        next attempt decoded, without re-encoding the conversation. A batch in which a row's next prompt does
+        not extend its cached tokens (an attempt that does not round-trip through the tokenizer) or would run
+        past the context takes today's path (`attempt`) for its later turns. Sampled tokens are drawn in
+        another order than `two_turn`'s (batch by batch, turn after turn), so they are a different draw."""
+        if not self.continues(sampling):
+            raise ValueError("rollout needs continue_turns and the gpt2_decoding path (see Policy.continues)")
+        episodes = [Episode(p) for p in problems]
+        prompts = self.prompts(problems, [()] * len(problems))
+        order = sorted(range(len(problems)), key=lambda i: len(prompts[i]))
+        fresh: list[int] = []  # rows whose later turns take `attempt`
+        was_training = self.model.training
+        self.model.eval()
+        with self.autocast(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                if not self._rollout_batch([problems[i] for i in idx], [prompts[i] for i in idx],
+                                           [episodes[i] for i in idx], sampling, n_turns, next_prompt):
+                    fresh += idx
+        self.model.train(was_training)
+        for t in range(1, n_turns):
+            rows = sorted(i for i in fresh if len(episodes[i].turns) == t)
+            if rows:
+                turns = self.attempt([problems[i] for i in rows], [[x.text for x in episodes[i].turns] for i in rows],
+                                     sampling, seed + 7919 * t)
+                for i, turn in zip(rows, turns):
+                    episodes[i].turns.append(turn)
+        return episodes
+
+    def _rollout_batch(self, problems, prompts, episodes, sampling: Sampling, n_turns: int, next_prompt) -> bool:
+        """One batch of `rollout`; False when its later turns are left to `attempt`."""
+        batch = self.tokenizer.pad({"input_ids": [list(p) for p in prompts]}, padding=True, padding_side="left",
+                                   return_tensors="pt").to(self.model.device)
+        n_new = min(sampling.max_new_tokens, self.max_length - batch["input_ids"].shape[1])
+        if n_new < 1:  # the context is full (as `_complete_hf`: nothing generated)
+            for ep, p in zip(episodes, prompts):
+                ep.turns.append(self.turn(p, Completion([], "length")))
+            return False
+        kw = dict(greedy=sampling.greedy, temperature=sampling.temperature, eos_ids=self.eos_ids,
+                  pad_id=self.tokenizer.pad_token_id)
+        new, cache = gpt2_decoding.decode(self.model, batch["input_ids"], batch["attention_mask"], max_new_tokens=n_new,
+                                          keep_cache=True, **kw)
+        held, asked = [list(p) for p in prompts], prompts  # each row's tokens in the cache; the prompts answered
+        for t in range(n_turns):
+            rows = new.tolist()
+            for j, ep in enumerate(episodes):
+                done = self._finish(rows[j])
+                ep.turns.append(self.turn(asked[j], done))
+                held[j] += done.ids[: len(rows[j]) - 1]  # the last drawn token was never fed
+            if t == n_turns - 1:
+                return True
+            asked = [next_prompt(pr, ep.turns) for pr, ep in zip(problems, episodes)]
+            if (any(len(x) <= len(h) or x[: len(h)] != h for x, h in zip(asked, held))
+                    or max(len(x) for x in asked) + sampling.max_new_tokens > self.max_length):
+                return False
+            new = gpt2_decoding.continue_decode(self.model, cache, [x[len(h):] for x, h in zip(asked, held)],
+                                                max_new_tokens=sampling.max_new_tokens, **kw)
+            held = [list(x) for x in asked]
+        return True
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=True).strip()
@@ -321,6 +387,7 @@ class Policy:
     def load(
         cls, path: str | Path, task: Task, batch_size: int = 256, dtype: str = "float32", device: str = "auto",
         decoder: str = "auto", engine: str = "hf", compute_dtype: str = "float32", engine_options: dict | None = None,
+        continue_turns: bool = False,
     ) -> "Policy":
         """`device="auto"` is the GPU when there is one, else the CPU. `dtype` is the weights' dtype
         (float32 for any policy that is trained: `models.check_precision`)."""
@@ -332,7 +399,7 @@ class Policy:
         tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left")
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype)).to(device)
         return cls(model, tokenizer, task, batch_size, decoder, engine=engine, source=path, compute_dtype=compute_dtype,
-                   engine_options=engine_options)
+                   engine_options=engine_options, continue_turns=continue_turns)
 
     # --- internals -----------------------------------------------------------------------------
     def _generation_config(self, s: Sampling) -> GenerationConfig:
@@ -363,22 +430,6 @@ class Policy:
         while row and row[-1] == pad and pad not in self.eos_ids:
             row = row[:-1]
         return Completion(row, "length")
-
-
-def stop_prefix(tokenizer, ids: Sequence[int], stops: Sequence[str]) -> list[int] | None:
-    """The longest prefix of `ids` whose text ends before the first occurrence of any of `stops`
-    (so no kept token carries a character of the stop string), or None when no stop string occurs."""
-    text = tokenizer.decode(list(ids), skip_special_tokens=False)
-    hits = [text.find(s) for s in stops if s and s in text]
-    if not hits:
-        return None
-    cut = min(hits)
-    kept = 0
-    for k in range(1, len(ids) + 1):
-        if len(tokenizer.decode(list(ids[:k]), skip_special_tokens=False)) > cut:
-            break
-        kept = k
-    return list(ids[:kept])
 
 
 def _stop_ids(model, tokenizer) -> list[int]:

@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from selfcorrect.models.policy import Completion, stop_prefix  # noqa: E402  (the one type both engines return)
+from selfcorrect.models.completion import Completion, stop_prefix  # noqa: E402  (the one type both engines return)
 
 
 def request_seed(seed: int, index: int) -> int:
