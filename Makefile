@@ -43,7 +43,8 @@ sweep: install
 
 # what the testbeds build in (issue 33, item 2; conf/experiment/controls_*.yaml): answer-first's read_prob dial
 # (0, 0.03, 0.1, 0.3), the arithmetic base whose second attempt has its first's bug profile, and the offline arms at
-# 4x and 16x the episodes; CONTROL_SEEDS seeds, each dial point its own directory (<dir>-<point>); resumable
+# 4x and 16x the episodes; CONTROL_SEEDS seeds, each dial point its own directory (<dir>-<point>); resumable; then the
+# write-up, <dir>-controls.md (SWEEP=outputs/sweeps/<stamp>: the arithmetic sweep whose SCoRe the offline-data points face)
 ifndef CONTROLS_DIR
 CONTROLS_DIR := outputs/sweeps/$(shell date +%Y-%m-%d_%H-%M-%S)-controls
 endif
@@ -53,6 +54,7 @@ controls: install      # one dial point at a time (JOBS workers), not all side b
 	  $(BIN)/python -m selfcorrect.sweeps.sweep --testbeds $$tb --dir $(CONTROLS_DIR) --seeds $(CONTROL_SEEDS) --jobs $(JOBS) \
 	    $(if $(ALLOW_MIXED),--allow-mixed-commits) || exit 1; \
 	done
+	$(BIN)/python experiments/summarize_controls.py $(CONTROLS_DIR) $(if $(SWEEP),--arithmetic-reference $(SWEEP))
 
 # every trained arm × lr_grid × tune_seeds on both testbeds (validation only), then each arm's lr
 # (conf/tuned_lr/<testbed>.yaml, read by `make sweep`; table in experiments/tuning/<testbed>.md)
