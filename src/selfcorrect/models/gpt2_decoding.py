@@ -89,14 +89,7 @@ def decode(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tens
     out, real = [], []  # real: the row had not stopped when the token was drawn (a pad otherwise)
     prompt_valid = attention_mask.bool()
     for step in range(max_new_tokens):
-        scores = logits[:, -1].to(copy=True, dtype=torch.float32)
-        if greedy:
-            tokens = torch.argmax(scores, dim=-1)
-        else:
-            if temperature != 1.0:
-                scores = scores / temperature
-            tokens = torch.multinomial(F.softmax(scores, dim=-1), num_samples=1).squeeze(1)
-        tokens = tokens * unfinished + pad_id * (1 - unfinished)
+        tokens = _draw(logits, greedy, temperature) * unfinished + pad_id * (1 - unfinished)
         out.append(tokens)
         real.append(unfinished.bool())
         unfinished = unfinished & ~torch.isin(tokens, eos)
@@ -145,7 +138,6 @@ def continue_decode(model: nn.Module, cache: KVCache, new_ids: Sequence[Sequence
     a fresh encoding's up to float rounding (the same keys, summed in another order), not bitwise."""
     if len(new_ids) != cache.valid.size(0) or not all(len(x) for x in new_ids):
         raise ValueError(f"continue_decode needs 1+ new tokens for each of the batch's {cache.valid.size(0)} rows")
-    tr = model.transformer
     device = cache.valid.device
     batch, width = cache.valid.size(0), max(len(x) for x in new_ids)
     start, end = cache.used, cache.used + width
@@ -170,14 +162,7 @@ def continue_decode(model: nn.Module, cache: KVCache, new_ids: Sequence[Sequence
     positions = positions[:, -1:]
     out = []
     for step in range(max_new_tokens):
-        scores = logits[:, -1].to(copy=True, dtype=torch.float32)
-        if greedy:
-            tokens = torch.argmax(scores, dim=-1)
-        else:
-            if temperature != 1.0:
-                scores = scores / temperature
-            tokens = torch.multinomial(F.softmax(scores, dim=-1), num_samples=1).squeeze(1)
-        tokens = tokens * unfinished + pad_id * (1 - unfinished)
+        tokens = _draw(logits, greedy, temperature) * unfinished + pad_id * (1 - unfinished)
         out.append(tokens)
         real = unfinished.bool()
         unfinished = unfinished & ~torch.isin(tokens, eos)
@@ -188,6 +173,17 @@ def continue_decode(model: nn.Module, cache: KVCache, new_ids: Sequence[Sequence
         logits = _forward(model, tokens[:, None], positions, valid[:, None, None, :], cache.layers, start=end + step)
     cache.valid, cache.used = valid, valid.size(1)
     return torch.stack(out, dim=1)
+
+
+def _draw(logits: torch.Tensor, greedy: bool, temperature: float) -> torch.Tensor:
+    """The next token of each row from the last position's logits, as `generate` draws it: float32 scores,
+    argmax, or softmax(scores / T) then multinomial (the global RNG)."""
+    scores = logits[:, -1].to(copy=True, dtype=torch.float32)
+    if greedy:
+        return torch.argmax(scores, dim=-1)
+    if temperature != 1.0:
+        scores = scores / temperature
+    return torch.multinomial(F.softmax(scores, dim=-1), num_samples=1).squeeze(1)
 
 
 def _forward(model: nn.Module, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor | None,
