@@ -140,9 +140,9 @@ def test_rollout_equals_two_turn_greedy_and_falls_back_where_a_prompt_does_not_e
 
     task = make_task(tiny_cfg.task)
     policy = load_base_policy(tiny_cfg.model, task, tiny_cache)
-    policy.batch_size = 16
-    problems = task.problems("test", 40, seed=2)
-    s = Sampling(0.0, 32)
+    policy.batch_size = 4
+    problems = task.problems("test", 10, seed=2)
+    s = Sampling(0.0, 12)
     calls = []
     real = gpt2_decoding.continue_decode
     monkeypatch.setattr(gpt2_decoding, "continue_decode", lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -171,12 +171,12 @@ def test_rl_rollouts_continue_from_the_cache_with_turn2_prompts_token_for_token(
 
     task = make_task(tiny_cfg.task)
     policy = load_base_policy(tiny_cfg.model, task, tiny_cache)
-    problems = task.problems("train", 24, seed=5)
+    problems = task.problems("train", 8, seed=5)
     ids = lambda eps: [[(t.prompt_ids, t.completion_ids) for t in ep.turns] for ep in eps]  # noqa: E731
     policy.continue_turns = False
-    want = two_turn_tokens(policy, problems, Sampling(0.0, 24), seed=3)
+    want = two_turn_tokens(policy, problems, Sampling(0.0, 12), seed=3)
     policy.continue_turns = True
-    assert ids(two_turn_tokens(policy, problems, Sampling(0.0, 24), seed=3)) == ids(want)
-    for ep in two_turn_tokens(policy, problems, Sampling(1.0, 24), seed=3):
+    assert ids(two_turn_tokens(policy, problems, Sampling(0.0, 12), seed=3)) == ids(want)
+    for ep in two_turn_tokens(policy, problems, Sampling(1.0, 12), seed=3):
         assert ep.turns[1].prompt_ids == (continued_prompt(policy, ep.problem, ep.turns[0])
                                           or policy.prompt_ids(ep.problem, [ep.turns[0].text]))
