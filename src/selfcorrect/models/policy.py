@@ -173,10 +173,7 @@ class Policy:
             torch.manual_seed(seed)
             for start in range(0, len(order), self.batch_size):
                 idx = order[start : start + self.batch_size]
-                batch = self.tokenizer.pad(
-                    {"input_ids": [list(prompts[i]) for i in idx]},
-                    padding=True, padding_side="left", return_tensors="pt",
-                ).to(self.model.device)
+                batch = self._left_padded([prompts[i] for i in idx])
                 room = self.max_length - batch["input_ids"].shape[1]
                 if room < 1:  # the context is full: nothing can be generated
                     continue
@@ -287,8 +284,7 @@ class Policy:
 
     def _rollout_batch(self, problems, prompts, episodes, sampling: Sampling, n_turns: int, next_prompt) -> bool:
         """One batch of `rollout`; False when its later turns are left to `attempt`."""
-        batch = self.tokenizer.pad({"input_ids": [list(p) for p in prompts]}, padding=True, padding_side="left",
-                                   return_tensors="pt").to(self.model.device)
+        batch = self._left_padded(prompts)
         n_new = min(sampling.max_new_tokens, self.max_length - batch["input_ids"].shape[1])
         if n_new < 1:  # the context is full (as `_complete_hf`: nothing generated)
             for ep, p in zip(episodes, prompts):
@@ -402,6 +398,11 @@ class Policy:
                    engine_options=engine_options, continue_turns=continue_turns)
 
     # --- internals -----------------------------------------------------------------------------
+    def _left_padded(self, prompts: Sequence[Sequence[int]]) -> dict:
+        """One batch of prompts, left-padded (generation continues each prompt where it ends), on the model's device."""
+        return self.tokenizer.pad({"input_ids": [list(p) for p in prompts]}, padding=True, padding_side="left",
+                                  return_tensors="pt").to(self.model.device)
+
     def _generation_config(self, s: Sampling) -> GenerationConfig:
         kw = dict(
             max_new_tokens=s.max_new_tokens,

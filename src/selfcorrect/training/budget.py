@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from transformers import get_scheduler
 
+from selfcorrect.evaluation.spec import positive_int
 from selfcorrect.runtime.records import plain
 
 OPTIMIZERS = ("adamw",)
@@ -39,9 +40,7 @@ class Budget:
 
     def __post_init__(self) -> None:
         for key in ("episodes", "gradient_steps", "sequences_per_step"):
-            v = getattr(self, key)
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise ValueError(f"budget.{key} must be a positive integer, got {v!r}")
+            positive_int(f"budget.{key}", getattr(self, key))
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"budget.optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.lr_schedule not in SCHEDULES:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from selfcorrect.evaluation.spec import positive_int
 from selfcorrect.training.budget import Budget
 
 INITS = ("base", "continue")
@@ -61,8 +62,7 @@ class OfflineConfig:
     def from_cfg(cls, arm: Mapping, budget: Budget) -> "OfflineConfig":
         """The arm's settings (plain values) with the shared budget."""
         for key in ("samples_per_problem", "rounds"):
-            if not isinstance(arm.get(key), int) or isinstance(arm.get(key), bool) or arm[key] <= 0:
-                raise ValueError(f"arm.{key} must be a positive integer, got {arm.get(key)!r}")
+            positive_int(f"arm.{key}", arm.get(key))
         per = arm["samples_per_problem"] * arm["rounds"]
         if budget.episodes % per:
             raise ValueError(

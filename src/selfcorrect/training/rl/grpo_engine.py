@@ -83,15 +83,20 @@ def continued_prompt(policy: Policy, problem: Problem, first: Turn) -> list[int]
     return list(first.prompt_ids) + c1 + injected
 
 
+def turn2_prompt(policy: Policy, problem: Problem, first: Turn) -> list[int]:
+    """The turn-2 prompt of an RL episode: `continued_prompt`, or the re-rendered one where the template
+    does not write the attempt verbatim."""
+    return continued_prompt(policy, problem, first) or policy.prompt_ids(problem, [first.text])
+
+
 def two_turn_tokens(policy: Policy, problems: Sequence[Problem], sampling: Sampling, seed: int) -> list[Episode]:
     """`Policy.two_turn` (same seeds, same batches) with y2 sampled after `continued_prompt`, so
     every episode packs into one row; identical episodes whenever y1 round-trips. With the policy's
     `continue_turns` (`Policy.continues`), y2 is decoded from turn 1's KV cache (`Policy.rollout`)."""
     if policy.continues(sampling):
-        return policy.rollout(problems, sampling, seed, 2,
-                              lambda p, turns: continued_prompt(policy, p, turns[0]) or policy.prompt_ids(p, [turns[0].text]))
+        return policy.rollout(problems, sampling, seed, 2, lambda p, turns: turn2_prompt(policy, p, turns[0]))
     firsts = policy.attempt(problems, [[] for _ in problems], sampling, seed)
-    prompts = [continued_prompt(policy, p, t) or policy.prompt_ids(p, [t.text]) for p, t in zip(problems, firsts)]
+    prompts = [turn2_prompt(policy, p, t) for p, t in zip(problems, firsts)]
     seconds = policy.complete(prompts, sampling, seed + 7919)  # Policy.two_turn's turn-2 seed
     return [Episode(p, [t, policy.turn(q, c)]) for p, t, q, c in zip(problems, firsts, prompts, seconds)]
 
