@@ -35,11 +35,12 @@ test: install
 	$(BIN)/python -m pytest
 
 SEEDS  ?= 10                     # seeds per arm (the `seeds` Hydra knob); SEEDS=3 for a quick look
+FIRST_SEED ?= 0                  # the first of them (`first_seed`): FIRST_SEED=10 runs seeds 10-19, e.g. a confirmatory replication
 
 # both embedded testbeds side by side (arithmetic into SWEEP_DIR, answer first into SWEEP_DIR-answer_first),
 # JOBS workers each; progress + ETA every minute (also in <dir>/progress.log), wall time per testbed at the end
 sweep: install
-	$(BIN)/python -m selfcorrect.sweeps.sweep --dir $(SWEEP_DIR) --seeds $(SEEDS) --jobs $(JOBS) $(if $(ALLOW_MIXED),--allow-mixed-commits)
+	$(BIN)/python -m selfcorrect.sweeps.sweep --dir $(SWEEP_DIR) --seeds $(SEEDS) --first-seed $(FIRST_SEED) --jobs $(JOBS) $(if $(ALLOW_MIXED),--allow-mixed-commits)
 
 # what the testbeds build in (issue 33, item 2; conf/experiment/controls_*.yaml): answer-first's read_prob dial
 # (0, 0.03, 0.1, 0.3), the arithmetic base whose second attempt has its first's bug profile, and the offline arms at

@@ -1,24 +1,70 @@
 """The write-up of `make controls` (issue 33, item 2): one table over every control point that has run.
 
     python experiments/summarize_controls.py outputs/sweeps/<stamp>-controls [--arithmetic-reference DIR]
-        [--answer-first-reference DIR] [--out FILE]
+        [--answer-first-reference DIR] [--out FILE] [--figures DIR]
 
 Reads each point's directory (`<prefix>-<point>`, `sweeps.sweep.CONTROL_TESTBEDS`; a point not run yet is listed
 as missing, an incomplete one is refused by the loader), and prints `analysis.controls.controls_markdown`; with
 `--out` (default `<prefix>-controls.md`) writes it. The offline-data points run only the offline arms: SCoRe − arm
 takes SCoRe from the testbed's reference sweep, seed-paired (the same seeds share their base model): for
 answer-first the `read_prob_0.1` point (the testbed's own value), for arithmetic `--arithmetic-reference` (a
-`make sweep` arithmetic directory; without it those points' SCoRe − arm is left out, with a note).
+`make sweep` arithmetic directory; without it those points' SCoRe − arm is left out, with a note). With the
+arithmetic reference, its runs of the control arms on the control seeds are a point of their own, `arithmetic
+(make sweep)`: the 1× of the offline data and the testbed beside `arithmetic_same_turn2`. Figures (PNG + PDF, in
+`--figures`, default `<prefix>-controls-figures/`): each dial (read_prob; turn-2 rules; offline data per testbed)
+with Δ, the fix rate and SCoRe − arm in Δ against it, seed-level t intervals.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
-from selfcorrect.analysis.controls import control_table, controls_markdown
-from selfcorrect.analysis.results import load_sweep
-from selfcorrect.sweeps.sweep import CONTROL_TESTBEDS
+import matplotlib
+
+matplotlib.use("Agg")
+
+from selfcorrect.analysis.controls import control_table, controls_markdown  # noqa: E402
+from selfcorrect.analysis.figures import FigureSkipped, fig_control_dial, save  # noqa: E402
+from selfcorrect.analysis.results import load_sweep  # noqa: E402
+from selfcorrect.sweeps.sweep import CONTROL_TESTBEDS, DATA_SCALES, READ_PROBS  # noqa: E402
+
+ARITHMETIC_REFERENCE = "arithmetic (make sweep)"  # the point the arithmetic reference sweep's control runs make
+
+
+def restricted(sweep, seeds, labels):
+    """The sweep's runs of these seeds and labels only (the reference beside the controls: the same seeds and arms)."""
+    runs = sweep.runs
+    return dataclasses.replace(sweep, runs=runs[runs["seed"].isin(seeds) & runs["label"].isin(labels)].reset_index(drop=True))
+
+
+def draw_figures(table, out_dir: Path) -> list[str]:
+    """The dials' figures; returns the names drawn (a dial none of whose points ran is skipped)."""
+    offline = sorted(set(table.loc[table["point"].str.startswith("offline_data_"), "label"]))  # the arms those points ran
+    dials = {
+        "controls_read_prob": dict(x_of={f"read_prob_{v}": float(v) for v in READ_PROBS}, xlabel="the base's read_prob (answer-first)",
+                                   title="Answer-first: the base's latent reading skill dialled"),
+        "controls_turn2_rules": dict(x_of={ARITHMETIC_REFERENCE: 0.0, "arithmetic_same_turn2": 1.0}, xlabel="the base's second attempt",
+                                     title="Arithmetic: the base's turn-2 bug profile", xticklabels={0.0: "turn2_rules (testbed)", 1.0: "= turn1_rules"}),
+        **{f"controls_offline_data_{tb}": dict(
+            x_of={(ARITHMETIC_REFERENCE if tb == "arithmetic" else "read_prob_0.1"): 1.0,
+                  **{f"offline_data_{k}x_{tb}": float(k) for k in DATA_SCALES}},
+            xlabel="episodes of offline data (× the matched 3,072)", title=f"{tb}: the offline arms with more data, 96 steps",
+            labels=offline, log_x=True, xticklabels={1.0: "1×", **{float(k): f"{k}×" for k in DATA_SCALES}})
+           for tb in ("arithmetic", "answer_first")},
+    }
+    drawn = []
+    for name, kw in dials.items():
+        if not table["point"].isin([p for p in kw["x_of"] if p not in (ARITHMETIC_REFERENCE, "read_prob_0.1")]).any():
+            continue
+        try:
+            save(fig_control_dial(table, **kw), out_dir, name)
+        except FigureSkipped as e:
+            print(f"[skipped {name}] {e}")
+            continue
+        drawn.append(name)
+    return drawn
 
 
 def main() -> None:
@@ -27,6 +73,7 @@ def main() -> None:
     ap.add_argument("--arithmetic-reference", type=Path, default=None, help="the arithmetic sweep with SCoRe's runs")
     ap.add_argument("--answer-first-reference", type=Path, default=None, help="default: <prefix>-read_prob_0.1")
     ap.add_argument("--out", type=Path, default=None, help="default: <prefix>-controls.md")
+    ap.add_argument("--figures", type=Path, default=None, help="default: <prefix>-controls-figures/")
     args = ap.parse_args()
     points, missing = {}, []
     for tb in CONTROL_TESTBEDS:
@@ -46,18 +93,25 @@ def main() -> None:
     loaded = {k: load_sweep(v, warn=False) for k, v in refs.items() if v is not None and v.is_dir()}
     references = {name: loaded.get("arithmetic" if name.endswith("_arithmetic") else "answer_first")
                   for name in points if name.startswith("offline_data_")}
+    if "arithmetic" in loaded:
+        seeds = sorted({int(s) for sw in points.values() for s in sw.runs["seed"]})
+        labels = sorted({lb for sw in points.values() for lb in sw.labels})
+        points = {ARITHMETIC_REFERENCE: restricted(loaded["arithmetic"], seeds, labels), **points}
+    table = control_table(points, references)
     text = "\n".join([
         f"# Controls: what the testbeds build in ({args.prefix.name})", "",
         "Exploratory: per point and arm, mean over seeds with t intervals (n − 1 df), points of per cent; no family "
         "correction, no verdicts (`selfcorrect.analysis.controls`).",
         f"References for SCoRe at the offline-data points: {', '.join(f'{k}: {v}' for k, v in refs.items())}.",
         *([f"Not run yet: {', '.join(missing)}."] if missing else []), *notes, "",
-        controls_markdown(control_table(points, references)), "",
+        controls_markdown(table), "",
     ])
     out = args.out or Path(f"{args.prefix}-controls.md")
     out.write_text(text)
     print(text)
-    print(f"[controls] written to {out}")
+    figures = args.figures or Path(f"{args.prefix}-controls-figures")
+    drawn = draw_figures(table, figures)
+    print(f"[controls] written to {out}; figures {', '.join(drawn) or '(none)'} in {figures}")
 
 
 if __name__ == "__main__":

@@ -64,3 +64,14 @@ def test_the_write_up_script_reads_every_point_that_ran_and_names_the_missing(tm
     assert "| read_prob_0.1 |" in text and "| offline_data_4x_answer_first |" in text
     assert "(2; reference)" in text  # answer-first's offline point faces SCoRe of read_prob_0.1
     assert "Not run yet: read_prob_0.0" in text and "No arithmetic reference given" in text
+
+    # with the arithmetic reference: its control arms on the control seeds become a point, and the dials are drawn
+    reference = make_sweep(tmp_path / "d", runs=[(a, s) for a in ("base", "score", "sft_self", "rl_multi_turn_naive") for s in (0, 1, 2)])
+    monkeypatch.setattr(sys, "argv", ["summarize_controls.py", str(prefix), "--arithmetic-reference", str(reference)])
+    mod.main()
+    text = Path(f"{prefix}-controls.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| arithmetic (make sweep) |")]
+    assert len(rows) == 3 and all("| 2 |" in r for r in rows)  # base, score, sft_self (not naive multi-turn RL), seeds 0-1 only
+    assert "No arithmetic reference given" not in text
+    figures = Path(f"{prefix}-controls-figures")
+    assert sorted(p.name for p in figures.glob("*.png")) == ["controls_offline_data_answer_first.png", "controls_offline_data_arithmetic.png"]

@@ -202,3 +202,16 @@ def test_holm_levels_step_down_and_hold_at_the_first_non_rejection():
     # a at 0.05/4 (rejects); b at 0.05/3 (0.02 >= 0.0167: stops); c and d held at b's level
     assert levels == {"a": 0.05 / 4, "b": 0.05 / 3, "c": 0.05 / 3, "d": 0.05 / 3}
     assert holm_levels({"a": 0.01, "b": 0.01}) == {"a": 0.025, "b": 0.025}  # ties share one level
+
+
+def test_tost_power_is_the_size_at_the_margin_and_grows_with_the_margin():
+    from selfcorrect.analysis.stats import tost_p, tost_power
+
+    assert tost_power(1.0, 1.0, 10, n_sim=4000) <= 0.06  # at the margin: the size, ≤ α (TOST is conservative)
+    assert tost_power(0.0, 0.3, 10, n_sim=4000) < 0.05 < tost_power(0.0, 1.0, 10, n_sim=4000) < tost_power(0.0, 2.0, 10, n_sim=4000)
+    assert tost_power(0.0, 2.0, 10, n_sim=4000) > 0.95
+    d = np.random.default_rng(3).normal(0.2, 1.0, size=(200, 10))  # the vectorised rule is tost_p's
+    want = np.mean([tost_p(x, 1.0) < 0.05 for x in d])
+    assert tost_power(0.2, 1.0, 10, n_sim=200, seed=3) == want
+    with pytest.raises(ValueError, match="margin"):
+        tost_power(0.0, 0.0, 10)

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from selfcorrect.sweeps.sweep import REAL_TESTBEDS, TESTBEDS, Progress, Sweep, fmt_s, main, planned_runs
 
@@ -27,6 +28,25 @@ def test_the_plan_covers_every_arm_and_seed(seeds):
         assert len(dial) == 3 * seeds and len(set(dial)) == 3
         shared = planned_runs(tb.shared_base, [f"seeds={seeds}"])  # 3 further seeds of SCoRe and Pair-SFT D+ on seed 0's base
         assert sorted(shared) == sorted(f"arm={a},seed={s}" for a in ("score", "sft_self_plus") for s in (200, 201, 202))
+
+
+def test_first_seed_moves_every_seed_and_the_shared_base_but_no_run_name_or_setting():
+    """`make sweep FIRST_SEED=10` (a confirmatory replication on fresh seeds): the same runs, named the same way, on
+    seeds 10-12 (their bases too); the shared-base runs train from seed 10's base."""
+    from conftest import compose_config
+
+    tb = TESTBEDS[0]
+    moved = {r: a for e in tb.experiments for r, a in planned_runs(e, ["seeds=3", "first_seed=10"]).items()}
+    default = {r: a for e in tb.experiments for r, a in planned_runs(e, ["seeds=3"]).items()}
+    assert list(moved)[:3] == [f"arm=base,seed={s}" for s in (10, 11, 12)]
+    assert {r.replace("seed=1", "seed="): a for r, a in moved.items()} == default  # seed 10 ↔ 0, 11 ↔ 1, 12 ↔ 2
+    cfg = compose_config([f"experiment={tb.shared_base}", "arm=score", "seed=201", "first_seed=10"])
+    assert cfg.model.pretrain.seed == 10
+    run = [f"experiment={tb.experiments[0]}", "arm=score", "seed=10"]  # a run's settings: first_seed is not one
+    moved_run, plain_run = (OmegaConf.to_container(compose_config(o), resolve=True) for o in ([*run, "first_seed=10"], run))
+    assert moved_run.pop("first_seed") == 10 and plain_run.pop("first_seed") == 0 and moved_run == plain_run
+    with pytest.raises(SystemExit, match="first-seed"):
+        main(["--dir", "/nonexistent", "--first-seed", "-1"])
 
 
 def test_shared_base_runs_train_from_seed_0s_base_model():

@@ -16,12 +16,10 @@ directory holds:
 
 from __future__ import annotations
 
-import os
 import random
 import sys
 import time
 import traceback
-import uuid
 from pathlib import Path
 
 import hydra
@@ -42,12 +40,6 @@ from selfcorrect.runtime.tracking import Tracker
 from selfcorrect.tasks import make_task
 from selfcorrect.training import selection
 from selfcorrect.training.arms import get_arm, make_context
-
-_UNIQUE = f"{os.getpid()}{uuid.uuid4().hex[:4]}"
-# cached, so that Hydra copies the resolved value into every job of a sweep, including jobs that
-# launchers (joblib, submitit) run in other processes or on other hosts
-OmegaConf.register_new_resolver("sc.unique", lambda: _UNIQUE, replace=True, use_cache=True)
-
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)

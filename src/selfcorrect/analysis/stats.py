@@ -304,6 +304,20 @@ def sign_flip_holm_power(effect: float, n: int, family: int, alpha: float = 0.05
     return float((p <= alpha / family).mean()), float((p <= alpha).mean())
 
 
+def tost_power(effect: float, margin: float, n: int, alpha: float = 0.05, n_sim: int = 20_000, seed: int = 0) -> float:
+    """The power of the equivalence verdict, by simulation: the probability that `tost_p` over `n` normal per-seed
+    differences with mean `effect` falls below α at `margin` (both in units of the differences' s.d.). At
+    |effect| = margin it is the test's size (≤ α); at effect 0 it is the chance that a true null reads "equivalent"."""
+    from scipy.stats import t
+
+    if n < 2 or not margin > 0:
+        raise ValueError(f"need n >= 2 seeds and a margin > 0, got n={n}, margin={margin}")
+    d = np.random.default_rng(seed).normal(effect, 1.0, size=(n_sim, n))
+    mean, se = d.mean(axis=1), d.std(axis=1, ddof=1) / math.sqrt(n)
+    p = np.maximum(t.sf((mean + margin) / se, n - 1), t.cdf((mean - margin) / se, n - 1))  # as tost_p, vectorised
+    return float((p < alpha).mean())
+
+
 def seeds_needed_rule(effect: float, family: int, alpha: float = 0.05, power: float = 0.8, most: int = 30,
                       n_sim: int = 2000) -> int | None:
     """The fewest seeds at which the sign-flip + Holm rule detects a true difference of `effect` s.d. with

@@ -1,7 +1,7 @@
 """`make sweep` and `make tune`: both embedded testbeds at once, with progress, an ETA and
 per-testbed wall times.
 
-    python -m selfcorrect.sweeps.sweep --dir outputs/sweeps/<stamp> [--seeds 10] [--jobs 2] [--every 60]
+    python -m selfcorrect.sweeps.sweep --dir outputs/sweeps/<stamp> [--seeds 10] [--first-seed 0] [--jobs 2] [--every 60]
     python -m selfcorrect.sweeps.sweep --mode tune --dir outputs/tune/<stamp>     # then selfcorrect.sweeps.tune per testbed
 
 A testbed is a list of Hydra multiruns into one sweep directory (every arm, then the teacher
@@ -199,12 +199,14 @@ class Sweep:
     """One invocation of `make sweep`: the testbeds' pipelines in threads, a progress printer."""
 
     def __init__(self, base_dir: Path, testbeds: Sequence[Testbed], seeds: int, jobs: int, every: float,
-                 python: str = sys.executable, extra: Sequence[str] = (), mode: str = "sweep", allow_mixed: bool = False):
+                 python: str = sys.executable, extra: Sequence[str] = (), mode: str = "sweep", allow_mixed: bool = False,
+                 first_seed: int = 0):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.base_dir, self.testbeds, self.seeds, self.jobs, self.every = base_dir, list(testbeds), seeds, jobs, every
         self.python, self.extra, self.mode, self.allow_mixed = python, list(extra), mode, allow_mixed
-        self.overrides = [f"seeds={seeds}", *self.extra]
+        self.first_seed = first_seed
+        self.overrides = [f"seeds={seeds}", f"first_seed={first_seed}", *self.extra]
         # a multirun testbed's own overrides (a control's dial point) name its runs; an isolated one's are run settings
         self.plans = {tb.name: {f"{sub}{r}": a for e, sub in self.experiments(tb)
                                 for r, a in planned_runs(e, self.overrides if tb.isolated else [*self.overrides, *tb.overrides]).items()}
@@ -318,12 +320,15 @@ class Sweep:
                 f.write(json.dumps({"launched": time.strftime("%Y-%m-%dT%H:%M:%S"), **code}) + "\n")
         plan = ", ".join(f"{tb.name}: {len(self.plans[tb.name])} runs ({len(self.already[tb.name])} already complete) "
                          f"in {self.dir(tb)}" for tb in self.testbeds)
-        what = f"{self.seeds} seeds" if self.mode == "sweep" else "tuning (lr_grid × tune_seeds)"
+        what = (f"{self.seeds} seeds ({self.first_seed}-{self.first_seed + self.seeds - 1})" if self.mode == "sweep"
+                else "tuning (lr_grid × tune_seeds)")
         self.report(f"[{self.mode}] {what}, {self.jobs} jobs per testbed; {plan}")
         real = all(tb in REAL_TESTBEDS for tb in self.testbeds)
-        target, var = (("sweep-real", "REAL_DIR") if real else ("sweep", "SWEEP_DIR")) if self.mode == "sweep" \
-            else ("tune", "TUNE_DIR")
-        self.report(f"[{self.mode}] if interrupted, resume with: make {target} {var}={self.base_dir}")
+        controls = all(tb in CONTROL_TESTBEDS for tb in self.testbeds)
+        target, var = ("tune", "TUNE_DIR") if self.mode == "tune" else ("sweep-real", "REAL_DIR") if real \
+            else ("controls", "CONTROLS_DIR") if controls else ("sweep", "SWEEP_DIR")
+        seeds = f" FIRST_SEED={self.first_seed}" if self.first_seed and self.mode == "sweep" and not real else ""
+        self.report(f"[{self.mode}] if interrupted, resume with: make {target} {var}={self.base_dir}{seeds}")
 
     def run(self) -> int:
         self.start()
@@ -357,6 +362,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dir", type=Path, required=True, help="sweep directory of the first testbed (the others add their suffix)")
     ap.add_argument("--seeds", type=int, default=10, help="seeds per arm (the `seeds` Hydra knob)")
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="the first seed (the `first_seed` Hydra knob): seeds first..first+seeds-1; a confirmatory replication "
+                         "takes seeds no sweep has run (e.g. 10 after the default 0-9)")
     ap.add_argument("--jobs", type=int, default=2, help="joblib workers per testbed (one CPU thread each)")
     ap.add_argument("--every", type=float, default=60.0, help="seconds between progress lines")
     ap.add_argument("--testbeds", default=",".join(tb.name for tb in TESTBEDS),
@@ -367,15 +375,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="resume a sweep whose complete runs come from another commit (the summary lists the commits)")
     ap.add_argument("overrides", nargs="*", help="further Hydra overrides for every run (e.g. eval.n_problems=500)")
     args = ap.parse_args(argv)
-    if args.seeds < 1 or args.jobs < 1 or args.every <= 0:
-        raise SystemExit(f"--seeds and --jobs must be >= 1 and --every > 0, got {args.seeds}, {args.jobs}, {args.every}")
+    if args.seeds < 1 or args.jobs < 1 or args.every <= 0 or args.first_seed < 0:
+        raise SystemExit(f"--seeds and --jobs must be >= 1, --first-seed >= 0 and --every > 0, got {args.seeds}, {args.jobs}, "
+                         f"{args.first_seed}, {args.every}")
     names = [n.strip() for n in args.testbeds.split(",") if n.strip()]
     known = {tb.name: tb for tb in (*TESTBEDS, *REAL_TESTBEDS, *CONTROL_TESTBEDS)}
     unknown = [n for n in names if n not in known]
     if unknown or not names:
         raise SystemExit(f"unknown testbed(s) {unknown or names}; known: {sorted(known)}")
     return Sweep(args.dir, [known[n] for n in names], args.seeds, args.jobs, args.every, extra=args.overrides, mode=args.mode,
-                 allow_mixed=args.allow_mixed_commits).run()
+                 allow_mixed=args.allow_mixed_commits, first_seed=args.first_seed).run()
 
 
 if __name__ == "__main__":
