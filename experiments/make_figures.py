@@ -62,7 +62,8 @@ def ceiling_free_markdown(sweep) -> str:
             row += [cell(d), cell(f), str(d["n_seeds"])]
         lines.append(f"| {display_name(b)} | " + " | ".join(row) + " |")
     lines += ["", "Each seed's Δ and fix rate interpolated along its trained validation checkpoints (steps 12, ..., 96) to "
-              "the target Acc@t1, only where the checkpoints bracket it (no extrapolation); seeds: how many of the 10 have "
+              "the target Acc@t1, only where the checkpoints bracket it (no extrapolation); seeds: how many of the "
+              f"{sweep.runs['seed'].nunique()} have "
               "both arms' curves there. Exploratory (unadjusted)."]
     return "\n".join(lines)
 

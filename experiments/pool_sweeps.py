@@ -9,7 +9,9 @@ is copied) and `pooled_from.json`: each source sweep, its runs, and the commits 
 existing OUT and two runs of one name (the same arm and seed in two sweeps: the pool would count a seed twice).
 The analysis checks the pool as it checks any sweep (`results.load_sweep`: one testbed's config and test problems,
 metrics recomputed from the generations). `--scaling-arms none`: the inference-scaling samples are cached in the run
-directories, which belong to their own sweeps.
+directories, which belong to their own sweeps. One testbed per pool (`make sweep`'s arithmetic directory and its
+`-answer_first` twin are pooled separately); the `shared_base/` runs (update overlap across training seeds) are
+not pooled, so the pool's mechanism tables lack their "within" rows.
 """
 
 from __future__ import annotations

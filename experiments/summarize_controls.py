@@ -25,7 +25,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from selfcorrect.analysis.controls import control_table, controls_markdown  # noqa: E402
+from selfcorrect.analysis.controls import SCORE, control_table, controls_markdown  # noqa: E402
 from selfcorrect.analysis.figures import FigureSkipped, fig_control_dial, save  # noqa: E402
 from selfcorrect.analysis.results import load_sweep  # noqa: E402
 from selfcorrect.sweeps.sweep import CONTROL_TESTBEDS, DATA_SCALES, READ_PROBS  # noqa: E402
@@ -34,16 +34,24 @@ ARITHMETIC_REFERENCE = "arithmetic (make sweep)"  # the point the arithmetic ref
 
 
 def restricted(sweep, seeds, labels):
-    """The sweep's runs of these seeds and labels only (the reference beside the controls: the same seeds and arms)."""
-    runs = sweep.runs
-    return dataclasses.replace(sweep, runs=runs[runs["seed"].isin(seeds) & runs["label"].isin(labels)].reset_index(drop=True))
+    """The sweep with only the runs of these seeds and labels, in every frame (the reference beside the controls:
+    the same seeds and arms)."""
+    keep = sweep.runs["seed"].isin(seeds) & sweep.runs["label"].isin(labels)
+    names = set(sweep.runs.loc[keep, "run"])
+
+    def only(frame):
+        return frame[frame["run"].isin(names)].reset_index(drop=True) if "run" in frame else frame
+
+    return dataclasses.replace(sweep, runs=only(sweep.runs), generations=only(sweep.generations), errors=only(sweep.errors),
+                               history=only(sweep.history), run_objects={k: v for k, v in sweep.run_objects.items() if k in names})
 
 
 def draw_figures(table, out_dir: Path) -> list[str]:
     """The dials' figures; returns the names drawn (a dial none of whose points ran is skipped)."""
     offline = sorted(set(table.loc[table["point"].str.startswith("offline_data_"), "label"]))  # the arms those points ran
     dials = {
-        "controls_read_prob": dict(x_of={f"read_prob_{v}": float(v) for v in READ_PROBS}, xlabel="the base's read_prob (answer-first)",
+        "controls_read_prob": dict(x_of={f"read_prob_{v}": float(i) for i, v in enumerate(READ_PROBS)},
+                                   xticklabels={float(i): v for i, v in enumerate(READ_PROBS)}, xlabel="the base's read_prob (answer-first)",
                                    title="Answer-first: the base's latent reading skill dialled"),
         "controls_turn2_rules": dict(x_of={ARITHMETIC_REFERENCE: 0.0, "arithmetic_same_turn2": 1.0}, xlabel="the base's second attempt",
                                      title="Arithmetic: the base's turn-2 bug profile", xticklabels={0.0: "turn2_rules (testbed)", 1.0: "= turn1_rules"}),
@@ -94,8 +102,9 @@ def main() -> None:
     references = {name: loaded.get("arithmetic" if name.endswith("_arithmetic") else "answer_first")
                   for name in points if name.startswith("offline_data_")}
     if "arithmetic" in loaded:
-        seeds = sorted({int(s) for sw in points.values() for s in sw.runs["seed"]})
-        labels = sorted({lb for sw in points.values() for lb in sw.labels})
+        arithmetic = [sw for name, sw in points.items() if "arithmetic" in name]  # the reference's own testbed's points
+        seeds = sorted({int(s) for sw in arithmetic for s in sw.runs["seed"]})
+        labels = sorted({SCORE, *(lb for sw in arithmetic for lb in sw.labels)})  # SCoRe: what the 1× arms face
         points = {ARITHMETIC_REFERENCE: restricted(loaded["arithmetic"], seeds, labels), **points}
     table = control_table(points, references)
     text = "\n".join([

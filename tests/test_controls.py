@@ -71,7 +71,8 @@ def test_the_write_up_script_reads_every_point_that_ran_and_names_the_missing(tm
     mod.main()
     text = Path(f"{prefix}-controls.md").read_text()
     rows = [line for line in text.splitlines() if line.startswith("| arithmetic (make sweep) |")]
-    assert len(rows) == 3 and all("| 2 |" in r for r in rows)  # base, score, sft_self (not naive multi-turn RL), seeds 0-1 only
+    # the arms of the arithmetic points (sft_self) and SCoRe, which they face; seeds 0-1 only (not base, not seed 2)
+    assert len(rows) == 2 and all("| 2 |" in r for r in rows) and "(2; this point)" in rows[0]
     assert "No arithmetic reference given" not in text
     figures = Path(f"{prefix}-controls-figures")
     assert sorted(p.name for p in figures.glob("*.png")) == ["controls_offline_data_answer_first.png", "controls_offline_data_arithmetic.png"]

@@ -12,14 +12,19 @@ LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
 def slug(heading: str) -> str:
-    """GitHub's anchor of a heading: lower case, punctuation dropped (not hyphens), spaces to hyphens."""
-    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    """GitHub's anchor of a heading: lower case, punctuation dropped (not hyphens or underscores), spaces to hyphens."""
+    text = re.sub(r"[`*]", "", heading.strip().lower())
     return re.sub(r"[^\w\- ]", "", text, flags=re.UNICODE).replace(" ", "-")
 
 
 def anchors(page: Path) -> set[str]:
     text = re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
     return {slug(m) for m in re.findall(r"^#+\s+(.*)$", text, flags=re.M)}
+
+
+def test_the_slug_is_githubs():
+    assert slug("Δ at matched Acc@t1: the endpoint (issue 33, item 3)") == "δ-at-matched-acct1-the-endpoint-issue-33-item-3"
+    assert slug("`experiments/bench_flops.py`: per stage") == "experimentsbench_flopspy-per-stage"
 
 
 def test_readme_is_short():

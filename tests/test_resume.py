@@ -214,3 +214,16 @@ def test_a_killed_sweep_resumed_equals_an_uninterrupted_one(tmp_path, env):
     # the weights did move: the comparison above is not of untrained copies of the base
     base = Path(json.loads((a / "arm=score" / "run.json").read_text())["base_model"])
     assert (a / "arm=score" / "policy" / "model.safetensors").read_bytes() != (base / "model.safetensors").read_bytes()
+
+
+def test_run_settings_outside_the_results_never_block_a_resume(tmp_path):
+    """A run saved before a runtime key existed (first_seed came with the confirmatory replication) resumes; a
+    changed result-bearing value is named."""
+    from selfcorrect.runtime.resume import config_diff
+
+    now = {"seed": 3, "seeds": 10, "first_seed": 0, "budget": {"lr": 1e-4}}
+    saved = tmp_path / "config.yaml"
+    saved.write_text(OmegaConf.to_yaml({"seed": 3, "seeds": 3, "budget": {"lr": 1e-4}}))
+    assert config_diff(saved, now) == []
+    saved.write_text(OmegaConf.to_yaml({"seed": 3, "budget": {"lr": 3e-4}}))
+    assert config_diff(saved, now) == ["budget.lr: 0.0003 → 0.0001"]

@@ -151,6 +151,20 @@ def test_a_sweep_with_runs_of_other_code_is_refused_unless_allowed(tmp_path):
     sweep.start()
 
 
+def test_a_directory_with_complete_runs_of_another_plan_is_refused(tmp_path, capsys):
+    """Resuming a FIRST_SEED=10 directory without FIRST_SEED would plan seeds 0-9 into it and pool them with 10-19."""
+    run = tmp_path / "r" / "arm=score,seed=0"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text(json.dumps({"status": "complete"}))
+    with pytest.raises(SystemExit, match=r"1 complete runs this launch does not plan \(e.g. arm=score,seed=0\).*seeds 10-10"):
+        Sweep(tmp_path / "r", REAL_TESTBEDS, seeds=1, jobs=1, every=60, first_seed=10, allow_mixed=True).start()
+    (run / "run.json").write_text(json.dumps({"status": "failed"}))  # an unfinished run is not a result: it is cleared on its rerun
+    Sweep(tmp_path / "r", REAL_TESTBEDS, seeds=1, jobs=1, every=60, first_seed=10, allow_mixed=True).start()
+    launch = json.loads((tmp_path / "r" / "provenance.jsonl").read_text().splitlines()[-1])
+    assert (launch["first_seed"], launch["seeds"]) == (10, 1)
+    assert "make sweep-real REAL_DIR=" in capsys.readouterr().out  # FIRST_SEED is a `make sweep` setting only
+
+
 def test_code_is_named_by_commit_and_dirty_flag():
     from selfcorrect.sweeps.sweep import code_key
 

@@ -393,7 +393,7 @@ def data_source_markdown(table: pd.DataFrame) -> str:
 def overlap_frame(sweep_dir) -> pd.DataFrame:
     """The overlap rows of `analysis.sparsity` for the matched pair: "between" (SCoRe vs Pair-SFT D+
     on each seed's base) and "within" (pairs of one arm's runs on the one shared base, the
-    `shared_base/` runs with seed 0's own), with a `kind` column."""
+    `shared_base/` runs with their base seed's own run), with a `kind` column."""
     from selfcorrect.analysis import sparsity
 
     shared = f"{SHARED_BASE_DIR}/"

@@ -305,9 +305,10 @@ def sign_flip_holm_power(effect: float, n: int, family: int, alpha: float = 0.05
 
 
 def tost_power(effect: float, margin: float, n: int, alpha: float = 0.05, n_sim: int = 20_000, seed: int = 0) -> float:
-    """The power of the equivalence verdict, by simulation: the probability that `tost_p` over `n` normal per-seed
-    differences with mean `effect` falls below α at `margin` (both in units of the differences' s.d.). At
-    |effect| = margin it is the test's size (≤ α); at effect 0 it is the chance that a true null reads "equivalent"."""
+    """TOST's power, by simulation: the probability that `tost_p` over `n` normal per-seed differences with mean
+    `effect` falls below α at `margin` (both in units of the differences' s.d.). At |effect| = margin it is the
+    test's size (≤ α); at effect 0, the chance that a true zero passes TOST (the equivalence verdict,
+    `verdicts.verdict`, also needs the Holm p ≥ α, so its power is at most this)."""
     from scipy.stats import t
 
     if n < 2 or not margin > 0:

@@ -37,7 +37,7 @@ from selfcorrect.runtime.checkpoint import latest
 from selfcorrect.runtime.records import plain, read_json
 
 # top-level config keys that say where and how fast a run goes (or which runs a sweep holds), not what it computes
-RUNTIME_KEYS = ("paths", "threads", "tracking", "seeds", "sweep_arms", "lr_grid", "tune_seeds")
+RUNTIME_KEYS = ("paths", "threads", "tracking", "seeds", "first_seed", "sweep_arms", "lr_grid", "tune_seeds")
 # kept when an incomplete run restarts: Hydra's files always; the resumable state only with checkpoints
 HYDRA_FILES = (".hydra",)
 RESUME_STATE = ("checkpoints", "history.jsonl", "wandb")

@@ -227,6 +227,16 @@ class Sweep:
             return [(e, "") for e in tb.tuning]
         return [(e, "") for e in tb.experiments] + ([(tb.shared_base, f"{SHARED_BASE_DIR}/")] if tb.shared_base else [])
 
+    def complete_outside_plan(self, tb: Testbed) -> list[str]:
+        """Complete runs in the testbed's directories (its own and each experiment's sub-directory) that the plan lacks."""
+        found = []
+        for sub in dict.fromkeys(sub for _, sub in self.experiments(tb)):
+            d = self.dir(tb) / sub
+            if d.is_dir():
+                found += [f"{sub}{r.name}" for r in sorted(d.iterdir())
+                          if r.is_dir() and _status(r).get("status") == "complete"]
+        return [name for name in found if name not in self.plans[tb.name]]
+
     def analysis(self, tb: Testbed) -> list[tuple[str, str, list[str]]]:
         """(label, output file, command) of the steps after a testbed's runs."""
         d = self.dir(tb)
@@ -301,6 +311,13 @@ class Sweep:
         commit than this checkout's (or from a dirty tree, or recorded none) is refused unless `allow_mixed`: one
         sweep, one code."""
         code = provenance()
+        for tb in self.testbeds:  # another plan's runs (e.g. seeds 0-9 in a FIRST_SEED=10 directory) are never mixed in
+            outside = self.complete_outside_plan(tb)
+            if outside:
+                raise SystemExit(
+                    f"{self.dir(tb)} holds {len(outside)} complete runs this launch does not plan (e.g. {', '.join(outside[:3])}): "
+                    f"it was made with other settings (seeds {self.first_seed}-{self.first_seed + self.seeds - 1} planned now; "
+                    "SEEDS / FIRST_SEED / overrides differ?). Resume it with the settings that made it, or use a new directory.")
         if not self.allow_mixed:
             for tb in self.testbeds:
                 made = commits_of(self.dir(tb), self.plans[tb.name])
@@ -317,7 +334,8 @@ class Sweep:
             self.already[tb.name] = set(Progress.read(self.dir(tb), self.plans[tb.name]).complete)
             # what each launch of this sweep ran on (each run's run.json has its own `code` too)
             with open(self.dir(tb) / "provenance.jsonl", "a") as f:
-                f.write(json.dumps({"launched": time.strftime("%Y-%m-%dT%H:%M:%S"), **code}) + "\n")
+                f.write(json.dumps({"launched": time.strftime("%Y-%m-%dT%H:%M:%S"), "first_seed": self.first_seed,
+                                    "seeds": self.seeds, **code}) + "\n")
         plan = ", ".join(f"{tb.name}: {len(self.plans[tb.name])} runs ({len(self.already[tb.name])} already complete) "
                          f"in {self.dir(tb)}" for tb in self.testbeds)
         what = (f"{self.seeds} seeds ({self.first_seed}-{self.first_seed + self.seeds - 1})" if self.mode == "sweep"
@@ -327,7 +345,7 @@ class Sweep:
         controls = all(tb in CONTROL_TESTBEDS for tb in self.testbeds)
         target, var = ("tune", "TUNE_DIR") if self.mode == "tune" else ("sweep-real", "REAL_DIR") if real \
             else ("controls", "CONTROLS_DIR") if controls else ("sweep", "SWEEP_DIR")
-        seeds = f" FIRST_SEED={self.first_seed}" if self.first_seed and self.mode == "sweep" and not real else ""
+        seeds = f" FIRST_SEED={self.first_seed}" if self.first_seed and target == "sweep" else ""
         self.report(f"[{self.mode}] if interrupted, resume with: make {target} {var}={self.base_dir}{seeds}")
 
     def run(self) -> int:
