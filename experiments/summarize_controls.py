@@ -27,16 +27,16 @@ matplotlib.use("Agg")
 
 from selfcorrect.analysis.controls import SCORE, control_table, controls_markdown  # noqa: E402
 from selfcorrect.analysis.figures import FigureSkipped, fig_control_dial, save  # noqa: E402
-from selfcorrect.analysis.results import load_sweep  # noqa: E402
+from selfcorrect.analysis.results import IncompleteRunError, load_sweep  # noqa: E402
 from selfcorrect.sweeps.sweep import CONTROL_TESTBEDS, DATA_SCALES, READ_PROBS  # noqa: E402
 
 ARITHMETIC_REFERENCE = "arithmetic (make sweep)"  # the point the arithmetic reference sweep's control runs make
 
 
-def restricted(sweep, seeds, labels):
-    """The sweep with only the runs of these seeds and labels, in every frame (the reference beside the controls:
-    the same seeds and arms)."""
-    keep = sweep.runs["seed"].isin(seeds) & sweep.runs["label"].isin(labels)
+def restricted(sweep, seeds, arms):
+    """The sweep with only the runs of these seeds and arms (their plain labels: not the teacher dial's), in every
+    frame (the reference beside the controls: the same seeds and arms)."""
+    keep = sweep.runs["seed"].isin(seeds) & sweep.runs["label"].isin(arms)
     names = set(sweep.runs.loc[keep, "run"])
 
     def only(frame):
@@ -48,7 +48,7 @@ def restricted(sweep, seeds, labels):
 
 def draw_figures(table, out_dir: Path) -> list[str]:
     """The dials' figures; returns the names drawn (a dial none of whose points ran is skipped)."""
-    offline = sorted(set(table.loc[table["point"].str.startswith("offline_data_"), "label"]))  # the arms those points ran
+    offline = sorted(set(table.loc[table["point"].str.startswith("offline_data_"), "arm"]))  # the arms those points ran
     dials = {
         "controls_read_prob": dict(x_of={f"read_prob_{v}": float(i) for i, v in enumerate(READ_PROBS)},
                                    xticklabels={float(i): v for i, v in enumerate(READ_PROBS)}, xlabel="the base's read_prob (answer-first)",
@@ -59,7 +59,7 @@ def draw_figures(table, out_dir: Path) -> list[str]:
             x_of={(ARITHMETIC_REFERENCE if tb == "arithmetic" else "read_prob_0.1"): 1.0,
                   **{f"offline_data_{k}x_{tb}": float(k) for k in DATA_SCALES}},
             xlabel="episodes of offline data (× the matched 3,072)", title=f"{tb}: the offline arms with more data, 96 steps",
-            labels=offline, log_x=True, xticklabels={1.0: "1×", **{float(k): f"{k}×" for k in DATA_SCALES}})
+            arms=offline, log_x=True, xticklabels={1.0: "1×", **{float(k): f"{k}×" for k in DATA_SCALES}})
            for tb in ("arithmetic", "answer_first")},
     }
     drawn = []
@@ -82,14 +82,24 @@ def main() -> None:
     ap.add_argument("--answer-first-reference", type=Path, default=None, help="default: <prefix>-read_prob_0.1")
     ap.add_argument("--out", type=Path, default=None, help="default: <prefix>-controls.md")
     ap.add_argument("--figures", type=Path, default=None, help="default: <prefix>-controls-figures/")
+    ap.add_argument("--allow-incomplete", action="store_true",
+                    help="while `make controls` runs: a point's complete runs only, its unfinished ones listed")
     args = ap.parse_args()
-    points, missing = {}, []
+    points, missing, unfinished = {}, [], []
     for tb in CONTROL_TESTBEDS:
         d = Path(f"{args.prefix}{tb.suffix}")
-        if d.is_dir():
-            points[tb.name] = load_sweep(d, warn=False)
-        else:
+        if not d.is_dir():
             missing.append(tb.name)
+            continue
+        try:
+            points[tb.name] = load_sweep(d, allow_incomplete=args.allow_incomplete, warn=False)
+        except IncompleteRunError:
+            if not args.allow_incomplete:
+                raise
+            missing.append(f"{tb.name} (no complete run yet)")
+            continue
+        if len(points[tb.name].incomplete):
+            unfinished.append(f"{tb.name} ({len(points[tb.name].incomplete)} runs)")
     if not points:
         raise SystemExit(f"no control point under {args.prefix}-*: run `make controls CONTROLS_DIR={args.prefix}`")
     refs = {"arithmetic": args.arithmetic_reference,
@@ -104,15 +114,16 @@ def main() -> None:
     if "arithmetic" in loaded:
         arithmetic = [sw for name, sw in points.items() if "arithmetic" in name]  # the reference's own testbed's points
         seeds = sorted({int(s) for sw in arithmetic for s in sw.runs["seed"]})
-        labels = sorted({SCORE, *(lb for sw in arithmetic for lb in sw.labels)})  # SCoRe: what the 1× arms face
-        points = {ARITHMETIC_REFERENCE: restricted(loaded["arithmetic"], seeds, labels), **points}
+        arms = sorted({SCORE, *(a for sw in arithmetic for a in sw.runs["arm"])})  # SCoRe: what the 1× arms face
+        points = {ARITHMETIC_REFERENCE: restricted(loaded["arithmetic"], seeds, arms), **points}
     table = control_table(points, references)
     text = "\n".join([
         f"# Controls: what the testbeds build in ({args.prefix.name})", "",
         "Exploratory: per point and arm, mean over seeds with t intervals (n − 1 df), points of per cent; no family "
         "correction, no verdicts (`selfcorrect.analysis.controls`).",
         f"References for SCoRe at the offline-data points: {', '.join(f'{k}: {v}' for k, v in refs.items())}.",
-        *([f"Not run yet: {', '.join(missing)}."] if missing else []), *notes, "",
+        *([f"Not run yet: {', '.join(missing)}."] if missing else []),
+        *([f"**Incomplete: unfinished runs left out** at {', '.join(unfinished)}."] if unfinished else []), *notes, "",
         controls_markdown(table), "",
     ])
     out = args.out or Path(f"{args.prefix}-controls.md")

@@ -76,3 +76,14 @@ def test_the_write_up_script_reads_every_point_that_ran_and_names_the_missing(tm
     assert "No arithmetic reference given" not in text
     figures = Path(f"{prefix}-controls-figures")
     assert sorted(p.name for p in figures.glob("*.png")) == ["controls_offline_data_answer_first.png", "controls_offline_data_arithmetic.png"]
+
+
+def test_a_points_runs_named_by_its_override_still_face_score(sweeps):
+    """A control point's Hydra job names carry its override (`score[read_prob=0.0]`): SCoRe is found by arm."""
+    import dataclasses
+
+    with_score, _ = sweeps
+    named = dataclasses.replace(with_score, runs=with_score.runs.assign(label=with_score.runs["label"] + "[read_prob=0.0]"))
+    plain, renamed = control_table({"p": with_score}), control_table({"p": named})
+    assert list(renamed["arm"]) == list(plain["arm"]) and renamed["score_minus"].notna().sum() == 2
+    assert np.allclose(renamed["score_minus"].dropna(), plain["score_minus"].dropna())

@@ -36,20 +36,31 @@ def _per_seed(sweep, label: str, metric: str) -> pd.Series:
     return pd.Series(r[metric].to_numpy(dtype=float), index=r["seed"].to_numpy()).sort_index()
 
 
+def _score_label(sweep) -> str | None:
+    """The label of SCoRe's runs: a control point names its runs by its override (`score[read_prob=0.0]`), a
+    `make sweep` directory plainly (`score`); None without SCoRe runs."""
+    labels = sorted(set(sweep.runs.loc[sweep.runs["arm"] == SCORE, "label"]))
+    if len(labels) > 1:
+        raise ValueError(f"{sweep.path}: several labels of SCoRe's runs ({labels}); one per control point")
+    return labels[0] if labels else None
+
+
 def control_table(points: Mapping[str, object], references: Mapping[str, object] | None = None) -> pd.DataFrame:
     """One row per (point, arm): the seed-level estimates of `METRICS` and SCoRe − the arm in Δ. `points` maps a
     point's name to its loaded sweep (`results.load_sweep`); `references` maps a point's name to the sweep SCoRe
     is taken from when the point has no SCoRe runs (the offline-data points)."""
     rows = []
     for point, sweep in points.items():
-        ref = sweep if SCORE in sweep.labels else (references or {}).get(point)
+        ref = sweep if _score_label(sweep) else (references or {}).get(point)
+        score = _score_label(ref) if ref is not None else None
         for label in sweep.labels:
-            row = {"point": point, "label": label, "seeds": int((sweep.runs["label"] == label).sum())}
+            runs = sweep.runs[sweep.runs["label"] == label]
+            row = {"point": point, "label": label, "arm": runs["arm"].iloc[0], "seeds": len(runs)}
             for m in METRICS:
                 e = seed_interval(_per_seed(sweep, label, m).dropna().to_numpy())
                 row.update({m: e.mean, f"{m}_lo": e.lo, f"{m}_hi": e.hi})
-            if ref is not None and label != SCORE and SCORE in ref.labels:
-                a, b = _per_seed(ref, SCORE, "delta"), _per_seed(sweep, label, "delta")
+            if score is not None and row["arm"] != SCORE:
+                a, b = _per_seed(ref, score, "delta"), _per_seed(sweep, label, "delta")
                 common = sorted(set(a.dropna().index) & set(b.dropna().index))
                 if len(common) >= 1:
                     c = seed_paired(a[common].to_numpy(), b[common].to_numpy(), seeds=common)

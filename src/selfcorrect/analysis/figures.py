@@ -559,23 +559,24 @@ def draw_all(sweep: Sweep, out_dir: str | Path, table: pd.DataFrame | None = Non
     return saved, skipped
 
 
-def fig_control_dial(table: pd.DataFrame, x_of: dict[str, float], xlabel: str, title: str, labels=None,
+def fig_control_dial(table: pd.DataFrame, x_of: dict[str, float], xlabel: str, title: str, arms=None,
                      log_x: bool = False, xticklabels: dict[float, str] | None = None) -> plt.Figure:
     """A control's dial (`analysis.controls.control_table` rows; `x_of` maps a point to its dial value): per arm, Δ, the
-    fix rate and SCoRe − the arm in Δ against the dial, each at its seed mean with the seed-level t interval."""
-    rows = table[table["point"].isin(list(x_of)) & (table["label"].isin(labels) if labels is not None else True)]
+    fix rate and SCoRe − the arm in Δ against the dial (`arms`: only these), each at its seed mean with the seed-level
+    t interval; one line per arm, whatever its runs' label at each point."""
+    rows = table[table["point"].isin(list(x_of)) & (table["arm"].isin(arms) if arms is not None else True)]
     if rows.empty:
         raise FigureSkipped(f"no control point of {sorted(x_of)} in the table")
     panels = (("delta", "Δ(t1, t2) (points)"), ("fix_rate", "fix rate (%)"), ("score_minus", "SCoRe − arm in Δ (points)"))
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, (metric, ylabel) in zip(axes, panels):
-        for label in sorted(rows["label"].unique(), key=label_sort_key):
-            r = rows[rows["label"] == label].assign(x=lambda d: d["point"].map(x_of)).sort_values("x")
+        for arm in sorted(rows["arm"].unique(), key=label_sort_key):  # one line per arm across the points' labels
+            r = rows[rows["arm"] == arm].assign(x=lambda d: d["point"].map(x_of)).sort_values("x")
             if metric not in r or r[metric].isna().all():
                 continue
             r = r[r[metric].notna()]
             err = np.vstack([r[metric] - r[f"{metric}_lo"], r[f"{metric}_hi"] - r[metric]]).clip(min=0) * 100
-            ax.errorbar(r["x"], 100 * r[metric], yerr=np.nan_to_num(err), marker="o", capsize=3, label=display_name(label))
+            ax.errorbar(r["x"], 100 * r[metric], yerr=np.nan_to_num(err), marker="o", capsize=3, label=display_name(arm))
         ax.axhline(0, color="grey", lw=0.6)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
