@@ -10,7 +10,9 @@ takes SCoRe from the testbed's reference sweep, seed-paired (the same seeds shar
 answer-first the `read_prob_0.1` point (the testbed's own value), for arithmetic `--arithmetic-reference` (a
 `make sweep` arithmetic directory; without it those points' SCoRe − arm is left out, with a note). With the
 arithmetic reference, its runs of the control arms on the control seeds are a point of their own, `arithmetic
-(make sweep)`: the 1× of the offline data and the testbed beside `arithmetic_same_turn2`. Figures (PNG + PDF, in
+(make sweep)`: the 1× of the offline data and the testbed beside `arithmetic_same_turn2`. Likewise an answer-first
+`make sweep` directory given as `--answer-first-reference` while `read_prob_0.1` has not run: `answer_first (make
+sweep)`, the same configuration as that point (read_prob 0.1 is the testbed's value). Figures (PNG + PDF, in
 `--figures`, default `<prefix>-controls-figures/`): each dial (read_prob; turn-2 rules; offline data per testbed)
 with Δ, the fix rate and SCoRe − arm in Δ against it, seed-level t intervals.
 """
@@ -31,6 +33,9 @@ from selfcorrect.analysis.results import IncompleteRunError, load_sweep  # noqa:
 from selfcorrect.sweeps.sweep import CONTROL_TESTBEDS, DATA_SCALES, READ_PROBS  # noqa: E402
 
 ARITHMETIC_REFERENCE = "arithmetic (make sweep)"  # the point the arithmetic reference sweep's control runs make
+# the answer-first reference's runs as a point when it is a `make sweep` directory: the same configuration as the
+# read_prob_0.1 point (the testbed's own value), so it stands at 0.1 on the dial and at 1× of the offline data
+ANSWER_FIRST_REFERENCE = "answer_first (make sweep)"
 
 
 def restricted(sweep, seeds, arms):
@@ -49,14 +54,16 @@ def restricted(sweep, seeds, arms):
 def draw_figures(table, out_dir: Path) -> list[str]:
     """The dials' figures; returns the names drawn (a dial none of whose points ran is skipped)."""
     offline = sorted(set(table.loc[table["point"].str.startswith("offline_data_"), "arm"]))  # the arms those points ran
+    af_own = "read_prob_0.1" if (table["point"] == "read_prob_0.1").any() else ANSWER_FIRST_REFERENCE
+    references = (ARITHMETIC_REFERENCE, ANSWER_FIRST_REFERENCE, "read_prob_0.1")
     dials = {
-        "controls_read_prob": dict(x_of={f"read_prob_{v}": float(i) for i, v in enumerate(READ_PROBS)},
+        "controls_read_prob": dict(x_of={(af_own if v == "0.1" else f"read_prob_{v}"): float(i) for i, v in enumerate(READ_PROBS)},
                                    xticklabels={float(i): v for i, v in enumerate(READ_PROBS)}, xlabel="the base's read_prob (answer-first)",
                                    title="Answer-first: the base's latent reading skill dialled"),
         "controls_turn2_rules": dict(x_of={ARITHMETIC_REFERENCE: 0.0, "arithmetic_same_turn2": 1.0}, xlabel="the base's second attempt",
                                      title="Arithmetic: the base's turn-2 bug profile", xticklabels={0.0: "turn2_rules (testbed)", 1.0: "= turn1_rules"}),
         **{f"controls_offline_data_{tb}": dict(
-            x_of={(ARITHMETIC_REFERENCE if tb == "arithmetic" else "read_prob_0.1"): 1.0,
+            x_of={(ARITHMETIC_REFERENCE if tb == "arithmetic" else af_own): 1.0,
                   **{f"offline_data_{k}x_{tb}": float(k) for k in DATA_SCALES}},
             xlabel="episodes of offline data (× the matched 3,072)", title=f"{tb}: the offline arms with more data, 96 steps",
             arms=offline, log_x=True, xticklabels={1.0: "1×", **{float(k): f"{k}×" for k in DATA_SCALES}})
@@ -64,7 +71,7 @@ def draw_figures(table, out_dir: Path) -> list[str]:
     }
     drawn = []
     for name, kw in dials.items():
-        if not table["point"].isin([p for p in kw["x_of"] if p not in (ARITHMETIC_REFERENCE, "read_prob_0.1")]).any():
+        if not table["point"].isin([p for p in kw["x_of"] if p not in references]).any():
             continue
         try:
             save(fig_control_dial(table, **kw), out_dir, name)
@@ -111,11 +118,13 @@ def main() -> None:
     loaded = {k: load_sweep(v, warn=False) for k, v in refs.items() if v is not None and v.is_dir()}
     references = {name: loaded.get("arithmetic" if name.endswith("_arithmetic") else "answer_first")
                   for name in points if name.startswith("offline_data_")}
-    if "arithmetic" in loaded:
-        arithmetic = [sw for name, sw in points.items() if "arithmetic" in name]  # the reference's own testbed's points
-        seeds = sorted({int(s) for sw in arithmetic for s in sw.runs["seed"]})
-        arms = sorted({SCORE, *(a for sw in arithmetic for a in sw.runs["arm"])})  # SCoRe: what the 1× arms face
-        points = {ARITHMETIC_REFERENCE: restricted(loaded["arithmetic"], seeds, arms), **points}
+    for tb, name in (("arithmetic", ARITHMETIC_REFERENCE), ("answer_first", ANSWER_FIRST_REFERENCE)):
+        if tb not in loaded or loaded[tb] is points.get("read_prob_0.1") or (tb == "answer_first" and "read_prob_0.1" in points):
+            continue  # no reference, or the testbed's own point already is one
+        own = [sw for n, sw in points.items() if (tb == "arithmetic") == ("arithmetic" in n)]  # the testbed's points
+        seeds = sorted({int(s) for sw in own for s in sw.runs["seed"]})
+        arms = sorted({SCORE, *(a for sw in own for a in sw.runs["arm"])})  # SCoRe: what the 1× arms face
+        points = {name: restricted(loaded[tb], seeds, arms), **points}
     table = control_table(points, references)
     text = "\n".join([
         f"# Controls: what the testbeds build in ({args.prefix.name})", "",

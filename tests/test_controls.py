@@ -77,6 +77,14 @@ def test_the_write_up_script_reads_every_point_that_ran_and_names_the_missing(tm
     figures = Path(f"{prefix}-controls-figures")
     assert sorted(p.name for p in figures.glob("*.png")) == ["controls_offline_data_answer_first.png", "controls_offline_data_arithmetic.png"]
 
+    # an answer-first `make sweep` directory stands in for the read_prob_0.1 point (the same configuration)
+    shutil.move(f"{prefix}-read_prob_0.1", tmp_path / "af_sweep")
+    monkeypatch.setattr(sys, "argv", ["summarize_controls.py", str(prefix), "--answer-first-reference", str(tmp_path / "af_sweep")])
+    mod.main()
+    text = Path(f"{prefix}-controls.md").read_text()
+    assert [line.split(" | ")[1] for line in text.splitlines() if line.startswith("| answer_first (make sweep) |")] == ["SCoRe"]
+    assert "(2; reference)" in text and "| read_prob_0.1 |" not in text
+
 
 def test_a_points_runs_named_by_its_override_still_face_score(sweeps):
     """A control point's Hydra job names carry its override (`score[read_prob=0.0]`): SCoRe is found by arm."""
