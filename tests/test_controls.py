@@ -27,6 +27,7 @@ def test_each_arm_gets_its_estimates_and_score_minus_it_paired_by_seed(sweeps):
     d = lambda label: runs[runs["label"] == label].sort_values("seed")["delta"].to_numpy()  # noqa: E731
     want = seed_paired(d("score"), d("sft_self"))
     assert row["seeds"] == 3 and row["delta"] == pytest.approx(d("sft_self").mean())
+    assert row["acc_t1"] == pytest.approx(runs[runs["label"] == "sft_self"]["acc_t1"].mean())
     assert (row["score_minus"], row["score_minus_lo"]) == pytest.approx((want.diff, want.lo))
     assert row["score_from"] == "this point"
     assert np.isnan(t[(t["point"] == "dial") & (t["label"] == "score")].iloc[0].get("score_minus", np.nan))

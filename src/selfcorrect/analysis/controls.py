@@ -1,8 +1,9 @@
 """What the testbeds build in: the write-up of `make controls` (issue 33, item 2).
 
 Each control point is its own sweep directory (`<CONTROLS_DIR>-<point>`, `sweeps.sweep.CONTROL_TESTBEDS`). Per
-point and arm, over its seeds (t intervals, n − 1 df; exploratory: no family correction, no verdicts): Δ, the fix
-rate (wrong → right over the wrong first attempts) and the break rate (right → wrong over the right ones); and
+point and arm, over its seeds (t intervals, n − 1 df; exploratory: no family correction, no verdicts): Acc@t1 and
+Acc@t2 (means: how much room a correction had), Δ, the fix rate (wrong → right over the wrong first attempts) and
+the break rate (right → wrong over the right ones); and
 SCoRe − the arm in Δ, seed-paired on the seeds both have (seed s of two arms shares its base model, so SCoRe
 comes from the same point, or, for the offline-data points, which run only the offline arms, from the reference
 sweep of the same testbed: the 1× runs' directory). What each control separates:
@@ -26,7 +27,7 @@ import pandas as pd
 from selfcorrect.analysis.labels import display_name
 from selfcorrect.analysis.stats import seed_interval, seed_paired
 
-METRICS = ("delta", "fix_rate", "break_rate")
+METRICS = ("acc_t1", "acc_t2", "delta", "fix_rate", "break_rate")  # Acc@t1 beside Δ: how much room a correction had
 SCORE = "score"
 
 
@@ -82,11 +83,11 @@ def controls_markdown(table: pd.DataFrame) -> str:
         interval = "" if pd.isna(lo) else f" [{100 * lo:+.1f}, {100 * hi:+.1f}]"
         return f"{100 * r[name]:+.1f}{interval}"
 
-    lines = ["| point | arm | seeds | Δ | fix rate | break rate | SCoRe − arm in Δ (paired seeds; SCoRe from) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| point | arm | seeds | Acc@t1 | Acc@t2 | Δ | fix rate | break rate | SCoRe − arm in Δ (paired seeds; SCoRe from) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
         vs = "–" if "score_minus" not in r or pd.isna(r.get("score_minus", np.nan)) else (
             f"{cell(r, 'score_minus')} ({int(r['paired_seeds'])}; {r['score_from']})")
-        lines.append(f"| {r['point']} | {display_name(r['label'])} | {r['seeds']} | {cell(r, 'delta')} | "
+        lines.append(f"| {r['point']} | {display_name(r['label'])} | {r['seeds']} | {100 * r['acc_t1']:.1f} | {100 * r['acc_t2']:.1f} | {cell(r, 'delta')} | "
                      f"{cell(r, 'fix_rate')} | {cell(r, 'break_rate')} | {vs} |")
     return "\n".join(lines)
