@@ -570,13 +570,16 @@ def fig_control_dial(table: pd.DataFrame, x_of: dict[str, float], xlabel: str, t
     panels = (("delta", "Δ(t1, t2) (points)"), ("fix_rate", "fix rate (%)"), ("score_minus", "SCoRe − arm in Δ (points)"))
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, (metric, ylabel) in zip(axes, panels):
-        for arm in sorted(rows["arm"].unique(), key=label_sort_key):  # one line per arm across the points' labels
+        arms_here = sorted(rows["arm"].unique(), key=label_sort_key)
+        for j, arm in enumerate(arms_here):  # one line per arm across the points' labels, nudged apart to keep bars legible
+            nudge = 0.06 * (j - (len(arms_here) - 1) / 2)
             r = rows[rows["arm"] == arm].assign(x=lambda d: d["point"].map(x_of)).sort_values("x")
+            r = r.assign(x=r["x"] * 2 ** nudge if log_x else r["x"] + nudge)
             if metric not in r or r[metric].isna().all():
                 continue
             r = r[r[metric].notna()]
             err = np.vstack([r[metric] - r[f"{metric}_lo"], r[f"{metric}_hi"] - r[metric]]).clip(min=0) * 100
-            ax.errorbar(r["x"], 100 * r[metric], yerr=np.nan_to_num(err), marker="o", capsize=3, label=display_name(arm))
+            ax.errorbar(r["x"], 100 * r[metric], yerr=np.nan_to_num(err), marker="o", capsize=3, color=f"C{j}", label=display_name(arm))
         ax.axhline(0, color="grey", lw=0.6)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
