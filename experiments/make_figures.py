@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 import matplotlib
+import pandas as pd
 
 matplotlib.use("Agg")
 
@@ -133,17 +134,24 @@ def main(argv=None) -> int:
     paper.to_csv(out / "paper_checkpoints.csv", index=False)
     (out / "paper_checkpoints.md").write_text(tables.table_markdown(paper, secondary=True) + "\n")
     missing = verdicts.missing_arms(sweep)
-    primary = verdicts.primary_table(sweep, testbed, partial=True)
-    primary_paper = (verdicts.primary_table(sweep, testbed, metric_prefix="paper_checkpoint/", partial=True)
-                     if len(paper) else primary.iloc[:0])
+    n_seeds = sweep.runs["seed"].nunique()
+    if n_seeds >= 2:  # seeds are the unit of replication: a seed-level test needs two
+        primary = verdicts.primary_table(sweep, testbed, partial=True)
+        primary_paper = (verdicts.primary_table(sweep, testbed, metric_prefix="paper_checkpoint/", partial=True)
+                         if len(paper) else primary.iloc[:0])
+        primary_md = (
+            (f"**Not the pre-registered family**: no runs of {', '.join(missing)}; Holm over the {len(primary)} "
+             "comparisons present, so these verdicts are not the pre-registered ones.\n\n" if missing else "")
+            + verdicts.markdown(primary, display_name)
+            + ("\n\nThe same family on the paper's checkpoints (RL best training reward, SFT last step)\n\n"
+               + verdicts.markdown(primary_paper, display_name) if len(primary_paper) else ""))
+    else:
+        primary = pd.DataFrame()
+        primary_md = f"None: the seed-level tests need at least 2 seeds, this sweep has {n_seeds}."
     primary.to_csv(out / "primary.csv", index=False)
     (out / "primary.md").write_text(
         f"Pre-registered primary comparisons, {testbed} testbed (kept checkpoints: highest validation Acc@t2)\n\n"
-        + (f"**Not the pre-registered family**: no runs of {', '.join(missing)}; Holm over the {len(primary)} "
-           "comparisons present, so these verdicts are not the pre-registered ones.\n\n" if missing else "")
-        + verdicts.markdown(primary, display_name)
-        + ("\n\nThe same family on the paper's checkpoints (RL best training reward, SFT last step)\n\n"
-           + verdicts.markdown(primary_paper, display_name) if len(primary_paper) else "") + "\n")
+        + primary_md + "\n")
     (out / "ceiling_free.md").write_text(ceiling_free_markdown(sweep) + "\n")
     strata = diagnostics.probe_strata_table(sweep)
     strata.to_csv(out / "probe_strata.csv", index=False)
@@ -163,7 +171,7 @@ def main(argv=None) -> int:
     print("\n## Main table\n")
     print(tables.table_markdown(table))
     print("\n## Pre-registered primary comparisons\n")
-    print(verdicts.markdown(primary, display_name))
+    print(primary_md)
     print("\n## Files")
     for p in sorted(out.glob("*.md")) + sorted(out.glob("*.csv")):
         print(f"  {p}")

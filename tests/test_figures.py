@@ -111,3 +111,18 @@ def test_make_figures_cli_draws_every_figure_and_prints_the_table(fixture_sweep,
     for name in figures.FIGURES:  # the fixture has every arm each figure needs
         for ext in ("png", "pdf"):
             assert (tmp_path / f"{name}.{ext}").stat().st_size > 5000
+
+
+def test_a_one_seed_sweep_gets_its_tables_and_no_seed_level_test(tmp_path, capsys):
+    """`make sweep SEEDS=1`: the primary comparisons need two seeds, so the figures step says none and completes."""
+    import importlib.util
+
+    from fixture_sweep import make_sweep
+
+    spec = importlib.util.spec_from_file_location("make_figures", Path(__file__).resolve().parents[1] / "experiments" / "make_figures.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    sweep = make_sweep(tmp_path / "one", runs=[("base", 0), ("score", 0)])
+    assert mod.main(["--sweep", str(sweep), "--out", str(tmp_path / "fig"), "--scaling-arms", "none", "--n-boot", "200"]) == 0
+    assert "None: the seed-level tests need at least 2 seeds, this sweep has 1." in (tmp_path / "fig" / "primary.md").read_text()
+    assert (tmp_path / "fig" / "main_table.md").exists()
