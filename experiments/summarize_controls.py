@@ -119,8 +119,8 @@ def main() -> None:
     references = {name: loaded.get("arithmetic" if name.endswith("_arithmetic") else "answer_first")
                   for name in points if name.startswith("offline_data_")}
     for tb, name in (("arithmetic", ARITHMETIC_REFERENCE), ("answer_first", ANSWER_FIRST_REFERENCE)):
-        if tb not in loaded or loaded[tb] is points.get("read_prob_0.1") or (tb == "answer_first" and "read_prob_0.1" in points):
-            continue  # no reference, or the testbed's own point already is one
+        if tb not in loaded or (tb == "answer_first" and "read_prob_0.1" in points):
+            continue  # no reference, or the testbed's own point ran (read_prob 0.1 is answer-first's own value)
         own = [sw for n, sw in points.items() if (tb == "arithmetic") == ("arithmetic" in n)]  # the testbed's points
         seeds = sorted({int(s) for sw in own for s in sw.runs["seed"]})
         arms = sorted({SCORE, *(a for sw in own for a in sw.runs["arm"])})  # SCoRe: what the 1× arms face

@@ -568,13 +568,15 @@ def fig_control_dial(table: pd.DataFrame, x_of: dict[str, float], xlabel: str, t
     if rows.empty:
         raise FigureSkipped(f"no control point of {sorted(x_of)} in the table")
     panels = (("delta", "Δ(t1, t2) (points)"), ("fix_rate", "fix rate (%)"), ("score_minus", "SCoRe − arm in Δ (points)"))
+    arms_here = sorted(rows["arm"].unique(), key=label_sort_key)
+    lines = []  # one line per arm across the points' labels, nudged apart to keep bars legible; one colour per arm
+    for j, arm in enumerate(arms_here):
+        nudge = 0.06 * (j - (len(arms_here) - 1) / 2)
+        r = rows[rows["arm"] == arm].assign(x=lambda d: d["point"].map(x_of)).sort_values("x")
+        lines.append((j, arm, r.assign(x=r["x"] * 2 ** nudge if log_x else r["x"] + nudge)))
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
     for ax, (metric, ylabel) in zip(axes, panels):
-        arms_here = sorted(rows["arm"].unique(), key=label_sort_key)
-        for j, arm in enumerate(arms_here):  # one line per arm across the points' labels, nudged apart to keep bars legible
-            nudge = 0.06 * (j - (len(arms_here) - 1) / 2)
-            r = rows[rows["arm"] == arm].assign(x=lambda d: d["point"].map(x_of)).sort_values("x")
-            r = r.assign(x=r["x"] * 2 ** nudge if log_x else r["x"] + nudge)
+        for j, arm, r in lines:
             if metric not in r or r[metric].isna().all():
                 continue
             r = r[r[metric].notna()]
