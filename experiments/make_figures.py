@@ -32,6 +32,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sweep", type=Path, default=None, help="sweep directory (default: $SELFCORRECT_SWEEP, else the newest under outputs/sweeps/)")
     p.add_argument("--out", type=Path, default=None, help="output directory (default: <sweep>/figures)")
     p.add_argument("--allow-incomplete", action="store_true", help="analyse complete runs and list incomplete ones instead of failing")
+    p.add_argument("--preregistration", choices=sorted(verdicts.PREREGISTRATIONS), default=None,
+                   help="the pre-registration whose predictions and margins judge the primary family (default: the one "
+                        "whose seeds hold the sweep's; the pooled 20 seeds: confirmatory_replication)")
     p.add_argument("--n-boot", type=int, default=10_000, help="bootstrap replicates for intervals and p-values")
     p.add_argument("--scaling-arms", default="base,sft_self,score",
                    help="comma-separated arms whose runs get inference-scaling samples (generated once, cached); 'none' to only use caches")
@@ -136,11 +139,18 @@ def main(argv=None) -> int:
     missing = verdicts.missing_arms(sweep)
     n_seeds = sweep.runs["seed"].nunique()
     if n_seeds >= 2:  # seeds are the unit of replication: a seed-level test needs two
-        primary = verdicts.primary_table(sweep, testbed, partial=True)
-        primary_paper = (verdicts.primary_table(sweep, testbed, metric_prefix="paper_checkpoint/", partial=True)
+        prereg = (verdicts.PREREGISTRATIONS[args.preregistration] if args.preregistration
+                  else verdicts.for_seeds(sweep.runs["seed"]))
+        primary = verdicts.primary_table(sweep, testbed, partial=True, preregistration=prereg)
+        primary_paper = (verdicts.primary_table(sweep, testbed, metric_prefix="paper_checkpoint/", partial=True,
+                                                preregistration=prereg)
                          if len(paper) else primary.iloc[:0])
         primary_md = (
-            (f"**Not the pre-registered family**: no runs of {', '.join(missing)}; Holm over the {len(primary)} "
+            f"Predictions and margins: docs/preregistration/{prereg.file} (seeds {prereg.seeds.start}–"
+            f"{prereg.seeds.stop - 1}; this sweep's seeds {sweep.runs['seed'].min()}–{sweep.runs['seed'].max()}"
+            + (", outside them: an exploratory reading" if not set(sweep.runs["seed"]) <= set(prereg.seeds) else "")
+            + ")\n\n"
+            + (f"**Not the pre-registered family**: no runs of {', '.join(missing)}; Holm over the {len(primary)} "
              "comparisons present, so these verdicts are not the pre-registered ones.\n\n" if missing else "")
             + verdicts.markdown(primary, display_name)
             + ("\n\nThe same family on the paper's checkpoints (RL best training reward, SFT last step)\n\n"

@@ -4,6 +4,7 @@ readings (selfcorrect.analysis.diagnostics) on hand-made cases and on the fixtur
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,12 +33,27 @@ def test_no_difference_is_equivalence_only_with_a_margin_fixed_in_advance_and_a_
     assert verdicts.verdict(0.0007, 0.6, 0, tost=tost_p(close, 0.001), margin=0.001) == "no difference detected"
     assert verdicts.verdict(0.0007, 0.6, 0) == "no difference detected"  # no margin: never equivalence
     assert verdicts.verdict(0.05, 0.01, 0, tost=0.001, margin=0.1) == "does not hold (a difference)"
-    assert verdicts.EQUIVALENCE_MARGINS == {}  # the 10-seed sweep's pre-registration fixed no margin
+    assert verdicts.TEN_SEED_SWEEP.margins == {}  # the 10-seed sweep's pre-registration fixed no margin
 
 
 def test_every_primary_comparison_has_a_prediction_on_both_testbeds():
-    for testbed in ("arithmetic", "answer_first"):
-        assert set(verdicts.PREDICTIONS[testbed]) == {b for _, b, _ in verdicts.PRIMARY}
+    for prereg in verdicts.PREREGISTRATIONS.values():
+        for testbed in ("arithmetic", "answer_first"):
+            assert set(prereg.predictions[testbed]) == {b for _, b, _ in verdicts.PRIMARY}
+
+
+def test_a_sweep_is_judged_by_the_preregistration_of_its_seeds_and_a_bad_one_is_refused():
+    assert verdicts.for_seeds(range(10, 20)) is verdicts.CONFIRMATORY
+    assert verdicts.for_seeds([12, 13]) is verdicts.CONFIRMATORY
+    assert verdicts.for_seeds(range(0, 10)) is verdicts.TEN_SEED_SWEEP
+    assert verdicts.for_seeds(range(0, 20)) is verdicts.TEN_SEED_SWEEP  # the pooled seeds: a caller names one
+    docs = Path(__file__).resolve().parents[1] / "docs" / "preregistration"
+    assert all((docs / p.file).exists() for p in verdicts.PREREGISTRATIONS.values())
+    preds = dict(verdicts.CONFIRMATORY.predictions["arithmetic"])
+    with pytest.raises(ValueError, match="must give each primary arm"):
+        verdicts.Preregistration("x", "x.md", range(1), {"arithmetic": {**preds, "base": 2}}, {})
+    with pytest.raises(ValueError, match="a margin is a fraction"):
+        verdicts.Preregistration("x", "x.md", range(1), {}, {"arithmetic": 2.0})
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +79,13 @@ def test_the_primary_table_is_seed_level_and_holm_adjusted(sweep):
     # 2 seeds: the sign-flip floor is 0.5, so the rule can never reject at Holm's first step
     assert (t["sign_flip_floor"] == 0.5).all() and (t["rule_power_first"].dropna() == 0).all()
     assert "Sign-flip floor: with 2 seeds no p can be below 2/2^2 = 0.5000" in verdicts.markdown(t, str)
+    assert "TOST" not in verdicts.markdown(t, str)  # the 10-seed sweep's pre-registration fixed no margin
+    # the confirmatory pre-registration's predictions and margin: TOST for its "no difference" predictions only
+    c = verdicts.primary_table(sweep, "arithmetic", partial=True, preregistration=verdicts.CONFIRMATORY)
+    zero = c["prediction"] == 0
+    assert zero.any() and c.loc[zero, "tost_p"].notna().all() and c.loc[~zero, "tost_p"].isna().all()
+    assert c.set_index("b")["prediction"].to_dict() == {b: verdicts.CONFIRMATORY.predictions["arithmetic"][b] for b in c["b"]}
+    assert "TOST p at the margin" in verdicts.markdown(c, str)
 
 
 def test_interpolation_along_checkpoints_stays_inside_their_range():

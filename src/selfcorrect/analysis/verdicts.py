@@ -15,14 +15,19 @@ is exploratory: reported with its seed-level interval and unadjusted p, never a 
   equality: the interval says how large a difference remains possible);
 - "equivalent within ±m": a prediction of no difference whose two one-sided t-tests (TOST, n − 1 df) reject a
   difference of at least the margin m at level 0.05 (and no difference detected): only where a margin was fixed
-  before the sweep (`EQUIVALENCE_MARGINS`, from a pre-registration; none is set for the 10-seed sweep, whose
-  pre-registration fixed none, so its verdicts stay "no difference detected").
+  before the sweep by its pre-registration (the 10-seed sweep's fixed none, so its verdicts stay "no difference
+  detected").
+
+**Which pre-registration judges a sweep** (`Preregistration`): the exploratory 10-seed sweep on seeds 0–9
+(`TEN_SEED_SWEEP`) and the confirmatory replication on seeds 10–19 (`CONFIRMATORY`, its own predictions and
+margins); `for_seeds` picks the one whose seeds a sweep's runs lie in, a caller may name one (the pooled 20 seeds).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -51,6 +56,45 @@ PREDICTIONS: dict[str, dict[str, int]] = {
 }
 
 
+@dataclass(frozen=True)
+class Preregistration:
+    """What a dated pre-registration fixed before the sweep it judges: the seeds, the predicted sign of SCoRe − B per
+    testbed and comparison, and the equivalence margin (Δ, as a fraction) of its "no difference" predictions."""
+    name: str
+    file: str  # under docs/preregistration/
+    seeds: range
+    predictions: dict[str, dict[str, int]]
+    margins: dict[str, float]
+
+    def __post_init__(self):
+        for testbed, preds in self.predictions.items():
+            if set(preds) != {b for _, b, _ in PRIMARY} or not set(preds.values()) <= {-1, 0, 1}:
+                raise ValueError(f"{self.name}: predictions for {testbed} must give each primary arm -1, 0 or +1: {preds}")
+        if any(not 0 < m < 1 for m in self.margins.values()):
+            raise ValueError(f"{self.name}: a margin is a fraction of Δ in (0, 1): {self.margins}")
+
+
+TEN_SEED_SWEEP = Preregistration("ten_seed_sweep", "2026-12-06_ten_seed_sweep.md", range(0, 10), PREDICTIONS, {})
+# the confirmatory replication (docs/preregistration/2026-12-08_confirmatory_replication.md): each prediction is the
+# sign of the exploratory sweep's mean where its unadjusted 95 % t interval excludes 0, else no difference; one
+# margin of ±2 points of Δ per testbed (the paper's Table 4 ablation effects, 2.2 and 1.8)
+CONFIRMATORY = Preregistration(
+    "confirmatory_replication", "2026-12-08_confirmatory_replication.md", range(10, 20),
+    {"arithmetic": {"base": +1, "rl_single_turn": +1, "rl_multi_turn_naive": -1, "sft_self": -1, "star_plus": 0,
+                    TEACHER: 0, "score_no_stage1": 0, "score_no_shaping": +1},
+     "answer_first": {"base": +1, "rl_single_turn": +1, "rl_multi_turn_naive": +1, "sft_self": +1, "star_plus": +1,
+                      TEACHER: +1, "score_no_stage1": 0, "score_no_shaping": 0}},
+    {"arithmetic": 0.02, "answer_first": 0.02})
+PREREGISTRATIONS: dict[str, Preregistration] = {p.name: p for p in (TEN_SEED_SWEEP, CONFIRMATORY)}
+
+
+def for_seeds(seeds: Iterable[int]) -> Preregistration:
+    """The pre-registration whose seeds hold all of `seeds` (the 10-seed sweep's when none does: its predictions
+    stay the exploratory reading of any other sweep)."""
+    seeds = {int(s) for s in seeds}
+    return next((p for p in (CONFIRMATORY,) if seeds and seeds <= set(p.seeds)), TEN_SEED_SWEEP)
+
+
 def per_seed(sweep, label: str, metric: str) -> pd.Series:
     """One value per seed (index: seed) of a run-level metric, e.g. `delta`, `fix_rate`,
     `paper_checkpoint/delta` (the secondary table's checkpoint)."""
@@ -70,11 +114,6 @@ def compare(sweep, a: str, b: str, metric: str, metric_b: str | None = None) -> 
     if len(seeds) < 2:
         raise ValueError(f"{a} vs {b} in {metric}: {len(seeds)} shared seeds with values; a seed-level test needs 2")
     return seed_paired(va.loc[seeds].to_numpy(), vb.loc[seeds].to_numpy(), seeds=seeds)
-
-
-# equivalence margins (Δ, as a fraction) of the "no difference" predictions, per testbed, fixed by a pre-registration
-# before the sweep they judge; empty: no TOST verdict (the 10-seed sweep's pre-registration fixed none)
-EQUIVALENCE_MARGINS: dict[str, float] = {}
 
 
 def verdict(diff: float, p_adjusted: float, prediction: int, alpha: float = ALPHA, tost: float | None = None,
@@ -98,19 +137,22 @@ def missing_arms(sweep, comparisons: Sequence[tuple[str, str, str]] = PRIMARY) -
 
 
 def primary_table(sweep, testbed: str, comparisons: Sequence[tuple[str, str, str]] = PRIMARY,
-                  metric_prefix: str = "", partial: bool = False) -> pd.DataFrame:
+                  metric_prefix: str = "", partial: bool = False,
+                  preregistration: Preregistration | None = None) -> pd.DataFrame:
     """The primary family of one testbed's sweep: per comparison the per-seed differences, their
     mean, t interval, exact sign-flip p, Holm-adjusted p, the prediction and the verdict, and the
     difference 10 (n) seeds detect with 80 % power at the comparison's seed-level s.d.
     `metric_prefix="paper_checkpoint/"` gives the same family on the paper's checkpoints.
     A missing arm is refused (it would shrink Holm's family and so change every verdict) unless
-    `partial`: then the table holds the comparisons present, and the caller must say which are missing."""
+    `partial`: then the table holds the comparisons present, and the caller must say which are missing.
+    Predictions and margins come from `preregistration` (default: `for_seeds` of the sweep's seeds)."""
     missing = missing_arms(sweep, comparisons)
     if missing and not partial:
         raise ValueError(f"the primary family needs arms {missing} that {getattr(sweep, 'path', 'the sweep')} has no run "
                          "of: a missing arm shrinks Holm's family (partial=True for a labelled partial table)")
     rows, ps = [], {}
-    predictions = PREDICTIONS.get(testbed, {})
+    prereg = preregistration or for_seeds(sweep.runs["seed"])
+    predictions = prereg.predictions.get(testbed, {})
     for a, b, metric in comparisons:
         if b in missing or a in missing:
             continue
@@ -137,7 +179,7 @@ def primary_table(sweep, testbed: str, comparisons: Sequence[tuple[str, str, str
         r["rule_power_first"], r["rule_power_last"] = sign_flip_holm_power(effect, r["n_seeds"], len(rows), n_sim=2000) if ok else (math.nan, math.nan)
         r["seeds_needed_rule"] = seeds_needed_rule(effect, len(rows)) if ok else None
         r["sign_flip_floor"] = sign_flip_floor(r["n_seeds"])
-        margin = EQUIVALENCE_MARGINS.get(testbed) if r["prediction"] == 0 else None
+        margin = prereg.margins.get(testbed) if r["prediction"] == 0 else None
         r["tost_p"] = tost_p(r["per_seed"], margin) if margin else math.nan
         r["verdict"] = (verdict(r["diff"], r["p_holm"], r["prediction"], tost=r["tost_p"], margin=margin)
                         if r["prediction"] is not None else "no prediction")
@@ -172,12 +214,16 @@ def markdown(table: pd.DataFrame, names) -> str:
         lo, hi = r.get("lo_holm", math.nan), r.get("hi_holm", math.nan)
         return "—" if not math.isfinite(lo) else f"[{100 * lo:+.1f}, {100 * hi:+.1f}] ({100 * (1 - r['holm_level']):.2f} %)"
 
-    lines = ["| SCoRe − B | Δ diff (pts) | 95% t interval (unadjusted) | t interval at its Holm level ⁴ | p (sign-flip) | p Holm | per seed | detectable at n (pts) ¹ | seeds for this diff ² | power of the rule (seeds for 80 %) ³ | predicted | verdict |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    # a TOST column only where a pre-registration fixed a margin (the 10-seed sweep's table is unchanged)
+    tost = "tost_p" in table and bool(np.isfinite(table["tost_p"].astype(float)).any())
+    lines = ["| SCoRe − B | Δ diff (pts) | 95% t interval (unadjusted) | t interval at its Holm level ⁴ | p (sign-flip) | p Holm | per seed | detectable at n (pts) ¹ | seeds for this diff ² | power of the rule (seeds for 80 %) ³ | predicted |"
+             + (" TOST p at the margin ⁵ |" if tost else "") + " verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if tost else "")]
     for _, r in table.iterrows():
         per = ", ".join(f"{100 * d:+.1f}" for d in r["per_seed"])
+        tost_cell = ((f" {r['tost_p']:.3f} |" if math.isfinite(r["tost_p"]) else " — |") if tost else "")
         lines.append(f"| {names(r['b'])} | {100 * r['diff']:+.1f} | [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}] | {at_level(r)} | {r['p_value']:.3f} | "
-                     f"{r['p_holm']:.3f} | {per} | {100 * r['detectable']:.1f} | {needed(r.get('seeds_needed'))} | {power(r)} | {sign.get(r['prediction'])} | **{r['verdict']}** |")
+                     f"{r['p_holm']:.3f} | {per} | {100 * r['detectable']:.1f} | {needed(r.get('seeds_needed'))} | {power(r)} | {sign.get(r['prediction'])} |{tost_cell} **{r['verdict']}** |")
     lines += ["", "¹ the difference (points) that a paired t-test over this many seeds detects with 80 % power at the "
               "comparison's own seed-level s.d. (5 %, two-sided, before the Holm adjustment).",
               "² the fewest seeds at which a true difference of the observed size is detected with 80 % power at that s.d. "
@@ -188,6 +234,9 @@ def markdown(table: pd.DataFrame, names) -> str:
               "⁴ the t interval at the level Holm's step-down procedure tests the comparison at (α/(m − step) by raw p, held at "
               "the first non-rejecting step's level): the interval to read beside the verdict (the verdict's test is the "
               "sign-flip one, so the two can disagree near the boundary)."]
+    if tost:
+        lines.append("⁵ the two one-sided t-tests (n − 1 df) of a difference of at least the pre-registered margin, for the "
+                     "predictions of no difference: \"equivalent\" where p < 0.05 and the Holm p ≥ 0.05.")
     if len(table):
         n, m = int(table["n_seeds"].max()), len(table)
         lines.append(f"Sign-flip floor: with {n} seeds no p can be below 2/2^{n} = {sign_flip_floor(n):.4f}, i.e. "
