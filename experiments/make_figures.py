@@ -99,6 +99,21 @@ def probe_strata_markdown(t) -> str:
     return "\n".join(lines)
 
 
+def primary_header(testbed: str, seeds: set[int], prereg: verdicts.Preregistration, commits: set[str]) -> tuple[str, str]:
+    """primary.md's title and the line naming the pre-registration that judges it: a sweep whose seeds lie outside
+    that pre-registration's (the pooled 20 seeds) is titled an exploratory reading, and runs of several commits are
+    named."""
+    outside = bool(seeds) and not seeds <= set(prereg.seeds)
+    title = (("Primary comparisons on seeds outside their pre-registration's (an exploratory reading)" if outside
+              else "Pre-registered primary comparisons")
+             + f", {testbed} testbed (kept checkpoints: highest validation Acc@t2)")
+    source = (f"Predictions and margins: docs/preregistration/{prereg.file} (seeds {prereg.seeds.start}–"
+              f"{prereg.seeds.stop - 1}" + (f"; this sweep's seeds {min(seeds)}–{max(seeds)}" if seeds else "")
+              + (", outside them: an exploratory reading" if outside else "")
+              + (f"; runs from {len(commits)} commits: {', '.join(sorted(commits))}" if len(commits) > 1 else "") + ")")
+    return title, source
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     sweep_dir = args.sweep or default_sweep()
@@ -141,27 +156,26 @@ def main(argv=None) -> int:
     if n_seeds >= 2:  # seeds are the unit of replication: a seed-level test needs two
         prereg = (verdicts.PREREGISTRATIONS[args.preregistration] if args.preregistration
                   else verdicts.for_seeds(sweep.runs["seed"]))
+        commits = {str((o.status.get("code") or {}).get("commit") or "unrecorded")[:7] for o in sweep.run_objects.values()}
         primary = verdicts.primary_table(sweep, testbed, partial=True, preregistration=prereg)
         primary_paper = (verdicts.primary_table(sweep, testbed, metric_prefix="paper_checkpoint/", partial=True,
                                                 preregistration=prereg)
                          if len(paper) else primary.iloc[:0])
+        title, source = primary_header(testbed, set(sweep.runs["seed"]), prereg, commits)
         primary_md = (
-            f"Predictions and margins: docs/preregistration/{prereg.file} (seeds {prereg.seeds.start}–"
-            f"{prereg.seeds.stop - 1}; this sweep's seeds {sweep.runs['seed'].min()}–{sweep.runs['seed'].max()}"
-            + (", outside them: an exploratory reading" if not set(sweep.runs["seed"]) <= set(prereg.seeds) else "")
-            + ")\n\n"
+            source + "\n\n"
             + (f"**Not the pre-registered family**: no runs of {', '.join(missing)}; Holm over the {len(primary)} "
              "comparisons present, so these verdicts are not the pre-registered ones.\n\n" if missing else "")
             + verdicts.markdown(primary, display_name)
-            + ("\n\nThe same family on the paper's checkpoints (RL best training reward, SFT last step)\n\n"
+            + ("\n\nThe same family on the paper's checkpoints (RL best training reward, SFT last step): a secondary "
+               "reading, its verdicts for reference only\n\n"
                + verdicts.markdown(primary_paper, display_name) if len(primary_paper) else ""))
     else:
         primary = pd.DataFrame()
+        title = primary_header(testbed, set(), verdicts.TEN_SEED_SWEEP, set())[0]
         primary_md = f"None: the seed-level tests need at least 2 seeds, this sweep has {n_seeds}."
     primary.to_csv(out / "primary.csv", index=False)
-    (out / "primary.md").write_text(
-        f"Pre-registered primary comparisons, {testbed} testbed (kept checkpoints: highest validation Acc@t2)\n\n"
-        + primary_md + "\n")
+    (out / "primary.md").write_text(title + "\n\n" + primary_md + "\n")
     (out / "ceiling_free.md").write_text(ceiling_free_markdown(sweep) + "\n")
     strata = diagnostics.probe_strata_table(sweep)
     strata.to_csv(out / "probe_strata.csv", index=False)

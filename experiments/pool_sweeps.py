@@ -2,7 +2,8 @@
 seeds together: e.g. a confirmatory replication on seeds 10-19 beside the exploratory seeds 0-9.
 
     python experiments/pool_sweeps.py OUT SWEEP [SWEEP ...]
-    python experiments/make_figures.py --sweep OUT --scaling-arms none     # the pooled tables and figures
+    python experiments/make_figures.py --sweep OUT --scaling-arms none \
+        [--preregistration confirmatory_replication]       # the pooled tables and figures (exploratory)
 
 OUT gets one symbolic link per run directory of each sweep (the records stay where their sweep made them; nothing
 is copied) and `pooled_from.json`: each source sweep, its runs, and the commits they were made from. It refuses an
@@ -61,7 +62,8 @@ def main(argv=None) -> int:
     made = pool(args.out, args.sweeps)
     for s in made["pooled_from"]:
         print(f"{s['sweep']}: {s['runs']} runs, from {', '.join(f'{k} ({n})' for k, n in s['commits'].items())}")
-    print(f"{args.out}: {made['runs']} runs linked; next: python experiments/make_figures.py --sweep {args.out} --scaling-arms none")
+    print(f"{args.out}: {made['runs']} runs linked; next: python experiments/make_figures.py --sweep {args.out} --scaling-arms none"
+          " [--preregistration confirmatory_replication: its predictions and margins]")
     return 0
 
 

@@ -126,3 +126,20 @@ def test_a_one_seed_sweep_gets_its_tables_and_no_seed_level_test(tmp_path, capsy
     assert mod.main(["--sweep", str(sweep), "--out", str(tmp_path / "fig"), "--scaling-arms", "none", "--n-boot", "200"]) == 0
     assert "None: the seed-level tests need at least 2 seeds, this sweep has 1." in (tmp_path / "fig" / "primary.md").read_text()
     assert (tmp_path / "fig" / "main_table.md").exists()
+
+
+def test_primary_md_names_its_preregistration_and_titles_the_pooled_seeds_exploratory():
+    import importlib.util
+
+    from selfcorrect.analysis import verdicts
+
+    spec = importlib.util.spec_from_file_location("make_figures", Path(__file__).resolve().parents[1] / "experiments" / "make_figures.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    title, source = mod.primary_header("arithmetic", set(range(10, 20)), verdicts.CONFIRMATORY, {"77151a5"})
+    assert title.startswith("Pre-registered primary comparisons, arithmetic testbed")
+    assert source == ("Predictions and margins: docs/preregistration/2026-12-08_confirmatory_replication.md "
+                      "(seeds 10–19; this sweep's seeds 10–19)")
+    title, source = mod.primary_header("arithmetic", set(range(20)), verdicts.CONFIRMATORY, {"66d7474", "77151a5"})
+    assert title.startswith("Primary comparisons on seeds outside their pre-registration's (an exploratory reading)")
+    assert source.endswith("this sweep's seeds 0–19, outside them: an exploratory reading; runs from 2 commits: 66d7474, 77151a5)")
