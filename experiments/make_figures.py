@@ -114,6 +114,17 @@ def primary_header(testbed: str, seeds: set[int], prereg: verdicts.Preregistrati
     return title, source
 
 
+def fewer_seeds_note(primary: pd.DataFrame, n_seeds: int) -> str:
+    """A line naming the comparisons tested on fewer seeds than the sweep holds (an arm lacks a complete run of some
+    seed: the comparison uses the seeds both arms have), or nothing."""
+    short = primary[primary["n_seeds"] < n_seeds] if len(primary) else primary
+    if not len(short):
+        return ""
+    return (f"**On fewer seeds than the sweep's {n_seeds}**: "
+            + "; ".join(f"{r['comparison']} ({r['n_seeds']})" for _, r in short.iterrows())
+            + ": an arm lacks complete runs of some seeds.\n\n")
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     sweep_dir = args.sweep or default_sweep()
@@ -166,6 +177,7 @@ def main(argv=None) -> int:
             source + "\n\n"
             + (f"**Not the pre-registered family**: no runs of {', '.join(missing)}; Holm over the {len(primary)} "
              "comparisons present, so these verdicts are not the pre-registered ones.\n\n" if missing else "")
+            + fewer_seeds_note(primary, n_seeds)
             + verdicts.markdown(primary, display_name)
             + ("\n\nThe same family on the paper's checkpoints (RL best training reward, SFT last step): a secondary "
                "reading, its verdicts for reference only\n\n"

@@ -8,6 +8,7 @@ import matplotlib.pyplot
 matplotlib.use("Agg")
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from fixture_sweep import make_sweep  # noqa: E402
@@ -143,3 +144,15 @@ def test_primary_md_names_its_preregistration_and_titles_the_pooled_seeds_explor
     title, source = mod.primary_header("arithmetic", set(range(20)), verdicts.CONFIRMATORY, {"66d7474", "77151a5"})
     assert title.startswith("Primary comparisons on seeds outside their pre-registration's (an exploratory reading)")
     assert source.endswith("this sweep's seeds 0–19, outside them: an exploratory reading; runs from 2 commits: 66d7474, 77151a5)")
+
+
+def test_primary_md_names_comparisons_tested_on_fewer_seeds_than_the_sweep_has():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_figures", Path(__file__).resolve().parents[1] / "experiments" / "make_figures.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    t = pd.DataFrame({"comparison": ["score − base", "score − sft_self"], "n_seeds": [10, 9]})
+    assert mod.fewer_seeds_note(t, 10) == ("**On fewer seeds than the sweep's 10**: score − sft_self (9): an arm lacks "
+                                           "complete runs of some seeds.\n\n")
+    assert mod.fewer_seeds_note(t, 9) == "" and mod.fewer_seeds_note(t.iloc[:0], 10) == ""
