@@ -56,7 +56,6 @@ def main(argv=None) -> int:
         raise SystemExit(f"--seeds must be >= 2 and every margin > 0, got {args.seeds}, {margins}")
     rows = power_rows(load_sweep(args.sweep, warn=False), args.testbed, args.seeds, margins,
                       verdicts.PREREGISTRATIONS[args.preregistration])
-    sign = {1: "SCoRe higher", -1: "SCoRe lower", 0: "no difference", None: "—"}
     head = " | ".join(f"TOST power at ±{m:g} (true 0) | rule power at {m:g}" for m in margins)
     print(f"{args.testbed}: {args.seeds} confirmatory seeds; s.d. from {args.sweep}\n")
     print(f"| SCoRe − B | predicted | per-seed s.d. (pts) | {head} | exploratory diff (pts) | rule power at it |")
@@ -65,7 +64,7 @@ def main(argv=None) -> int:
         cells = " | ".join(f"{100 * r[f'tost_{m:g}']:.0f} % | {100 * r[f'rule_{m:g}'][0]:.0f}-{100 * r[f'rule_{m:g}'][1]:.0f} %"
                            for m in margins)
         obs = r["rule_observed"]
-        print(f"| {display_name(r['b'])} | {sign[r['prediction']]} | {r['sd']:.1f} | {cells} | {r['diff']:+.1f} | "
+        print(f"| {display_name(r['b'])} | {verdicts.PREDICTED[r['prediction']]} | {r['sd']:.1f} | {cells} | {r['diff']:+.1f} | "
               f"{100 * obs[0]:.0f}-{100 * obs[1]:.0f} % |")
     return 0
 

@@ -25,9 +25,6 @@ import pandas as pd
 from selfcorrect.analysis import verdicts
 from selfcorrect.analysis.labels import display_name
 
-SIGN = {1: "higher", -1: "lower", 0: "no difference"}
-
-
 def replicates(verdict: str) -> bool:
     """The pre-registration's rule: a prediction replicates where its verdict is "holds" or "equivalent within ±m"."""
     return verdict == "holds" or verdict.startswith("equivalent")
@@ -87,7 +84,7 @@ def report(testbed: str, exploratory: pd.DataFrame, confirmatory: pd.DataFrame, 
         e, c = exploratory.loc[b], confirmatory.loc[b]
         tost = c.get("tost_p", math.nan)
         counts[outcome(c["verdict"])] = counts.get(outcome(c["verdict"]), 0) + 1
-        row = (f"| {display_name(b)} | {interval(e)} | {SIGN[prereg.predictions[testbed][b]]} | {interval(c)} | "
+        row = (f"| {display_name(b)} | {interval(e)} | {verdicts.PREDICTED[prereg.predictions[testbed][b]].removeprefix('SCoRe ')} | {interval(c)} | "
                f"{c['p_holm']:.3f} | {'—' if pd.isna(tost) else f'{tost:.3f}'} | {c['verdict']} | "
                f"{'yes' if replicates(c['verdict']) else 'no'} |")
         if pooled is not None:

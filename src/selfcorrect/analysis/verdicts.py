@@ -86,13 +86,14 @@ CONFIRMATORY = Preregistration(
                       TEACHER: +1, "score_no_stage1": 0, "score_no_shaping": 0}},
     {"arithmetic": 0.02, "answer_first": 0.02})
 PREREGISTRATIONS: dict[str, Preregistration] = {p.name: p for p in (TEN_SEED_SWEEP, CONFIRMATORY)}
+PREDICTED = {1: "SCoRe higher", -1: "SCoRe lower", 0: "no difference", None: "—"}  # a prediction in words
 
 
 def for_seeds(seeds: Iterable[int]) -> Preregistration:
     """The pre-registration whose seeds hold all of `seeds` (the 10-seed sweep's when none does: its predictions
     stay the exploratory reading of any other sweep)."""
     seeds = {int(s) for s in seeds}
-    return next((p for p in (CONFIRMATORY,) if seeds and seeds <= set(p.seeds)), TEN_SEED_SWEEP)
+    return next((p for p in PREREGISTRATIONS.values() if seeds and seeds <= set(p.seeds)), TEN_SEED_SWEEP)
 
 
 def per_seed(sweep, label: str, metric: str) -> pd.Series:
@@ -205,7 +206,6 @@ def markdown(table: pd.DataFrame, names) -> str:
     def needed(n) -> str:
         return "—" if n is None or (isinstance(n, float) and math.isnan(n)) else str(int(n))
 
-    sign = {1: "SCoRe higher", -1: "SCoRe lower", 0: "no difference", None: "—"}
     def power(r) -> str:
         first, last = r.get("rule_power_first", math.nan), r.get("rule_power_last", math.nan)
         return "—" if not math.isfinite(first) else f"{100 * first:.0f}-{100 * last:.0f} % ({needed(r.get('seeds_needed_rule'))})"
@@ -223,7 +223,7 @@ def markdown(table: pd.DataFrame, names) -> str:
         per = ", ".join(f"{100 * d:+.1f}" for d in r["per_seed"])
         tost_cell = ((f" {r['tost_p']:.3f} |" if math.isfinite(r["tost_p"]) else " — |") if tost else "")
         lines.append(f"| {names(r['b'])} | {100 * r['diff']:+.1f} | [{100 * r['lo']:+.1f}, {100 * r['hi']:+.1f}] | {at_level(r)} | {r['p_value']:.3f} | "
-                     f"{r['p_holm']:.3f} | {per} | {100 * r['detectable']:.1f} | {needed(r.get('seeds_needed'))} | {power(r)} | {sign.get(r['prediction'])} |{tost_cell} **{r['verdict']}** |")
+                     f"{r['p_holm']:.3f} | {per} | {100 * r['detectable']:.1f} | {needed(r.get('seeds_needed'))} | {power(r)} | {PREDICTED.get(r['prediction'])} |{tost_cell} **{r['verdict']}** |")
     lines += ["", "¹ the difference (points) that a paired t-test over this many seeds detects with 80 % power at the "
               "comparison's own seed-level s.d. (5 %, two-sided, before the Holm adjustment).",
               "² the fewest seeds at which a true difference of the observed size is detected with 80 % power at that s.d. "
